@@ -1,0 +1,138 @@
+//! The in-process bus: one `tokio::sync::broadcast` channel per live channel
+//! name, created on first subscribe and dropped with its last subscriber.
+//!
+//! Touches nothing outside the process; used on a single node.
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::broadcast;
+
+use super::{Bus, BusError, Channel, Frame, Subscription};
+
+/// How many frames a receiver may fall behind before it lags.
+const CAPACITY: usize = 1024;
+
+type Senders = DashMap<Channel, Weak<broadcast::Sender<Arc<Frame>>>>;
+
+/// In-process pub/sub.
+#[derive(Default, Clone)]
+pub struct MemoryBus {
+    channels: Arc<Senders>,
+}
+
+impl MemoryBus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many channels have live subscribers (for metrics and tests).
+    pub fn channel_count(&self) -> usize {
+        self.channels
+            .iter()
+            .filter(|e| e.value().strong_count() > 0)
+            .count()
+    }
+}
+
+/// Holds a channel's sender alive; the map entry goes when the last one drops.
+struct Guard {
+    _sender: Arc<broadcast::Sender<Arc<Frame>>>,
+    channel: Channel,
+    channels: Weak<Senders>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(map) = self.channels.upgrade() {
+            // The map holds only a Weak; remove it once no guard holds the sender
+            // (our own Arc is still alive here, hence `<= 1`).
+            map.remove_if(&self.channel, |_, weak| weak.strong_count() <= 1);
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        let sender = self.channels.get(channel).and_then(|w| w.upgrade());
+        if let Some(sender) = sender {
+            // No receivers is fine: nobody is listening.
+            let _ = sender.send(frame);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
+        let sender = {
+            let mut entry = self.channels.entry(channel.clone()).or_default();
+            match entry.upgrade() {
+                Some(sender) => sender,
+                None => {
+                    let sender = Arc::new(broadcast::channel(CAPACITY).0);
+                    *entry = Arc::downgrade(&sender);
+                    sender
+                }
+            }
+        };
+        let receiver = sender.subscribe();
+        let guard = Guard {
+            _sender: sender,
+            channel: channel.clone(),
+            channels: Arc::downgrade(&self.channels),
+        };
+        Ok(Subscription {
+            receiver,
+            guard: Box::new(guard),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Event, EventKind, now};
+
+    fn frame(seq: u64) -> Arc<Frame> {
+        Frame::from_event(&Event {
+            seq: Some(seq),
+            chat_id: "chat_x".into(),
+            kind: EventKind::RunStarted,
+            created_at: now(),
+            data: serde_json::json!({}),
+        })
+    }
+
+    #[tokio::test]
+    async fn subscribers_receive_what_is_published_after_they_subscribe() {
+        let bus = MemoryBus::new();
+        let ch = Channel::Chat("chat_x".into());
+        bus.publish(&ch, frame(1)).await.unwrap();
+        let mut a = bus.subscribe(&ch).await.unwrap();
+        let mut b = bus.subscribe(&ch).await.unwrap();
+        bus.publish(&ch, frame(2)).await.unwrap();
+        assert_eq!(a.receiver.recv().await.unwrap().seq, Some(2));
+        let got = b.receiver.recv().await.unwrap();
+        assert_eq!(got.seq, Some(2));
+        assert_eq!(bus.channel_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_channel_goes_away_with_its_last_subscriber() {
+        let bus = MemoryBus::new();
+        let ch = Channel::Chat("chat_x".into());
+        let a = bus.subscribe(&ch).await.unwrap();
+        let b = bus.subscribe(&ch).await.unwrap();
+        drop(a);
+        assert_eq!(bus.channel_count(), 1);
+        drop(b);
+        assert_eq!(bus.channel_count(), 0);
+        assert!(bus.channels.is_empty());
+    }
+}

@@ -1,0 +1,113 @@
+//! Carries committed events from whoever appended them to every task that
+//! listens: the realtime hub's sessions, long-polls and SSE streams.
+//!
+//! The bus carries exactly what Redis pub/sub can carry: a channel name and the
+//! event's JSON bytes. It is never the record of truth: an event is appended to
+//! the store first and published after (see `crate::chats::Journal`), so a
+//! listener that misses one (a lagging receiver, a Redis outage) fills the hole
+//! from the store by seq. Each event is serialized once into a [`Frame`] and the
+//! same bytes reach every subscriber.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::model::{Event, EventKind};
+
+pub mod memory;
+
+/// A pub/sub channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Every event of one chat.
+    Chat(String),
+    /// Every `chat.status` event of one tenant (dashboards).
+    TenantStatus(String),
+}
+
+impl Channel {
+    /// The channel's name on the wire (`fg:{chat_…}`, `fg:tenant:…:status`);
+    /// the braces make a Redis Cluster hash tag, so a chat's channel and its keys
+    /// share one slot.
+    pub fn name(&self) -> String {
+        match self {
+            Channel::Chat(id) => format!("fg:{{{id}}}"),
+            Channel::TenantStatus(t) => format!("fg:tenant:{t}:status"),
+        }
+    }
+}
+
+/// One event, serialized once, shared by every subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The chat the event belongs to.
+    pub chat_id: String,
+    /// Its seq (`None` for ephemeral events).
+    pub seq: Option<u64>,
+    /// Its type.
+    pub kind: EventKind,
+    /// The envelope as JSON text: exactly the bytes a client receives.
+    pub json: Bytes,
+}
+
+impl Frame {
+    /// Serializes an event once.
+    pub fn from_event(event: &Event) -> Arc<Frame> {
+        let json = serde_json::to_vec(event).expect("an event always serializes");
+        Arc::new(Frame {
+            chat_id: event.chat_id.clone(),
+            seq: event.seq,
+            kind: event.kind,
+            json: Bytes::from(json),
+        })
+    }
+
+    /// Reads a frame back from its bytes (a Redis message); parsed once per node.
+    pub fn parse(json: Bytes) -> Result<Arc<Frame>, serde_json::Error> {
+        let event: Event = serde_json::from_slice(&json)?;
+        Ok(Arc::new(Frame {
+            chat_id: event.chat_id,
+            seq: event.seq,
+            kind: event.kind,
+            json,
+        }))
+    }
+}
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Redis could not be reached.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// Redis said no.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A live feed of one channel. Dropping it unsubscribes.
+///
+/// A receiver that falls too far behind sees `RecvError::Lagged`: its owner must
+/// then catch up from the store by seq (or tell its client to resubscribe).
+pub struct Subscription {
+    /// The frames, in publish order.
+    pub receiver: broadcast::Receiver<Arc<Frame>>,
+    /// Keeps the channel subscribed while held (refcount on the node's shared
+    /// subscriber connection).
+    pub guard: Box<dyn Send + Sync>,
+}
+
+/// Publish and subscribe by channel. Implemented in-process ([`memory::MemoryBus`])
+/// and on Redis pub/sub (one shared subscriber connection per node).
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Sends a frame to every current subscriber of the channel, on every node.
+    async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError>;
+    /// Starts listening to a channel; frames published after this returns are
+    /// received.
+    async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError>;
+    /// Whether the bus is connected (for `/readyz`).
+    async fn ping(&self) -> Result<(), BusError>;
+}

@@ -1,0 +1,102 @@
+//! Append-then-publish: every change to a chat is committed to the store first
+//! and its events are published on the bus after, so nobody is ever told of an
+//! event that could still be lost.
+//!
+//! Touches the store and the bus; knows nothing of HTTP or the engine.
+
+use std::sync::Arc;
+
+use crate::bus::{Bus, Channel, Frame};
+use crate::model::{ChatRecord, Event, EventKind};
+use crate::store::{ChatChange, Store, StoreError};
+
+/// How often a change is re-planned after losing a race before giving up.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Why [`Journal::update`] did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E> {
+    /// The chat does not exist.
+    #[error("the chat does not exist")]
+    NotFound,
+    /// The planner refused, given the chat as it is.
+    #[error(transparent)]
+    Refused(E),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The store and the bus, used together.
+#[derive(Clone)]
+pub struct Journal {
+    /// The durable records.
+    pub store: Arc<dyn Store>,
+    /// The live feed.
+    pub bus: Arc<dyn Bus>,
+}
+
+impl Journal {
+    /// Commits a change, then publishes its events.
+    pub async fn commit(&self, change: ChatChange) -> Result<(), StoreError> {
+        let events = change.events.clone();
+        let tenant = change.record.tenant.clone();
+        self.store.commit(change).await?;
+        for event in &events {
+            self.publish(&tenant, event).await;
+        }
+        Ok(())
+    }
+
+    /// Reads the chat, plans a change with `plan`, and commits it if nobody
+    /// changed the chat in between; re-reads and re-plans when somebody did.
+    /// Returns the chat as committed.
+    pub async fn update<E>(
+        &self,
+        chat_id: &str,
+        mut plan: impl FnMut(&ChatRecord) -> Result<ChatChange, E>,
+    ) -> Result<ChatRecord, UpdateError<E>> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self
+                .store
+                .get_chat(chat_id)
+                .await?
+                .ok_or(UpdateError::NotFound)?;
+            let change = plan(&current).map_err(UpdateError::Refused)?;
+            let record = change.record.clone();
+            match self.commit(change).await {
+                Ok(()) => return Ok(record),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::ChatNotFound) => return Err(UpdateError::NotFound),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UpdateError::Store(StoreError::Unavailable(
+            "the chat is changing too fast; retry".into(),
+        )))
+    }
+
+    /// Publishes an event (durable after its commit, or ephemeral) to the chat's
+    /// channel, and a `chat.status` also to its tenant's status feed. A bus
+    /// failure is logged, not returned: the event is stored and listeners catch
+    /// up by seq.
+    pub async fn publish(&self, tenant: &str, event: &Event) {
+        let frame = Frame::from_event(event);
+        if let Err(e) = self
+            .bus
+            .publish(&Channel::Chat(event.chat_id.clone()), frame.clone())
+            .await
+        {
+            tracing::warn!(chat_id = %event.chat_id, error = %e, "publish failed; listeners will catch up from the store");
+        }
+        if event.kind == EventKind::ChatStatus {
+            if let Err(e) = self
+                .bus
+                .publish(&Channel::TenantStatus(tenant.to_owned()), frame)
+                .await
+            {
+                tracing::warn!(tenant, error = %e, "status publish failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Model providers: what an assistant answers with. `scripted` (deterministic,
+//! offline) and `openai` (any OpenAI-compatible Chat Completions server).
+//!
+//! A provider streams its reply as deltas into a channel and returns the whole
+//! text; it never sees a secret other than the key it was built with.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One turn of the conversation as a model sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// `system`, `user` or `assistant`, from the speaking agent's point of view.
+    pub role: TurnRole,
+    /// The author's name (agent name or `user`), when known.
+    pub name: Option<String>,
+    /// The text.
+    pub content: String,
+}
+
+/// Chat Completions roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnRole {
+    /// Instructions.
+    System,
+    /// Somebody else spoke.
+    User,
+    /// The speaking agent itself spoke.
+    Assistant,
+}
+
+/// A request for one reply.
+#[derive(Debug, Clone)]
+pub struct CompletionRequest {
+    /// The agent that speaks.
+    pub agent: String,
+    /// How many messages that agent has written in this chat before (the
+    /// scripted provider picks its reply by it, so replies survive restarts).
+    pub turn: u64,
+    /// The conversation, system message first.
+    pub messages: Vec<Turn>,
+}
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The whole text.
+    pub content: String,
+    /// Kept in the message's metadata: provider, model, usage, `scripted: true`.
+    pub metadata: Value,
+}
+
+/// Why a model call failed. Messages name the model and never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The server answered with an error status.
+    #[error("model `{model}` answered HTTP {status}: {message}")]
+    Http {
+        /// Model name.
+        model: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's own message.
+        message: String,
+    },
+    /// The server could not be reached or the connection broke.
+    #[error("model `{model}` unreachable: {message}")]
+    Connect {
+        /// Model name.
+        model: String,
+        /// What happened.
+        message: String,
+    },
+    /// The call took too long.
+    #[error("model `{model}` timed out after {secs} s")]
+    Timeout {
+        /// Model name.
+        model: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The answer could not be understood.
+    #[error("model `{model}` sent a malformed answer: {message}")]
+    Malformed {
+        /// Model name.
+        model: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The run was cancelled while waiting.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A model.
+#[async_trait]
+pub trait ModelProvider: Send + Sync {
+    /// Produces one reply, sending text chunks to `deltas` as they come (a
+    /// closed receiver is not an error), and returning the assembled text.
+    /// Returns [`ProviderError::Cancelled`] promptly once `cancel` fires.
+    async fn complete(
+        &self,
+        request: CompletionRequest,
+        deltas: mpsc::Sender<String>,
+        cancel: CancellationToken,
+    ) -> Result<Completion, ProviderError>;
+}

@@ -1,0 +1,272 @@
+//! What a chat runs: the native flow definition (see `docs/flows.md`), its
+//! validation, its termination rules and the FlowGen graph import.
+//!
+//! Pure data and pure functions: nothing here does I/O or runs user text.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+pub mod termination;
+
+pub use termination::Termination;
+
+/// A multi-agent conversation recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// Display name.
+    pub name: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Models the flow's agents refer to by name, on top of the gateway's
+    /// configured model registry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelSpec>,
+    /// The agents, in order (round robin follows this order).
+    pub agents: Vec<AgentSpec>,
+    /// How they converse.
+    pub chat: ChatSpec,
+}
+
+/// A model, as a flow or the config defines it. Never holds a secret: the API
+/// key is read from the environment variable `api_key_env` names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// An OpenAI-compatible Chat Completions server.
+    Openai {
+        /// e.g. `http://127.0.0.1:11434/v1`
+        base_url: String,
+        /// e.g. `llama3.2`
+        model: String,
+        /// The environment variable holding the API key, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_key_env: Option<String>,
+        /// Sampling temperature.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        temperature: Option<f32>,
+        /// Completion token cap.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+        /// Total timeout for one call, in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u64>,
+    },
+    /// Deterministic replies for offline use and tests.
+    Scripted {
+        /// Replies, cycled per agent; empty with `echo` to repeat the last message.
+        #[serde(default)]
+        replies: Vec<String>,
+        /// Reply with the last message's content.
+        #[serde(default)]
+        echo: bool,
+    },
+}
+
+/// The role an agent plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Stands for the human; asks them according to `human_input_mode`.
+    UserProxy,
+    /// Answers with a model.
+    Assistant,
+}
+
+/// When a user proxy asks the human (AutoGen 0.2 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HumanInputMode {
+    /// Every turn.
+    Always,
+    /// Only on a termination message or when the auto-reply limit is hit.
+    Terminate,
+    /// Never.
+    #[default]
+    Never,
+}
+
+/// One agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// Unique within the flow.
+    pub name: String,
+    /// Its role.
+    pub kind: AgentKind,
+    /// The model it answers with (assistants; optional for a user proxy, whose
+    /// auto reply is otherwise `default_auto_reply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// System prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_message: Option<String>,
+    /// What it does, for `auto` speaker selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// For user proxies.
+    #[serde(default)]
+    pub human_input_mode: HumanInputMode,
+    /// How many replies in a row it makes without a human in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_consecutive_auto_reply: Option<u32>,
+    /// A user proxy's auto reply when it has no model (default: `""`, which
+    /// AutoGen sends as an empty message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_auto_reply: Option<String>,
+}
+
+/// Conversation shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    /// The user proxy and one assistant alternate.
+    TwoAgent,
+    /// A manager picks each next speaker.
+    Group,
+}
+
+/// How a group picks its next speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeakerSelection {
+    /// In agent order, after the last speaker.
+    #[default]
+    RoundRobin,
+    /// Any agent but the last speaker.
+    Random,
+    /// A human picks through an input request listing the choices.
+    Manual,
+    /// A model picks from names and descriptions.
+    Auto,
+}
+
+/// How the agents converse and when they stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSpec {
+    /// Two agents or a group.
+    pub kind: ChatKind,
+    /// Groups only.
+    #[serde(default)]
+    pub speaker_selection: SpeakerSelection,
+    /// Groups only: messages per run, the opening one included (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_round: Option<u32>,
+    /// Which message ends the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination: Option<Termination>,
+    /// For `auto` selection: the model that picks (default: the first
+    /// assistant's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector_model: Option<String>,
+}
+
+/// One thing wrong with a flow, naming where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowIssue {
+    /// Where: `agents[2].model`, `chat.kind`, a FlowGen node id, …
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FlowIssue {
+    /// A new issue.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Flow {
+    /// The agent of that name.
+    pub fn agent(&self, name: &str) -> Option<&AgentSpec> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The first user proxy: the human's seat (answers input requests).
+    pub fn user_proxy(&self) -> Option<&AgentSpec> {
+        self.agents.iter().find(|a| a.kind == AgentKind::UserProxy)
+    }
+
+    /// Checks the flow is runnable. `known_models` are the gateway's configured
+    /// model names; a flow may also use its own `models`.
+    pub fn validate(&self, known_models: &HashSet<String>) -> Result<(), Vec<FlowIssue>> {
+        let mut issues = Vec::new();
+        if self.name.trim().is_empty() {
+            issues.push(FlowIssue::new("name", "must not be empty"));
+        }
+        let mut seen = HashSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            if agent.name.trim().is_empty() {
+                issues.push(FlowIssue::new(
+                    format!("agents[{i}].name"),
+                    "must not be empty",
+                ));
+            } else if !seen.insert(agent.name.as_str()) {
+                issues.push(FlowIssue::new(
+                    format!("agents[{i}].name"),
+                    format!("duplicate agent name `{}`", agent.name),
+                ));
+            }
+            match (&agent.model, agent.kind) {
+                (Some(m), _) if !self.models.contains_key(m) && !known_models.contains(m) => {
+                    issues.push(FlowIssue::new(
+                        format!("agents[{i}].model"),
+                        format!("unknown model `{m}`"),
+                    ));
+                }
+                (None, AgentKind::Assistant) => {
+                    issues.push(FlowIssue::new(
+                        format!("agents[{i}].model"),
+                        "an assistant needs a model",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let proxies = self
+            .agents
+            .iter()
+            .filter(|a| a.kind == AgentKind::UserProxy)
+            .count();
+        let assistants = self.agents.len() - proxies;
+        match self.chat.kind {
+            ChatKind::TwoAgent if proxies != 1 || assistants != 1 => issues.push(FlowIssue::new(
+                "chat.kind",
+                "a two_agent chat needs exactly one user_proxy and one assistant",
+            )),
+            ChatKind::Group if assistants == 0 || self.agents.len() < 2 => {
+                issues.push(FlowIssue::new(
+                    "chat.kind",
+                    "a group chat needs at least two agents, one of them an assistant",
+                ))
+            }
+            _ => {}
+        }
+        if self.chat.max_round == Some(0) {
+            issues.push(FlowIssue::new("chat.max_round", "must be at least 1"));
+        }
+        if let Some(m) = &self.chat.selector_model {
+            if !self.models.contains_key(m) && !known_models.contains(m) {
+                issues.push(FlowIssue::new(
+                    "chat.selector_model",
+                    format!("unknown model `{m}`"),
+                ));
+            }
+        }
+        if let Some(t) = &self.chat.termination {
+            t.validate("chat.termination", &mut issues);
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(issues)
+        }
+    }
+}

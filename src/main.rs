@@ -1,0 +1,4 @@
+//! The `flowgate` binary.
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,150 @@
+//! Durable records behind one small trait, so a backend is picked once in `main`:
+//! SQLite (`sqlite`, the embedded default, one file) or Redis (`redis`, shared by
+//! several nodes).
+//!
+//! The store knows nothing of the status machine. A change to a chat arrives as a
+//! [`ChatChange`], already planned by `crate::chats`, and is applied as one atomic
+//! compare-and-set on the chat's `last_seq`: either the new chat state, its
+//! events and its messages are all stored, or none are and the caller gets
+//! [`StoreError::Conflict`] and plans again from a fresh read. A returned `Ok`
+//! means committed durably.
+
+use async_trait::async_trait;
+
+use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page};
+
+pub mod sqlite;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The chat's `last_seq` was not the expected one (or, on insert, the id is
+    /// taken): plan again from a fresh read.
+    #[error("the chat changed since it was read")]
+    Conflict,
+    /// The chat of a change does not exist (any more).
+    #[error("the chat does not exist")]
+    ChatNotFound,
+    /// The backend cannot be reached now; the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Redis said no.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored record could not be read back.
+    #[error("stored record unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// The store's worker has stopped (shutdown).
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Closed)
+            || matches!(self, StoreError::Redis(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped())
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One atomic change to one chat.
+#[derive(Debug, Clone)]
+pub struct ChatChange {
+    /// The `last_seq` the chat must still have, or `None` to insert a new chat
+    /// (which must not exist yet).
+    pub expected_seq: Option<u64>,
+    /// The chat as it is after the change; its `chat.last_seq` is the seq of the
+    /// last event in `events` (or unchanged when there are none).
+    pub record: ChatRecord,
+    /// Durable events, seqs `expected_seq + 1 ..= record.chat.last_seq`, in order.
+    pub events: Vec<Event>,
+    /// Messages created by the change; each has its `message.created` event in
+    /// `events` with the same seq.
+    pub messages: Vec<Message>,
+}
+
+/// Filters and cursor for `GET /chats`. Chats list newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ChatQuery {
+    /// Only chats in this status.
+    pub status: Option<ChatStatus>,
+    /// Only chats of this flow.
+    pub from_flow: Option<String>,
+    /// Chats created before this chat id (the next page).
+    pub after: Option<String>,
+    /// Chats created after this chat id (the previous page).
+    pub before: Option<String>,
+    /// Page size, 1..=100.
+    pub limit: usize,
+}
+
+/// Cursor for message and event reads. Ascending by seq unless `descending`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeqQuery {
+    /// Only items with a seq greater than this.
+    pub after_seq: Option<u64>,
+    /// Only items with a seq smaller than this.
+    pub before_seq: Option<u64>,
+    /// At most this many items (the store may be asked for one more to learn
+    /// `has_more`).
+    pub limit: usize,
+    /// Newest first.
+    pub descending: bool,
+}
+
+/// The durable records Flowgate keeps. Implemented by [`sqlite::SqliteStore`] and
+/// the Redis store; both pass the same behaviour suite (`tests/store_suite`).
+///
+/// Reads are not tenant-scoped: `crate::chats` checks the tenant of every record
+/// it loads before anything leaves the process.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one change atomically (see [`ChatChange`]).
+    async fn commit(&self, change: ChatChange) -> StoreResult<()>;
+    /// Removes a chat with its messages and events; `false` if it was not there.
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool>;
+    /// One chat with its run, whatever its tenant.
+    async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>>;
+    /// A page of one tenant's chats, newest first.
+    async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>>;
+    /// Every chat, of any tenant, whose status is `running` (resumed at start).
+    async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>>;
+    /// A chat's messages by seq range.
+    async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>>;
+    /// A chat's durable events by seq range.
+    async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>>;
+
+    /// Inserts or replaces a flow (keyed by tenant and id).
+    async fn put_flow(&self, flow: &FlowRecord) -> StoreResult<()>;
+    /// One flow of one tenant.
+    async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>>;
+    /// A page of one tenant's flows, newest first, after the flow id `after`.
+    async fn list_flows(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<FlowRecord>>;
+    /// Removes a flow; `false` if it was not there.
+    async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool>;
+
+    /// Stores a new key with the SHA-256 hash of its secret (hex).
+    async fn insert_key(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()>;
+    /// The key whose secret hashes to `secret_hash`, if it exists.
+    async fn key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Every key of a tenant, oldest first.
+    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
+    /// Removes a key of a tenant; `false` if it was not there.
+    async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool>;
+    /// Records a use of a key.
+    async fn touch_key(&self, key_id: &str, at: crate::model::Timestamp) -> StoreResult<()>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+}
