@@ -123,7 +123,8 @@ impl OpenAiProvider {
             Err(_) => Err(Failure {
                 error: ProviderError::Timeout {
                     model: self.config.name.clone(),
-                    secs: self.config.timeout.as_millis().div_ceil(1000) as u64,
+                    secs: u64::try_from(self.config.timeout.as_millis().div_ceil(1000))
+                        .unwrap_or(u64::MAX),
                 },
                 retryable: false,
                 retry_after: None,
