@@ -138,26 +138,29 @@ async fn readers_see_whole_commits_while_writes_go_on() {
             record.chat.last_seq
         })
     };
-    let mut seen = 0;
-    while !writer.is_finished() {
-        let chat = bounded(store.get_chat(&id))
-            .await
-            .expect("reads")
-            .expect("there");
-        assert!(chat.chat.last_seq >= seen, "last_seq went back");
-        seen = chat.chat.last_seq;
-        let query = SeqQuery {
-            limit: 10_000,
-            ..SeqQuery::default()
-        };
-        let events = bounded(store.events(&id, &query)).await.expect("reads");
-        assert!(
-            events.len() as u64 >= seen,
-            "a chat was visible before its events"
-        );
-        let seqs: Vec<u64> = events.iter().filter_map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
-    }
+    let readers = async {
+        let mut seen = 0;
+        while !writer.is_finished() {
+            let chat = bounded(store.get_chat(&id))
+                .await
+                .expect("reads")
+                .expect("there");
+            assert!(chat.chat.last_seq >= seen, "last_seq went back");
+            seen = chat.chat.last_seq;
+            let query = SeqQuery {
+                limit: 10_000,
+                ..SeqQuery::default()
+            };
+            let events = bounded(store.events(&id, &query)).await.expect("reads");
+            assert!(
+                events.len() as u64 >= seen,
+                "a chat was visible before its events"
+            );
+            let seqs: Vec<u64> = events.iter().filter_map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+        }
+    };
+    bounded(readers).await;
     let last = bounded(writer).await.expect("the writer ran");
     assert_eq!(last, 1 + 40 * 5);
 }

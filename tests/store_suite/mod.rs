@@ -28,8 +28,10 @@ use flowgate::model::{
 };
 use flowgate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError};
 
-mod behaviours;
-pub use behaviours::*;
+mod chats;
+mod records;
+pub use chats::*;
+pub use records::*;
 
 /// One `#[tokio::test]` per behaviour, each on a fresh store from `$factory`.
 #[macro_export]

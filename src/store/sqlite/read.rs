@@ -4,6 +4,8 @@
 //! In WAL mode readers never wait for the writer; each query sees the last
 //! committed state.
 //!
+//! Touches only its own read-only connections.
+//!
 //! [`Store`]: crate::store::Store
 
 use std::path::Path;
