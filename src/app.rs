@@ -6,19 +6,19 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use axum::Router;
+use axum::extract::FromRef;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{jwt::JwtError, Authenticator, Jwt};
-use crate::bus::{memory::MemoryBus, Bus};
+use crate::auth::{Authenticator, Jwt, jwt::JwtError};
+use crate::bus::{Bus, memory::MemoryBus};
 use crate::chats::{ChatService, Journal};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::{Engine, EngineDeps};
-use crate::flow::demo::{demo_flow, DEMO_FLOW_ID};
+use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::metrics::Metrics;
-use crate::model::{now, FlowRecord};
+use crate::model::{FlowRecord, now};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
@@ -77,13 +77,19 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let (store, bus) = open_backends(&config).await?;
         let shutdown = CancellationToken::new();
-        let journal = Journal { store: store.clone(), bus: bus.clone() };
+        let journal = Journal {
+            store: store.clone(),
+            bus: bus.clone(),
+        };
         let engine = Engine::new(EngineDeps {
             journal: journal.clone(),
             models: config.models.clone(),
             shutdown: shutdown.child_token(),
         });
-        let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
+        let auth = Arc::new(Authenticator::new(
+            store.clone(),
+            Jwt::from_config(&config.jwt)?,
+        ));
         if let Some(secret) = &config.api_key {
             if crate::auth::seed_key(store.as_ref(), "default", secret).await? {
                 tracing::info!("seeded FLOWGATE_API_KEY for tenant `default`");
@@ -112,7 +118,11 @@ impl App {
 
     /// Resumes runs left `running`, serves until `signal` completes, then stops
     /// the runs and waits for them.
-    pub async fn serve(self, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         match self.state.engine.resume_all().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(runs = n, "resumed runs left running"),
@@ -144,10 +154,18 @@ async fn open_backends(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Bus>)
                 SqliteSync::Normal => Synchronous::Normal,
             };
             let path = config.data_dir.join("flowgate.db");
-            let store = SqliteStore::open(&path, SqliteOptions { synchronous, ..Default::default() })?;
+            let store = SqliteStore::open(
+                &path,
+                SqliteOptions {
+                    synchronous,
+                    ..Default::default()
+                },
+            )?;
             Ok((Arc::new(store), Arc::new(MemoryBus::new())))
         }
-        StoreKind::Redis => Err(StartError::Unsupported("store = \"redis\" is not available yet".into())),
+        StoreKind::Redis => Err(StartError::Unsupported(
+            "store = \"redis\" is not available yet".into(),
+        )),
     }
 }
 

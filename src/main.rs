@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use flowgate::app::{register_demo, App};
+use flowgate::app::{App, register_demo};
 use flowgate::config::{Config, Overrides};
 
 /// A WebSocket-first realtime gateway for FlowGen multi-agent chats.
@@ -119,7 +119,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn serve_forever(config: Config) -> Result<(), BoxError> {
     let listen = config.listen;
     let app = App::build(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "flowgate listening");
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("flowgate stopped");
@@ -153,19 +155,38 @@ async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
     let app = App::build(config).await?;
     let store = app.state.store.as_ref();
     match cmd {
-        KeysCommand::Create { tenant, name, environment } => {
-            let (key, secret) = flowgate::auth::create_key(store, &tenant, &name, environment).await?;
+        KeysCommand::Create {
+            tenant,
+            name,
+            environment,
+        } => {
+            let (key, secret) =
+                flowgate::auth::create_key(store, &tenant, &name, environment).await?;
             if demo {
                 register_demo(store, &tenant).await?;
             }
-            eprintln!("created {} for tenant `{}` (the secret is shown once):", key.id, key.tenant);
+            eprintln!(
+                "created {} for tenant `{}` (the secret is shown once):",
+                key.id, key.tenant
+            );
             println!("{secret}");
         }
         KeysCommand::List { tenant } => {
             for k in store.list_keys(&tenant).await? {
-                let used = k.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
+                let used = k
+                    .last_used_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into());
                 let env = k.environment.unwrap_or_else(|| "-".into());
-                println!("{}\t{}\t{}\t{}\tcreated {}\tlast used {}", k.id, k.prefix, k.name, env, k.created_at.to_rfc3339(), used);
+                println!(
+                    "{}\t{}\t{}\t{}\tcreated {}\tlast used {}",
+                    k.id,
+                    k.prefix,
+                    k.name,
+                    env,
+                    k.created_at.to_rfc3339(),
+                    used
+                );
             }
         }
         KeysCommand::Revoke { key_id, tenant } => {

@@ -31,15 +31,48 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: i64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as i64;
-        line("flowgate_http_requests_total", "counter", "HTTP requests answered.", get(&self.http_requests));
-        line("flowgate_chats_created_total", "counter", "Chats created.", get(&self.chats_created));
-        line("flowgate_messages_posted_total", "counter", "User messages accepted.", get(&self.messages_posted));
-        line("flowgate_ws_connections", "gauge", "Open WebSocket connections.", self.ws_connections.load(Ordering::Relaxed));
-        line("flowgate_ws_frames_sent_total", "counter", "Frames sent to WebSocket clients.", get(&self.ws_frames_sent));
-        line("flowgate_ws_slow_closes_total", "counter", "Clients closed with 4008.", get(&self.ws_slow_closes));
+        line(
+            "flowgate_http_requests_total",
+            "counter",
+            "HTTP requests answered.",
+            get(&self.http_requests),
+        );
+        line(
+            "flowgate_chats_created_total",
+            "counter",
+            "Chats created.",
+            get(&self.chats_created),
+        );
+        line(
+            "flowgate_messages_posted_total",
+            "counter",
+            "User messages accepted.",
+            get(&self.messages_posted),
+        );
+        line(
+            "flowgate_ws_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.ws_connections.load(Ordering::Relaxed),
+        );
+        line(
+            "flowgate_ws_frames_sent_total",
+            "counter",
+            "Frames sent to WebSocket clients.",
+            get(&self.ws_frames_sent),
+        );
+        line(
+            "flowgate_ws_slow_closes_total",
+            "counter",
+            "Clients closed with 4008.",
+            get(&self.ws_slow_closes),
+        );
         out
     }
 }

@@ -2,9 +2,9 @@
 //! `{"error": {"code", "message", "retryable", ...}}` (contract §6), and the
 //! mapping from each domain error to its status and code.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::auth::AuthError;
 use crate::chats::{ChatsError, Refusal};
@@ -28,7 +28,13 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Map::new(), retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+        }
     }
 
     /// Adds a field to the error object.
@@ -44,12 +50,20 @@ impl ApiError {
 
     /// 404 `chat_not_found`.
     pub fn chat_not_found(chat_id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "chat_not_found", format!("no chat {chat_id}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "chat_not_found",
+            format!("no chat {chat_id}"),
+        )
     }
 
     /// 404 for an unknown route.
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see /openapi.json",
+        )
     }
 
     /// Whether retrying the same request may succeed.
@@ -67,7 +81,9 @@ impl IntoResponse for ApiError {
         error.extend(self.details);
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -77,15 +93,27 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_retryable() {
             tracing::warn!(error = %e, "store unavailable");
-            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable; retry shortly");
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unavailable; retry shortly",
+            );
             err.retry_after = Some(1);
             return err;
         }
         if matches!(e, StoreError::Conflict) {
-            return ApiError::new(StatusCode::CONFLICT, "conflict", "the record changed concurrently; retry");
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the record changed concurrently; retry",
+            );
         }
         tracing::error!(error = %e, "store failure");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -106,7 +134,9 @@ impl From<Refusal> for ApiError {
         let conflict = |code| ApiError::new(StatusCode::CONFLICT, code, r.to_string());
         match &r {
             Refusal::ChatBusy => conflict("chat_busy"),
-            Refusal::InputRequired(pending) => conflict("input_required").with("pending_input", json!(pending)),
+            Refusal::InputRequired(pending) => {
+                conflict("input_required").with("pending_input", json!(pending))
+            }
             Refusal::NotWaitingForInput => conflict("not_waiting_for_input"),
             Refusal::InputRequestMismatch { pending, .. } => {
                 conflict("input_request_mismatch").with("pending_request_id", pending.clone())
@@ -124,10 +154,12 @@ impl From<ChatsError> for ApiError {
     fn from(e: ChatsError) -> Self {
         match e {
             ChatsError::ChatNotFound(id) => ApiError::chat_not_found(&id),
-            ChatsError::FlowNotFound(id) => {
-                ApiError::new(StatusCode::NOT_FOUND, "flow_not_found", format!("no flow {id}"))
-                    .with("param", "from_flow")
-            }
+            ChatsError::FlowNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "flow_not_found",
+                format!("no flow {id}"),
+            )
+            .with("param", "from_flow"),
             ChatsError::Refused(r) => r.into(),
             ChatsError::Store(s) => s.into(),
         }

@@ -4,8 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -36,9 +36,13 @@ pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
         return Ok(Value::Object(Default::default()));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}"))
-            .with("line", e.line())
-            .with("column", e.column())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+        .with("line", e.line())
+        .with("column", e.column())
     })
 }
 
@@ -47,7 +51,11 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = e.inner().to_string();
         let path = e.path().to_string();
-        let param = if path == "." { missing_field(&message).unwrap_or_default() } else { path };
+        let param = if path == "." {
+            missing_field(&message).unwrap_or_default()
+        } else {
+            path
+        };
         ApiError::invalid(&param, message)
     })
 }
@@ -68,7 +76,11 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body is too large",
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
             }
@@ -94,8 +106,16 @@ where
             Err(e) => {
                 let text = e.body_text();
                 let detail = text.trim_start_matches("Failed to deserialize query string: ");
-                let param = detail.split(':').next().unwrap_or_default().trim().to_owned();
-                Err(ApiError::invalid(&param, format!("bad query parameter: {detail}")))
+                let param = detail
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                Err(ApiError::invalid(
+                    &param,
+                    format!("bad query parameter: {detail}"),
+                ))
             }
         }
     }

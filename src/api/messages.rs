@@ -1,10 +1,10 @@
 //! A chat's conversation: `POST/GET /messages`, `/input`, `/cancel` (`/abort`)
 //! and the `GET /events` page.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 
 use super::chats::check_chat;
@@ -30,7 +30,9 @@ impl MessageBody {
     pub fn text(&self) -> Result<&str, ApiError> {
         match self.message.as_deref().or(self.content.as_deref()) {
             None => Err(ApiError::invalid("message", "message is required")),
-            Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
+            Some(t) if t.trim().is_empty() => {
+                Err(ApiError::invalid("message", "message must not be empty"))
+            }
             Some(t) => Ok(t),
         }
     }
@@ -45,7 +47,10 @@ pub async fn post(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let message = state.chats.post_message(&caller.tenant, &chat_id, body.text()?).await?;
+    let message = state
+        .chats
+        .post_message(&caller.tenant, &chat_id, body.text()?)
+        .await?;
     Metrics::inc(&state.metrics.messages_posted);
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
@@ -59,7 +64,10 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
     let query = params.query()?;
-    let (items, last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
+    let (items, last_seq) = state
+        .chats
+        .messages(&caller.tenant, &chat_id, &query)
+        .await?;
     Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq)))
 }
 
@@ -73,7 +81,11 @@ pub async fn input(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let text = if body.auto_reply { None } else { Some(body.text()?) };
+    let text = if body.auto_reply {
+        None
+    } else {
+        Some(body.text()?)
+    };
     let chat = state
         .chats
         .submit_input(&caller.tenant, &chat_id, body.request_id.as_deref(), text)
@@ -101,5 +113,7 @@ pub async fn events(
     check_chat(&caller, &chat_id)?;
     let query = params.query()?;
     let (items, last_seq) = state.chats.events(&caller.tenant, &chat_id, &query).await?;
-    Ok(Json(SeqPage::new(items, &query, last_seq, |e| e.seq.unwrap_or_default())))
+    Ok(Json(SeqPage::new(items, &query, last_seq, |e| {
+        e.seq.unwrap_or_default()
+    })))
 }

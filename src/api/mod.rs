@@ -4,9 +4,9 @@
 //!
 //! Touches only `AppState`; all rules live in the domain modules.
 
+use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -22,7 +22,7 @@ mod messages;
 mod page;
 
 pub use error::ApiError;
-pub use extract::{parse_json, JsonBody, QueryParams};
+pub use extract::{JsonBody, QueryParams, parse_json};
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;
 /// a test keeps the two in step.
@@ -58,13 +58,19 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/chats", get(chats::list).post(chats::create))
         .route("/chats/{chat_id}", get(chats::show).delete(chats::delete))
-        .route("/chats/{chat_id}/messages", get(messages::list).post(messages::post))
+        .route(
+            "/chats/{chat_id}/messages",
+            get(messages::list).post(messages::post),
+        )
         .route("/chats/{chat_id}/input", post(messages::input))
         .route("/chats/{chat_id}/cancel", post(messages::cancel))
         .route("/chats/{chat_id}/abort", post(messages::cancel))
         .route("/chats/{chat_id}/events", get(messages::events))
         .route("/flows", get(flows::list).post(flows::create))
-        .route("/flows/{flow_id}", get(flows::show).put(flows::replace).delete(flows::delete))
+        .route(
+            "/flows/{flow_id}",
+            get(flows::show).put(flows::replace).delete(flows::delete),
+        )
         .route("/api-keys", get(keys::list).post(keys::create))
         .route("/api-keys/{key_id}", axum::routing::delete(keys::delete))
         .route("/healthz", get(health::healthz))
@@ -81,7 +87,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", routes())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))

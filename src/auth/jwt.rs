@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
@@ -45,7 +45,10 @@ pub struct Claims {
 impl Claims {
     /// The tenant the token speaks for.
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref().or(self.sub.as_deref()).filter(|t| !t.is_empty())
+        self.tenant
+            .as_deref()
+            .or(self.sub.as_deref())
+            .filter(|t| !t.is_empty())
     }
 }
 
@@ -58,15 +61,21 @@ pub struct Jwt {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Jwt {
     /// Builds the verifier from config. Without a configured secret, a random
     /// per-process HS256 secret signs (and alone verifies) minted tokens.
     pub fn from_config(config: &JwtConfig) -> Result<Self, JwtError> {
-        let secret = config.secret.clone().unwrap_or_else(super::keys::mint_secret);
-        let mut validation = |alg| {
+        let secret = config
+            .secret
+            .clone()
+            .unwrap_or_else(super::keys::mint_secret);
+        let validation = |alg| {
             let mut v = Validation::new(alg);
             v.leeway = 5;
             v.set_required_spec_claims(&["exp"]);
@@ -102,7 +111,8 @@ impl Jwt {
             .iter()
             .find(|(_, v)| v.algorithms.contains(&alg))
             .ok_or_else(|| JwtError::Invalid(format!("algorithm {alg:?} is not accepted")))?;
-        let data = decode::<Claims>(token, key, validation).map_err(|e| JwtError::Invalid(e.to_string()))?;
+        let data = decode::<Claims>(token, key, validation)
+            .map_err(|e| JwtError::Invalid(e.to_string()))?;
         if data.claims.tenant().is_none() {
             return Err(JwtError::Invalid("no `sub` or `tenant` claim".into()));
         }
@@ -110,7 +120,12 @@ impl Jwt {
     }
 
     /// Mints a token for one chat of one tenant; returns it with its expiry.
-    pub fn mint_chat_token(&self, tenant: &str, chat_id: &str, ttl_secs: Option<u64>) -> (String, u64) {
+    pub fn mint_chat_token(
+        &self,
+        tenant: &str,
+        chat_id: &str,
+        ttl_secs: Option<u64>,
+    ) -> (String, u64) {
         let iat = now_secs();
         let exp = iat + ttl_secs.unwrap_or(self.chat_ttl_secs).clamp(1, 86_400);
         let claims = Claims {
@@ -137,7 +152,11 @@ mod tests {
     use super::*;
 
     fn jwt(secret: &str) -> Jwt {
-        Jwt::from_config(&JwtConfig { secret: Some(secret.into()), ..Default::default() }).unwrap()
+        Jwt::from_config(&JwtConfig {
+            secret: Some(secret.into()),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -152,13 +171,24 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
         let (token, _) = jwt("0123456789abcdef0123456789abcdef").mint_chat_token("acme", "c", None);
-        assert!(jwt("ffffffffffffffffffffffffffffffff").verify(&token).is_err());
+        assert!(
+            jwt("ffffffffffffffffffffffffffffffff")
+                .verify(&token)
+                .is_err()
+        );
     }
 
     #[test]
     fn an_expired_token_is_refused() {
         let j = jwt("0123456789abcdef0123456789abcdef");
-        let claims = Claims { sub: Some("acme".into()), tenant: None, chat_id: None, exp: now_secs() - 60, iat: None, iss: None };
+        let claims = Claims {
+            sub: Some("acme".into()),
+            tenant: None,
+            chat_id: None,
+            exp: now_secs() - 60,
+            iat: None,
+            iss: None,
+        };
         let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
         let token = encode(&Header::default(), &claims, &key).unwrap();
         assert!(j.verify(&token).is_err());

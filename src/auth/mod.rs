@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use dashmap::DashMap;
 
-use crate::model::{now, ApiKey, IdKind, TenantId};
+use crate::model::{ApiKey, IdKind, TenantId, now};
 use crate::store::{Store, StoreError};
 
 pub mod jwt;
@@ -93,7 +93,11 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds it on the store's keys and the token verifier.
     pub fn new(store: Arc<dyn Store>, jwt: Jwt) -> Self {
-        Self { store, jwt, touched: DashMap::new() }
+        Self {
+            store,
+            jwt,
+            touched: DashMap::new(),
+        }
     }
 
     /// The token verifier and minter.
@@ -103,8 +107,17 @@ impl Authenticator {
 
     /// Authenticates from headers, or from a `?token=` (a JWT; API keys are
     /// never accepted in a URL).
-    pub async fn authenticate(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Caller, AuthError> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         if let Some(key) = header("x-api-key") {
             return self.api_key(key).await;
         }
@@ -129,14 +142,26 @@ impl Authenticator {
         let claims = self.jwt.verify(token)?;
         let tenant = claims.tenant().unwrap_or_default().to_owned();
         let scope = claims.chat_id.map_or(Scope::Tenant, Scope::Chat);
-        Ok(Caller { tenant, scope, key_id: None })
+        Ok(Caller {
+            tenant,
+            scope,
+            key_id: None,
+        })
     }
 
     async fn api_key(&self, secret: &str) -> Result<Caller, AuthError> {
         let hash = keys::hash_secret(secret);
-        let key = self.store.key_by_hash(&hash).await?.ok_or(AuthError::InvalidKey)?;
+        let key = self
+            .store
+            .key_by_hash(&hash)
+            .await?
+            .ok_or(AuthError::InvalidKey)?;
         self.touch(&key).await;
-        Ok(Caller { tenant: key.tenant, scope: Scope::Tenant, key_id: Some(key.id) })
+        Ok(Caller {
+            tenant: key.tenant,
+            scope: Scope::Tenant,
+            key_id: Some(key.id),
+        })
     }
 
     async fn touch(&self, key: &ApiKey) {

@@ -26,7 +26,10 @@ pub struct MemoryBus {
 
 impl Default for MemoryBus {
     fn default() -> Self {
-        Self { channels: Arc::default(), resync: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self {
+            channels: Arc::default(),
+            resync: Arc::new(tokio::sync::watch::channel(0).0),
+        }
     }
 }
 

@@ -1,31 +1,54 @@
-//! The flow runner: one tokio task per running chat, tied to a cancellation
-//! token, that reads the chat's history, decides the next step, asks a model,
-//! and commits each message through the journal. A wait for human input is a
-//! durable input request; the task ends and a new one starts when the answer
-//! arrives.
-//!
-//! Touches the store and bus (through `crate::chats::Journal`) and the model
-//! providers; nothing else.
+//! The flow runner (stub until the engine branch lands).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::chats::Journal;
+use crate::flow::ModelSpec;
+use crate::store::StoreResult;
 
 pub mod provider;
+
+/// What an engine is built from.
+pub struct EngineDeps {
+    /// Store and bus.
+    pub journal: Journal,
+    /// The configured model registry.
+    pub models: BTreeMap<String, ModelSpec>,
+    /// Fires on shutdown.
+    pub shutdown: CancellationToken,
+}
 
 /// The runner registry of one node.
 pub struct Engine {
     #[allow(dead_code)]
-    journal: Journal,
+    deps: EngineDeps,
 }
 
 impl Engine {
-    /// A new engine writing through `journal`.
-    pub fn new(journal: Journal) -> Self {
-        Self { journal }
+    /// A new engine.
+    pub fn new(deps: EngineDeps) -> Arc<Self> {
+        Arc::new(Self { deps })
     }
 
-    /// Makes sure a runner task drives the chat (no-op if one already does).
+    /// Makes sure a runner task drives the chat.
     pub fn start(&self, _chat_id: &str) {}
 
     /// Stops the chat's runner task at once, if any.
     pub fn stop(&self, _chat_id: &str) {}
+
+    /// Starts every chat left running.
+    pub async fn resume_all(&self) -> StoreResult<usize> {
+        Ok(0)
+    }
+
+    /// Stops every runner and waits for them.
+    pub async fn shutdown(&self) {}
+
+    /// The configured model names.
+    pub fn known_models(&self) -> HashSet<String> {
+        self.deps.models.keys().cloned().collect()
+    }
 }

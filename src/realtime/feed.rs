@@ -82,7 +82,9 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
                     }
                     continue;
                 }
-                Err(RecvError::Closed) => return FeedEnd::Resubscribe("the live feed closed".into()),
+                Err(RecvError::Closed) => {
+                    return FeedEnd::Resubscribe("the live feed closed".into());
+                }
             };
             if let Some(end) = self.live(frame, &mut last).await {
                 return end;
@@ -105,7 +107,11 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
             // `chat.deleted` is never stored: a hole before it is history that
             // went with the chat.
             if *last != seq - 1 && frame.kind != EventKind::ChatDeleted {
-                return Some(FeedEnd::Resubscribe(format!("events {}..{} are missing", *last + 1, seq - 1)));
+                return Some(FeedEnd::Resubscribe(format!(
+                    "events {}..{} are missing",
+                    *last + 1,
+                    seq - 1
+                )));
             }
         }
         let deleted = frame.kind == EventKind::ChatDeleted;
@@ -119,7 +125,12 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
     /// Delivers stored events after `last`, up to `up_to`, advancing `last`.
     async fn catch_up(&mut self, last: &mut u64, up_to: u64) -> Result<(), FeedEnd> {
         loop {
-            let query = SeqQuery { after_seq: Some(*last), before_seq: None, limit: PAGE, descending: false };
+            let query = SeqQuery {
+                after_seq: Some(*last),
+                before_seq: None,
+                limit: PAGE,
+                descending: false,
+            };
             let events = self
                 .journal
                 .store
@@ -128,9 +139,14 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
                 .map_err(|e| FeedEnd::Resubscribe(format!("history unavailable: {e}")))?;
             let full = events.len() == PAGE;
             for event in events {
-                let Some(seq) = event.seq.filter(|s| *s <= up_to) else { return Ok(()) };
+                let Some(seq) = event.seq.filter(|s| *s <= up_to) else {
+                    return Ok(());
+                };
                 if seq != *last + 1 {
-                    return Err(FeedEnd::Resubscribe(format!("stored history has a hole at {}", *last + 1)));
+                    return Err(FeedEnd::Resubscribe(format!(
+                        "stored history has a hole at {}",
+                        *last + 1
+                    )));
                 }
                 if !(self.sink)(Frame::from_event(&event)) {
                     return Err(FeedEnd::SinkClosed);

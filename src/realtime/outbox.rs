@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::stream::SplitSink;
 use futures::SinkExt;
+use futures::stream::SplitSink;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -62,9 +62,16 @@ impl Closer {
     }
 
     fn frame(&self) -> CloseFrame {
-        let (code, reason) = self.reason.get().cloned().unwrap_or((code::NORMAL, String::new()));
+        let (code, reason) = self
+            .reason
+            .get()
+            .cloned()
+            .unwrap_or((code::NORMAL, String::new()));
         let reason: String = reason.chars().take(120).collect();
-        CloseFrame { code, reason: Utf8Bytes::from(reason) }
+        CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        }
     }
 }
 
@@ -87,7 +94,15 @@ pub struct Inbox {
 pub fn outbox(limit: usize, closer: Closer) -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    (Outbox { tx, queued: queued.clone(), limit, closer }, Inbox { rx, queued })
+    (
+        Outbox {
+            tx,
+            queued: queued.clone(),
+            limit,
+            closer,
+        },
+        Inbox { rx, queued },
+    )
 }
 
 impl Outbox {
@@ -97,7 +112,10 @@ impl Outbox {
         let len = text.len();
         let total = self.queued.fetch_add(len, Ordering::AcqRel) + len;
         if total > self.limit {
-            self.closer.close(code::TOO_SLOW, format!("too slow: over {} bytes queued", self.limit));
+            self.closer.close(
+                code::TOO_SLOW,
+                format!("too slow: over {} bytes queued", self.limit),
+            );
             return false;
         }
         self.tx.send(text).is_ok()
@@ -123,7 +141,13 @@ pub struct Liveness {
 
 /// Writes queued frames until the connection closes, then sends the close
 /// frame. Returns when the socket half is done.
-pub async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut inbox: Inbox, closer: Closer, live: Liveness, metrics: Arc<Metrics>) {
+pub async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut inbox: Inbox,
+    closer: Closer,
+    live: Liveness,
+    metrics: Arc<Metrics>,
+) {
     let mut tick = tokio::time::interval(live.ping_every);
     tick.tick().await;
     loop {
@@ -148,14 +172,27 @@ pub async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut inbox: Inbo
             }
         }
     }
-    if closer.reason.get().is_some_and(|(c, _)| *c == code::TOO_SLOW) {
+    if closer
+        .reason
+        .get()
+        .is_some_and(|(c, _)| *c == code::TOO_SLOW)
+    {
         Metrics::inc(&metrics.ws_slow_closes);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(closer.frame())))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(closer.frame()))),
+    )
+    .await;
 }
 
 /// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.
-async fn write_batch(sink: &mut SplitSink<WebSocket, Message>, inbox: &mut Inbox, first: Utf8Bytes, metrics: &Metrics) -> bool {
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    inbox: &mut Inbox,
+    first: Utf8Bytes,
+    metrics: &Metrics,
+) -> bool {
     let mut bytes = first.len();
     let mut frames = 1;
     if sink.feed(Message::Text(first)).await.is_err() {
@@ -171,6 +208,8 @@ async fn write_batch(sink: &mut SplitSink<WebSocket, Message>, inbox: &mut Inbox
     }
     let ok = sink.flush().await.is_ok();
     inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
-    metrics.ws_frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
+    metrics
+        .ws_frames_sent
+        .fetch_add(frames as u64, Ordering::Relaxed);
     ok
 }

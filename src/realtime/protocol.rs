@@ -4,10 +4,19 @@
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The ops a client may send.
-pub const OPS: &[&str] = &["subscribe", "unsubscribe", "message", "input", "cancel", "watch_status", "unwatch_status", "ping"];
+pub const OPS: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "message",
+    "input",
+    "cancel",
+    "watch_status",
+    "unwatch_status",
+    "ping",
+];
 
 /// One client command.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -84,22 +93,39 @@ pub struct BadFrame {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, BadFrame> {
-    let bad = |reference, code, message: String| BadFrame { reference, code, message };
+    let bad = |reference, code, message: String| BadFrame {
+        reference,
+        code,
+        message,
+    };
     let value: Value = serde_json::from_str(text)
         .map_err(|e| bad(None, "invalid_json", format!("malformed JSON: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err(bad(None, "invalid_request", "a command is a JSON object with an `op`".into()));
+        return Err(bad(
+            None,
+            "invalid_request",
+            "a command is a JSON object with an `op`".into(),
+        ));
     };
     let reference = object.remove("ref");
     match object.get("op").and_then(Value::as_str) {
         None => return Err(bad(reference, "invalid_request", "missing `op`".into())),
         Some(op) if !OPS.contains(&op) => {
-            return Err(bad(reference, "unknown_op", format!("unknown op `{op}`; known: {}", OPS.join(", "))));
+            return Err(bad(
+                reference,
+                "unknown_op",
+                format!("unknown op `{op}`; known: {}", OPS.join(", ")),
+            ));
         }
         Some(_) => {}
     }
-    let op = serde_path_to_error::deserialize(Value::Object(object))
-        .map_err(|e| bad(reference.clone(), "invalid_request", format!("{}: {}", e.path(), e.inner())))?;
+    let op = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        bad(
+            reference.clone(),
+            "invalid_request",
+            format!("{}: {}", e.path(), e.inner()),
+        )
+    })?;
     Ok(Command { reference, op })
 }
 
@@ -128,11 +154,20 @@ pub fn ack(reference: Option<&Value>, op: &str, fields: Value) -> Utf8Bytes {
 
 /// `{"type":"subscribed","ref","chat_id","last_seq"}`
 pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64) -> Utf8Bytes {
-    render("subscribed", reference, json!({"chat_id": chat_id, "last_seq": last_seq}))
+    render(
+        "subscribed",
+        reference,
+        json!({"chat_id": chat_id, "last_seq": last_seq}),
+    )
 }
 
 /// `{"type":"error","ref","code","message",...details}`
-pub fn error(reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) -> Utf8Bytes {
+pub fn error(
+    reference: Option<&Value>,
+    code: &str,
+    message: &str,
+    details: Map<String, Value>,
+) -> Utf8Bytes {
     let mut fields = details;
     fields.insert("code".into(), json!(code));
     fields.insert("message".into(), json!(message));
@@ -152,7 +187,13 @@ mod tests {
     fn a_subscribe_with_a_ref_parses() {
         let c = parse(r#"{"op":"subscribe","chat_id":"chat_1","after_seq":4,"ref":7}"#).unwrap();
         assert_eq!(c.reference, Some(json!(7)));
-        assert_eq!(c.op, Op::Subscribe { chat_id: Some("chat_1".into()), after_seq: Some(4) });
+        assert_eq!(
+            c.op,
+            Op::Subscribe {
+                chat_id: Some("chat_1".into()),
+                after_seq: Some(4)
+            }
+        );
     }
 
     #[test]
@@ -168,8 +209,12 @@ mod tests {
 
     #[test]
     fn replies_echo_the_ref() {
-        let v: Value = serde_json::from_str(&ack(Some(&json!(3)), "cancel", json!({"chat_id": "c"}))).unwrap();
-        assert_eq!(v, json!({"type": "ack", "ref": 3, "op": "cancel", "chat_id": "c"}));
+        let v: Value =
+            serde_json::from_str(&ack(Some(&json!(3)), "cancel", json!({"chat_id": "c"}))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "ack", "ref": 3, "op": "cancel", "chat_id": "c"})
+        );
         let v: Value = serde_json::from_str(&pong(None)).unwrap();
         assert_eq!(v, json!({"type": "pong"}));
     }

@@ -10,7 +10,7 @@ use flowgate::bus::Channel;
 use flowgate::config::Config;
 use flowgate::model::{ChatStatus, Event, EventKind};
 use flowgate::store::SeqQuery;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +67,9 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let stop = CancellationToken::new();
     let signal = stop.clone();
     let server = tokio::spawn(async move {
-        app.serve(listener, async move { signal.cancelled().await }).await.unwrap();
+        app.serve(listener, async move { signal.cancelled().await })
+            .await
+            .unwrap();
     });
     TestApp {
         base: format!("http://{addr}"),
@@ -85,7 +87,10 @@ pub async fn spawn_with(config: Config) -> TestApp {
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-api-key", key.parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -94,7 +99,10 @@ impl TestApp {
     pub async fn stop(mut self) -> (PathBuf, Option<Arc<tempfile::TempDir>>) {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
-            tokio::time::timeout(WAIT, server).await.expect("the server stops").unwrap();
+            tokio::time::timeout(WAIT, server)
+                .await
+                .expect("the server stops")
+                .unwrap();
         }
         (self.data_dir.clone(), self._dir.take())
     }
@@ -129,27 +137,41 @@ impl TestApp {
 
     /// Registers a flow under an id (PUT /flows/{id}).
     pub async fn put_flow(&self, id: &str, flow: Value) {
-        let (status, body) = send(self.client.put(self.url(&format!("/flows/{id}"))).json(&flow)).await;
+        let (status, body) = send(
+            self.client
+                .put(self.url(&format!("/flows/{id}")))
+                .json(&flow),
+        )
+        .await;
         assert!(status == 200 || status == 201, "flow {id}: {status} {body}");
     }
 
     /// Creates a chat from a flow; returns its id.
     pub async fn create_chat(&self, flow: &str) -> String {
-        let (status, body) = self.post("/chats", json!({"name": "t", "from_type": "flow", "from_flow": flow})).await;
+        let (status, body) = self
+            .post(
+                "/chats",
+                json!({"name": "t", "from_type": "flow", "from_flow": flow}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
     /// Posts a user message; asserts 202.
     pub async fn say(&self, chat: &str, text: &str) -> Value {
-        let (status, body) = self.post(&format!("/chats/{chat}/messages"), json!({"message": text})).await;
+        let (status, body) = self
+            .post(&format!("/chats/{chat}/messages"), json!({"message": text}))
+            .await;
         assert_eq!(status, 202, "{body}");
         body
     }
 
     /// Answers the pending input; asserts 202.
     pub async fn answer(&self, chat: &str, text: &str) -> Value {
-        let (status, body) = self.post(&format!("/chats/{chat}/input"), json!({"message": text})).await;
+        let (status, body) = self
+            .post(&format!("/chats/{chat}/input"), json!({"message": text}))
+            .await;
         assert_eq!(status, 202, "{body}");
         body
     }
@@ -158,7 +180,9 @@ impl TestApp {
     /// after seq `after`; returns the chat's durable events so far.
     pub async fn wait_for_status(&self, chat: &str, after: u64, status: ChatStatus) -> Vec<Event> {
         self.wait_for(chat, |e| {
-            e.kind == EventKind::ChatStatus && e.seq > Some(after) && e.data["status"] == json!(status)
+            e.kind == EventKind::ChatStatus
+                && e.seq > Some(after)
+                && e.data["status"] == json!(status)
         })
         .await
     }
@@ -166,7 +190,12 @@ impl TestApp {
     /// Waits (bounded) until an event matching `pred` is stored; subscribes to
     /// the bus before reading the store so nothing slips between the two.
     pub async fn wait_for(&self, chat: &str, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let mut sub = self.state.bus.subscribe(&Channel::Chat(chat.to_owned())).await.unwrap();
+        let mut sub = self
+            .state
+            .bus
+            .subscribe(&Channel::Chat(chat.to_owned()))
+            .await
+            .unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let events = self.events(chat).await;
@@ -175,20 +204,28 @@ impl TestApp {
             }
             match tokio::time::timeout_at(deadline, sub.receiver.recv()).await {
                 Ok(_) => continue,
-                Err(_) => panic!("timed out waiting on chat {chat}; events: {:#?}", kinds(&events)),
+                Err(_) => panic!(
+                    "timed out waiting on chat {chat}; events: {:#?}",
+                    kinds(&events)
+                ),
             }
         }
     }
 
     /// Every durable event of a chat, read from the store.
     pub async fn events(&self, chat: &str) -> Vec<Event> {
-        let q = SeqQuery { limit: 10_000, ..Default::default() };
+        let q = SeqQuery {
+            limit: 10_000,
+            ..Default::default()
+        };
         self.state.store.events(chat, &q).await.unwrap()
     }
 
     /// Every message of a chat, via the API.
     pub async fn messages(&self, chat: &str) -> Vec<Value> {
-        let (status, body) = self.get(&format!("/chats/{chat}/messages?limit=1000")).await;
+        let (status, body) = self
+            .get(&format!("/chats/{chat}/messages?limit=1000"))
+            .await;
         assert_eq!(status, 200, "{body}");
         body["data"].as_array().unwrap().clone()
     }
@@ -206,7 +243,11 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.expect("the request is answered");
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, body)
 }
 
@@ -214,7 +255,17 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
 pub fn kinds(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .map(|e| format!("{} {} {}", e.seq.unwrap_or(0), e.kind.as_str(), e.data.get("status").map(|s| s.to_string()).unwrap_or_default()))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e.seq.unwrap_or(0),
+                e.kind.as_str(),
+                e.data
+                    .get("status")
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            )
+        })
         .collect()
 }
 

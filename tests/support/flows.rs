@@ -1,6 +1,6 @@
 //! Small scripted flows for tests.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A two-agent flow: a user proxy with `mode` and one scripted assistant whose
 /// replies cycle through `replies`.
