@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+pub mod flowgen;
 pub mod termination;
 
 pub use termination::Termination;
