@@ -92,8 +92,8 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
 fn check_supported(node: &Node, r: &mut Report) {
     let type_reason = match node.kind.as_str() {
         "custom_conversable" => Some("extension agents run custom Python"),
-        "gpt_assistant" => Some("it runs on the OpenAI Assistants API"),
-        "retrieve_assistant" | "retrieve_user" => Some("retrieval (RAG) is not supported"),
+        "gpt_assistant" => Some("they run on the OpenAI Assistants API"),
+        "retrieve_assistant" | "retrieve_user" => Some("they retrieve documents (RAG)"),
         _ => None,
     };
     if let Some(reason) = type_reason {
@@ -139,8 +139,8 @@ fn check_class(node: &Node, r: &mut Report) {
     }
     let reason = match class.as_str() {
         "GPTAssistantAgent" => "it runs on the OpenAI Assistants API",
-        c if c.starts_with("Retrieve") => "retrieval (RAG) is not supported",
-        "MultimodalConversableAgent" | "LLaVAAgent" => "multimodal agents are not supported",
+        c if c.starts_with("Retrieve") => "it retrieves documents (RAG)",
+        "MultimodalConversableAgent" | "LLaVAAgent" => "it is a multimodal agent",
         "MathUserProxyAgent" => "it executes code",
         _ => "only AssistantAgent, UserProxyAgent and ConversableAgent run natively",
     };

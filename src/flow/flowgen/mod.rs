@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, SpeakerSelection, Termination};
+use super::{
+    AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection, Termination,
+};
 
 mod agentok;
 mod agents;
@@ -102,6 +104,7 @@ pub fn import(graph: &Value, models: &ModelCatalog) -> Result<Imported, Vec<Flow
         return Err(dedup(r.issues));
     };
     warn_unused(&g, &draft, &mut r);
+    warn_idle_opener(&draft, &mapped, &mut r);
     let flow = assemble(&settings, &draft, &mapped);
     if let Err(issues) = flow.validate(&models.known) {
         let translated = issues
@@ -168,6 +171,23 @@ fn warn_unused(g: &Graph, draft: &Draft, r: &mut Report) {
         if (agents::role(node).is_some() || node.kind == "groupchat") && !used(node) {
             r.warn(node.at(), "not part of the conversation; ignored");
         }
+    }
+}
+
+/// An opener outside the group is never asked anything.
+fn warn_idle_opener(draft: &Draft, mapped: &HashMap<&str, Mapped>, r: &mut Report) {
+    let opener = draft.opener;
+    let joined = draft.members.iter().any(|m| m.id == opener.id);
+    let asks = mapped
+        .get(opener.id.as_str())
+        .is_some_and(|m| m.spec.human_input_mode != HumanInputMode::Never);
+    if !joined && asks {
+        r.warn(
+            opener.field("human_input_mode"),
+            "has no effect: this user proxy only opens the chat and is not a group \
+             member, so the group never asks the human (FlowGen: set involve_user; \
+             Agentok: place it in the group)",
+        );
     }
 }
 
