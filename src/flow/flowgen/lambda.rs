@@ -40,7 +40,15 @@ enum Tok {
     Punct(char),
 }
 
+/// The editor's pattern is short and shallow; these bounds keep the
+/// recursive matcher's depth and work small on any input.
+const MAX_LEN: usize = 1_000;
+const MAX_PARENS: usize = 16;
+
 fn tokenize(src: &str) -> Option<Vec<Tok>> {
+    if src.len() > MAX_LEN || src.matches(['(', '[']).count() > MAX_PARENS {
+        return None;
+    }
     let mut out = Vec::new();
     let mut chars = src.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -320,6 +328,18 @@ mod tests {
             r#"lambda: x.get("content", "").rstrip().endswith("TERMINATE")"#,
         ] {
             assert_eq!(recognise(src), None, "{src}");
+        }
+    }
+
+    #[test]
+    fn huge_or_deeply_nested_input_is_refused() {
+        let deep = format!("lambda x: {}x{}", "(".repeat(100_000), ")".repeat(100_000));
+        let long = format!(
+            "lambda x: x.get('content', '').rstrip().endswith('{}')",
+            "A".repeat(2_000)
+        );
+        for src in [deep, long] {
+            assert_eq!(recognise(&src), None);
         }
     }
 }
