@@ -16,7 +16,12 @@ use crate::model::EventKind;
 /// Waits until a `message.created` after `after_seq` (or `chat.deleted`)
 /// arrives, `wait` passes, or shutdown. A lag or a bus resync counts as
 /// "something may have arrived": the caller re-reads the store either way.
-pub async fn wait_for_message(mut sub: Subscription, after_seq: u64, wait: Duration, shutdown: &CancellationToken) {
+pub async fn wait_for_message(
+    mut sub: Subscription,
+    after_seq: u64,
+    wait: Duration,
+    shutdown: &CancellationToken,
+) {
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     loop {

@@ -6,8 +6,8 @@
 //! the node's metrics. Every task it starts is tracked and ends on shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_util::task::TaskTracker;
 
@@ -44,7 +44,11 @@ impl Drop for Permit {
 impl Hub {
     /// A hub admitting at most `max_connections` sockets.
     pub fn new(max_connections: usize) -> Arc<Self> {
-        Arc::new(Hub { connections: AtomicUsize::new(0), max_connections, tracker: TaskTracker::new() })
+        Arc::new(Hub {
+            connections: AtomicUsize::new(0),
+            max_connections,
+            tracker: TaskTracker::new(),
+        })
     }
 
     /// Takes a connection slot, or `None` when the node is full.
@@ -55,7 +59,10 @@ impl Hub {
             return None;
         }
         metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-        Some(Permit { hub: self.clone(), metrics: metrics.clone() })
+        Some(Permit {
+            hub: self.clone(),
+            metrics: metrics.clone(),
+        })
     }
 
     /// Open connections now.

@@ -6,19 +6,19 @@
 //! tracker; every task it starts ends with the connection.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::StreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::feed::{FeedEnd, Follow};
-use super::outbox::{self, code, Closer, Liveness, Outbox};
-use super::protocol::{self, Command, Op};
 use super::Permit;
+use super::feed::{FeedEnd, Follow};
+use super::outbox::{self, Closer, Liveness, Outbox, code};
+use super::protocol::{self, Command, Op};
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -53,7 +53,12 @@ struct Session {
 
 /// Runs a connection to its end.
 pub async fn run(socket: WebSocket, init: SessionInit) {
-    let SessionInit { state, caller, bound, permit } = init;
+    let SessionInit {
+        state,
+        caller,
+        bound,
+        permit,
+    } = init;
     let limits = state.config.limits.clone();
     let closer = Closer::default();
     let (outbox, inbox) = outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone());
@@ -66,7 +71,13 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         last_pong_ms: last_pong.clone(),
         epoch,
     };
-    let writer = tokio::spawn(outbox::write_loop(sink, inbox, closer.clone(), live, state.metrics.clone()));
+    let writer = tokio::spawn(outbox::write_loop(
+        sink,
+        inbox,
+        closer.clone(),
+        live,
+        state.metrics.clone(),
+    ));
     let token = state.shutdown.child_token();
     let mut session = Session {
         state: state.clone(),
@@ -96,15 +107,26 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
                 }
                 session.handle(text.as_str()).await;
             }
-            Some(Ok(Message::Binary(_))) => session.send_error(None, "invalid_request", "binary frames are not supported; send JSON text", Map::new()),
-            Some(Ok(Message::Pong(_))) => last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed),
+            Some(Ok(Message::Binary(_))) => session.send_error(
+                None,
+                "invalid_request",
+                "binary frames are not supported; send JSON text",
+                Map::new(),
+            ),
+            Some(Ok(Message::Pong(_))) => {
+                last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
+            }
             Some(Ok(Message::Ping(_))) => {}
-            Some(Ok(Message::Close(_))) | None => { closer.close(code::NORMAL, "bye"); break }
+            Some(Ok(Message::Close(_))) | None => {
+                closer.close(code::NORMAL, "bye");
+                break;
+            }
             Some(Err(e)) => {
                 let too_large = std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.to_string())
-                    .contains("too long") || e.to_string().contains("Space limit");
+                    .contains("too long")
+                    || e.to_string().contains("Space limit");
                 if too_large {
                     closer.close(code::TOO_LARGE, "frame too large");
                 } else {
@@ -128,8 +150,15 @@ impl Session {
         self.window.1 <= COMMANDS_PER_SEC
     }
 
-    fn send_error(&self, reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) {
-        self.outbox.push(protocol::error(reference, code, message, details));
+    fn send_error(
+        &self,
+        reference: Option<&Value>,
+        code: &str,
+        message: &str,
+        details: Map<String, Value>,
+    ) {
+        self.outbox
+            .push(protocol::error(reference, code, message, details));
     }
 
     fn send_api_error(&self, reference: Option<&Value>, e: ApiError) {
@@ -154,7 +183,9 @@ impl Session {
     async fn handle(&mut self, text: &str) {
         let Command { reference, op } = match protocol::parse(text) {
             Ok(c) => c,
-            Err(bad) => return self.send_error(bad.reference.as_ref(), bad.code, &bad.message, Map::new()),
+            Err(bad) => {
+                return self.send_error(bad.reference.as_ref(), bad.code, &bad.message, Map::new());
+            }
         };
         let r = reference.as_ref();
         let result = match op {
@@ -164,7 +195,8 @@ impl Session {
             }
             Op::Subscribe { chat_id, after_seq } => match self.target(chat_id) {
                 Ok(id) => {
-                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0)).await;
+                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0))
+                        .await;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -175,12 +207,27 @@ impl Session {
                 if let Some(t) = self.status_feed.take() {
                     t.cancel();
                 }
-                self.outbox.push(protocol::ack(r, "unwatch_status", json!({})));
+                self.outbox
+                    .push(protocol::ack(r, "unwatch_status", json!({})));
                 Ok(())
             }
-            Op::Message { chat_id, message, content } => self.message(r, chat_id, message.or(content)).await,
-            Op::Input { chat_id, message, content, request_id, auto_reply } => {
-                let text = if auto_reply { None } else { Some(message.or(content)) };
+            Op::Message {
+                chat_id,
+                message,
+                content,
+            } => self.message(r, chat_id, message.or(content)).await,
+            Op::Input {
+                chat_id,
+                message,
+                content,
+                request_id,
+                auto_reply,
+            } => {
+                let text = if auto_reply {
+                    None
+                } else {
+                    Some(message.or(content))
+                };
                 self.input(r, chat_id, text, request_id).await
             }
             Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
@@ -195,7 +242,13 @@ impl Session {
         if !self.caller.may_access_chat(chat_id) {
             return Err(ApiError::chat_not_found(chat_id));
         }
-        Ok(self.state.chats.get(&self.caller.tenant, chat_id).await?.chat.last_seq)
+        Ok(self
+            .state
+            .chats
+            .get(&self.caller.tenant, chat_id)
+            .await?
+            .chat
+            .last_seq)
     }
 
     async fn subscribe(&mut self, reference: Option<Value>, chat_id: String, after_seq: u64) {
@@ -210,24 +263,40 @@ impl Session {
             Ok(seq) => seq,
             Err(e) => {
                 if self.bound.is_some() {
-                    self.outbox.closer().close(code::CHAT_GONE, "chat not found");
+                    self.outbox
+                        .closer()
+                        .close(code::CHAT_GONE, "chat not found");
                 }
                 return self.send_api_error(r, e);
             }
         };
         if after_seq > last_seq {
-            let e = ApiError::invalid("after_seq", format!("after_seq {after_seq} is beyond the chat's last_seq {last_seq}"));
+            let e = ApiError::invalid(
+                "after_seq",
+                format!("after_seq {after_seq} is beyond the chat's last_seq {last_seq}"),
+            );
             return self.send_api_error(r, e);
         }
         if let Some(old) = self.subscriptions.remove(&chat_id) {
             old.cancel();
         }
-        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq));
+        self.outbox
+            .push(protocol::subscribed(r, &chat_id, last_seq));
         let token = self.token.child_token();
         self.subscriptions.insert(chat_id.clone(), token.clone());
-        let (journal, outbox, bound) = (self.state.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
+        let (journal, outbox, bound) = (
+            self.state.chats.journal().clone(),
+            self.outbox.clone(),
+            self.bound.is_some(),
+        );
         self.state.hub.spawn(async move {
-            let follow = Follow { journal: &journal, chat_id: &chat_id, after_seq, sink: |f| outbox.push(f.json.clone()), cancel: &token };
+            let follow = Follow {
+                journal: &journal,
+                chat_id: &chat_id,
+                after_seq,
+                sink: |f| outbox.push(f.json.clone()),
+                cancel: &token,
+            };
             match follow.run().await {
                 FeedEnd::Deleted if bound => outbox.closer().close(code::CHAT_GONE, "chat deleted"),
                 FeedEnd::Resubscribe(why) => outbox.closer().close(code::RESUBSCRIBE, why),
@@ -242,7 +311,8 @@ impl Session {
         if let Some(t) = self.subscriptions.remove(&id) {
             t.cancel();
         }
-        self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
+        self.outbox
+            .push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
         Ok(())
     }
 
@@ -251,10 +321,16 @@ impl Session {
         if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
             let token = self.token.child_token();
             self.status_feed = Some(token.clone());
-            let (bus, outbox, tenant) = (self.state.bus.clone(), self.outbox.clone(), self.caller.tenant.clone());
+            let (bus, outbox, tenant) = (
+                self.state.bus.clone(),
+                self.outbox.clone(),
+                self.caller.tenant.clone(),
+            );
             self.state.hub.spawn(async move {
                 let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
-                    return outbox.closer().close(code::RESUBSCRIBE, "status feed unavailable");
+                    return outbox
+                        .closer()
+                        .close(code::RESUBSCRIBE, "status feed unavailable");
                 };
                 loop {
                     let frame = tokio::select! {
@@ -264,33 +340,70 @@ impl Session {
                     match frame {
                         Ok(f) if !outbox.push(f.json.clone()) => return,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(_) => return outbox.closer().close(code::RESUBSCRIBE, "status feed closed"),
+                        Err(_) => {
+                            return outbox
+                                .closer()
+                                .close(code::RESUBSCRIBE, "status feed closed");
+                        }
                     }
                 }
             });
         }
-        self.outbox.push(protocol::ack(r, "watch_status", json!({})));
+        self.outbox
+            .push(protocol::ack(r, "watch_status", json!({})));
         Ok(())
     }
 
-    async fn message(&mut self, r: Option<&Value>, chat_id: Option<String>, text: Option<String>) -> Result<(), ApiError> {
+    async fn message(
+        &mut self,
+        r: Option<&Value>,
+        chat_id: Option<String>,
+        text: Option<String>,
+    ) -> Result<(), ApiError> {
         let id = self.target(chat_id)?;
         let text = required_text(text)?;
         self.check_chat(&id).await?;
-        let message = self.state.chats.post_message(&self.caller.tenant, &id, &text).await?;
-        self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
+        let message = self
+            .state
+            .chats
+            .post_message(&self.caller.tenant, &id, &text)
+            .await?;
+        self.outbox.push(protocol::ack(
+            r,
+            "message",
+            json!({"chat_id": id, "message": message}),
+        ));
         Ok(())
     }
 
-    async fn input(&mut self, r: Option<&Value>, chat_id: Option<String>, text: Option<Option<String>>, request_id: Option<String>) -> Result<(), ApiError> {
+    async fn input(
+        &mut self,
+        r: Option<&Value>,
+        chat_id: Option<String>,
+        text: Option<Option<String>>,
+        request_id: Option<String>,
+    ) -> Result<(), ApiError> {
         let id = self.target(chat_id)?;
         let text = match text {
             None => None,
             Some(t) => Some(required_text(t)?),
         };
         self.check_chat(&id).await?;
-        let chat = self.state.chats.submit_input(&self.caller.tenant, &id, request_id.as_deref(), text.as_deref()).await?;
-        self.outbox.push(protocol::ack(r, "input", json!({"chat_id": id, "status": chat.status})));
+        let chat = self
+            .state
+            .chats
+            .submit_input(
+                &self.caller.tenant,
+                &id,
+                request_id.as_deref(),
+                text.as_deref(),
+            )
+            .await?;
+        self.outbox.push(protocol::ack(
+            r,
+            "input",
+            json!({"chat_id": id, "status": chat.status}),
+        ));
         Ok(())
     }
 
@@ -298,7 +411,11 @@ impl Session {
         let id = self.target(chat_id)?;
         self.check_chat(&id).await?;
         let chat = self.state.chats.cancel(&self.caller.tenant, &id).await?;
-        self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
+        self.outbox.push(protocol::ack(
+            r,
+            "cancel",
+            json!({"chat_id": id, "status": chat.status}),
+        ));
         Ok(())
     }
 }
@@ -306,7 +423,9 @@ impl Session {
 fn required_text(text: Option<String>) -> Result<String, ApiError> {
     match text {
         None => Err(ApiError::invalid("message", "message is required")),
-        Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
+        Some(t) if t.trim().is_empty() => {
+            Err(ApiError::invalid("message", "message must not be empty"))
+        }
         Some(t) => Ok(t),
     }
 }
