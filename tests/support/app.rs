@@ -51,18 +51,31 @@ pub fn test_config(data_dir: PathBuf) -> Config {
 
 /// Starts a gateway on a fresh temporary data dir.
 pub async fn spawn_app() -> TestApp {
+    spawn_configured(|_| {}).await
+}
+
+/// Starts a gateway on a fresh data dir after `tweak` adjusts the test config.
+pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut app = spawn_with(test_config(dir.path().to_path_buf())).await;
+    let mut config = test_config(dir.path().to_path_buf());
+    tweak(&mut config);
+    let mut app = spawn_with(config).await;
     app._dir = Some(dir);
     app
 }
 
 /// Starts a gateway with a given config.
 pub async fn spawn_with(config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_on(config, listener).await
+}
+
+/// Starts a gateway with a given config on a given listener (tests that need
+/// small socket buffers bind their own).
+pub async fn spawn_on(config: Config, listener: tokio::net::TcpListener) -> TestApp {
     let data_dir = config.data_dir.clone();
     let app = App::build(config).await.expect("the app builds");
     let state = app.state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let signal = stop.clone();
