@@ -9,6 +9,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod scripted;
+
 /// One turn of the conversation as a model sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
