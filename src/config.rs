@@ -1,1 +1,333 @@
-//! Layered configuration (under construction).
+//! Layered configuration: built-in defaults, then an optional TOML file
+//! (`flowgate.toml`, or `--config FILE`), then `FLOWGATE_*` environment
+//! variables, then command-line flags. A bad value stops the start with a
+//! message naming the setting.
+//!
+//! Environment names: `FLOWGATE_LISTEN`, `FLOWGATE_DATA_DIR`, `FLOWGATE_API_KEY`,
+//! `FLOWGATE_STORE`, `FLOWGATE_REDIS_URL`, `FLOWGATE_LOG`, and nested settings
+//! with a double underscore (`FLOWGATE_JWT__SECRET`, `FLOWGATE_LIMITS__WS_FRAME_BYTES`).
+//! Pure: reads files and the environment, touches nothing else.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::flow::ModelSpec;
+
+/// Top-level setting names, the only `FLOWGATE_*` variables read as config.
+const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "api_key",
+    "store",
+    "redis_url",
+    "log",
+    "demo",
+    "jwt",
+    "sqlite",
+    "limits",
+    "models",
+    "node_id",
+];
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or shape (the message names the setting).
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value is well-formed but unusable.
+    #[error("configuration: `{key}`: {message}")]
+    Value {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Which store (and with it, which bus) a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded default: one SQLite file in `data_dir`, in-process bus.
+    Sqlite,
+    /// Shared Redis store and Redis pub/sub, for several nodes.
+    Redis,
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit batch: a 2xx survives power loss (default).
+    Full,
+    /// fsync at checkpoints: survives a process crash, not a power loss.
+    Normal,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Durability of commits.
+    pub synchronous: SqliteSync,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: SqliteSync::Full,
+        }
+    }
+}
+
+/// Bearer-token settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// HS256 shared secret. Unset: a random per-process secret signs the
+    /// chat tokens this node mints (they then verify only on this node).
+    pub secret: Option<String>,
+    /// Path to an RS256 public key (PEM) to verify tokens from an issuer.
+    pub rs256_public_key: Option<PathBuf>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Lifetime of minted chat tokens, seconds (default 600).
+    pub chat_token_ttl_secs: Option<u64>,
+}
+
+/// Limits on requests and sockets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest REST request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest inbound WebSocket frame, bytes (close 4009 above it).
+    pub ws_frame_bytes: usize,
+    /// Subscriptions per WebSocket connection.
+    pub ws_max_subscriptions: usize,
+    /// Outbound bytes queued per connection before it is closed with 4008.
+    pub ws_outbound_queue_bytes: usize,
+    /// Seconds between server pings.
+    pub ws_ping_secs: u64,
+    /// Seconds without a pong before the socket is closed.
+    pub ws_pong_timeout_secs: u64,
+    /// Concurrent WebSocket connections per node.
+    pub ws_max_connections: usize,
+    /// Longest `wait` a long-poll may hold, seconds.
+    pub long_poll_max_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            ws_frame_bytes: 64 << 10,
+            ws_max_subscriptions: 128,
+            ws_outbound_queue_bytes: 1 << 20,
+            ws_ping_secs: 20,
+            ws_pong_timeout_secs: 40,
+            ws_max_connections: 50_000,
+            long_poll_max_secs: 60,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite file lives.
+    pub data_dir: PathBuf,
+    /// A key seeded for tenant `default` at start (idempotent).
+    pub api_key: Option<String>,
+    /// The backend.
+    pub store: StoreKind,
+    /// `redis://…`, with `store = "redis"`.
+    pub redis_url: Option<String>,
+    /// A `tracing` filter, e.g. `info` or `flowgate=debug`.
+    pub log: String,
+    /// Register the offline `demo` flow at start.
+    pub demo: bool,
+    /// This node's name (lease owner id); random when unset.
+    pub node_id: Option<String>,
+    /// Bearer tokens.
+    pub jwt: JwtConfig,
+    /// Embedded store.
+    pub sqlite: SqliteConfig,
+    /// Socket and request limits.
+    pub limits: Limits,
+    /// The model registry flows refer to by name (`[models.NAME]`).
+    pub models: BTreeMap<String, ModelSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            api_key: None,
+            store: StoreKind::Sqlite,
+            redis_url: None,
+            log: "info".into(),
+            demo: true,
+            node_id: None,
+            jwt: JwtConfig::default(),
+            sqlite: SqliteConfig::default(),
+            limits: Limits::default(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// Command-line values that override every other layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--store`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// `--redis-url`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it `flowgate.toml` in
+    /// the working directory is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Value {
+                    key: "--config",
+                    message: format!("{} does not exist", path.display()),
+                });
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("flowgate.toml")),
+        }
+        let env = Env::prefixed("FLOWGATE_").split("__").filter(|key| {
+            KEYS.iter()
+                .any(|k| key.as_str().split('.').next() == Some(k))
+        });
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Value {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.store == StoreKind::Redis && self.redis_url.is_none() {
+            return bad(
+                "redis_url",
+                "required when store = \"redis\" (FLOWGATE_REDIS_URL)",
+            );
+        }
+        if self.api_key.as_deref().is_some_and(|k| k.trim().len() < 16) {
+            return bad("api_key", "must be at least 16 characters");
+        }
+        if self.jwt.secret.as_deref().is_some_and(|s| s.len() < 32) {
+            return bad("jwt.secret", "must be at least 32 bytes");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
+            return bad(
+                "log",
+                "not a valid tracing filter (try `info` or `flowgate=debug`)",
+            );
+        }
+        let l = &self.limits;
+        if l.ws_frame_bytes < 1024 || l.max_body_bytes < 1024 || l.ws_outbound_queue_bytes < 4096 {
+            return bad(
+                "limits",
+                "byte limits must be at least 1 KiB (queue: 4 KiB)",
+            );
+        }
+        if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
+            return bad(
+                "limits.ws_pong_timeout_secs",
+                "must be greater than ws_ping_secs > 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_data_in_dot_data() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn a_bad_listen_value_names_the_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOWGATE_LISTEN", "not-an-address");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_env_and_flags_layer_in_that_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "flowgate.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/a\"\n[limits]\nws_frame_bytes = 2048\n",
+            )?;
+            jail.set_env("FLOWGATE_DATA_DIR", "/b");
+            jail.set_env("FLOWGATE_REQUIRE_REDIS", "1");
+            let flags = Overrides {
+                listen: Some("127.0.0.1:9001".into()),
+                ..Default::default()
+            };
+            let c = Config::load(None, &flags).unwrap();
+            assert_eq!(c.listen.port(), 9001);
+            assert_eq!(c.data_dir, PathBuf::from("/b"));
+            assert_eq!(c.limits.ws_frame_bytes, 2048);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_without_a_url_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOWGATE_STORE", "redis");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("redis_url"), "{err}");
+            Ok(())
+        });
+    }
+}

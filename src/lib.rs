@@ -15,6 +15,7 @@ pub mod chats;
 pub mod config;
 pub mod engine;
 pub mod flow;
+pub mod metrics;
 pub mod model;
 pub mod realtime;
 pub mod store;

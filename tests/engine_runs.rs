@@ -23,7 +23,9 @@ fn statuses(items: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn always_mode_asks_the_human_after_every_assistant_message() {
     let h = Harness::new().await;
-    let chat = h.chat(two_agent("ALWAYS", &["Hello", "Bye TERMINATE"], json!({}))).await;
+    let chat = h
+        .chat(two_agent("ALWAYS", &["Hello", "Bye TERMINATE"], json!({})))
+        .await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
@@ -33,7 +35,12 @@ async fn always_mode_asks_the_human_after_every_assistant_message() {
     assert_eq!(w.settled().await, "completed");
     assert_eq!(
         h.transcript(&chat).await,
-        pairs(&[("user", "hi"), ("writer", "Hello"), ("user", "more"), ("writer", "Bye TERMINATE")])
+        pairs(&[
+            ("user", "hi"),
+            ("writer", "Hello"),
+            ("user", "more"),
+            ("writer", "Bye TERMINATE")
+        ])
     );
     assert_eq!(h.messages(&chat).await[2].role, Role::HumanInput);
     assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("termination"));
@@ -72,36 +79,70 @@ async fn terminate_mode_auto_replies_until_a_termination_message_and_exit_comple
             ("user", "exit"),
         ])
     );
-    let expected = ["ready", "running", "wait_for_human_input", "running", "completed"];
+    let expected = [
+        "ready",
+        "running",
+        "wait_for_human_input",
+        "running",
+        "completed",
+    ];
     assert_eq!(h.statuses(&chat).await, statuses(&expected));
 }
 
 #[tokio::test]
 async fn never_mode_runs_without_the_human_to_the_auto_reply_limit() {
     let h = Harness::new().await;
-    let chat = h.chat(two_agent("NEVER", &["a"], json!({"max_consecutive_auto_reply": 2}))).await;
+    let chat = h
+        .chat(two_agent(
+            "NEVER",
+            &["a"],
+            json!({"max_consecutive_auto_reply": 2}),
+        ))
+        .await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "completed");
-    assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("max_consecutive_auto_reply"));
+    assert_eq!(
+        h.stop_reason(&chat).await.as_deref(),
+        Some("max_consecutive_auto_reply")
+    );
     assert_eq!(
         h.transcript(&chat).await,
-        pairs(&[("user", "hi"), ("writer", "a"), ("user", ""), ("writer", "a"), ("user", ""), ("writer", "a")])
+        pairs(&[
+            ("user", "hi"),
+            ("writer", "a"),
+            ("user", ""),
+            ("writer", "a"),
+            ("user", ""),
+            ("writer", "a")
+        ])
     );
-    assert_eq!(h.statuses(&chat).await, statuses(&["ready", "running", "completed"]));
+    assert_eq!(
+        h.statuses(&chat).await,
+        statuses(&["ready", "running", "completed"])
+    );
 }
 
 #[tokio::test]
 async fn an_empty_reply_uses_the_auto_reply() {
     let h = Harness::new().await;
-    let chat = h.chat(two_agent("ALWAYS", &["Hello"], json!({"default_auto_reply": "Go on."}))).await;
+    let chat = h
+        .chat(two_agent(
+            "ALWAYS",
+            &["Hello"],
+            json!({"default_auto_reply": "Go on."}),
+        ))
+        .await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
     h.answer(&chat, None).await;
     assert_eq!(w.settled().await, "wait_for_human_input");
     let messages = h.messages(&chat).await;
-    assert_eq!((messages[2].sender.as_str(), messages[2].content.as_str()), ("user", "Go on."));
+    assert_eq!(
+        (messages[2].sender.as_str(), messages[2].content.as_str()),
+        ("user", "Go on.")
+    );
     assert_eq!(messages[2].role, Role::Assistant);
     assert_eq!(messages[2].metadata["auto_reply"], true);
     assert_eq!(messages.len(), 4, "the writer answered the auto reply");
@@ -123,16 +164,33 @@ async fn a_never_mode_group_runs_round_robin_to_max_round() {
     assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("max_round"));
     assert_eq!(
         h.transcript(&chat).await,
-        pairs(&[("user", "hi"), ("writer", "draft"), ("critic", "needs work"), ("user", ""), ("writer", "draft")])
+        pairs(&[
+            ("user", "hi"),
+            ("writer", "draft"),
+            ("critic", "needs work"),
+            ("user", ""),
+            ("writer", "draft")
+        ])
     );
-    assert_eq!(h.messages(&chat).await[1].metadata["selected_by"], "round_robin");
-    assert_eq!(h.statuses(&chat).await, statuses(&["ready", "running", "completed"]));
+    assert_eq!(
+        h.messages(&chat).await[1].metadata["selected_by"],
+        "round_robin"
+    );
+    assert_eq!(
+        h.statuses(&chat).await,
+        statuses(&["ready", "running", "completed"])
+    );
 }
 
 #[tokio::test]
 async fn a_terminate_mode_group_asks_the_human_on_a_termination_message() {
     let h = Harness::new().await;
-    let flow = group("TERMINATE", script(&["draft"], 0), script(&["ok TERMINATE"], 0), json!({}));
+    let flow = group(
+        "TERMINATE",
+        script(&["draft"], 0),
+        script(&["ok TERMINATE"], 0),
+        json!({}),
+    );
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -141,14 +199,25 @@ async fn a_terminate_mode_group_asks_the_human_on_a_termination_message() {
     assert_eq!(w.settled().await, "completed");
     assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("termination"));
     assert_eq!(h.messages(&chat).await.len(), 3);
-    let expected = ["ready", "running", "wait_for_human_input", "running", "completed"];
+    let expected = [
+        "ready",
+        "running",
+        "wait_for_human_input",
+        "running",
+        "completed",
+    ];
     assert_eq!(h.statuses(&chat).await, statuses(&expected));
 }
 
 #[tokio::test]
 async fn an_always_mode_group_asks_the_human_on_the_proxys_turn() {
     let h = Harness::new().await;
-    let flow = group("ALWAYS", script(&["draft"], 0), script(&["fine"], 0), json!({}));
+    let flow = group(
+        "ALWAYS",
+        script(&["draft"], 0),
+        script(&["fine"], 0),
+        json!({}),
+    );
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -176,7 +245,12 @@ async fn an_always_mode_group_asks_the_human_on_the_proxys_turn() {
 async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_messages() {
     let h = Harness::new().await;
     let long = vec!["word"; 1000].join(" ");
-    let flow = group("NEVER", script(&["draft"], 0), script(&[long.as_str()], 20), json!({}));
+    let flow = group(
+        "NEVER",
+        script(&["draft"], 0),
+        script(&[long.as_str()], 20),
+        json!({}),
+    );
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -188,7 +262,10 @@ async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_mes
     // The stream would take 20 s; the task must end well within the wait bound.
     h.idle().await;
     assert_eq!(h.status(&chat).await.as_str(), "ready");
-    assert_eq!(h.transcript(&chat).await, pairs(&[("user", "hi"), ("writer", "draft")]));
+    assert_eq!(
+        h.transcript(&chat).await,
+        pairs(&[("user", "hi"), ("writer", "draft")])
+    );
     let cancelled = h.events(&chat).await;
     assert!(cancelled.iter().any(|e| e.kind == EventKind::RunCancelled));
     let streamed_id = delta.data["message_id"].as_str().unwrap().to_owned();
@@ -198,7 +275,9 @@ async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_mes
 #[tokio::test]
 async fn deltas_and_the_stored_message_share_one_id() {
     let h = Harness::new().await;
-    let chat = h.chat(two_agent("ALWAYS", &["several words here"], json!({}))).await;
+    let chat = h
+        .chat(two_agent("ALWAYS", &["several words here"], json!({})))
+        .await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     let delta = w.next_where(|e| e.kind == EventKind::MessageDelta).await;
@@ -211,7 +290,11 @@ async fn deltas_and_the_stored_message_share_one_id() {
 #[tokio::test]
 async fn seq_has_no_gaps_after_a_mixed_run() {
     let h = Harness::new().await;
-    let flow = two_agent("TERMINATE", &["one", "done TERMINATE"], json!({"default_auto_reply": "Go on."}));
+    let flow = two_agent(
+        "TERMINATE",
+        &["one", "done TERMINATE"],
+        json!({"default_auto_reply": "Go on."}),
+    );
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -232,14 +315,22 @@ async fn seq_has_no_gaps_after_a_mixed_run() {
     assert_eq!(last_seq, events.len() as u64);
     for m in h.messages(&chat).await {
         let e = &events[(m.seq - 1) as usize];
-        assert_eq!((e.kind, e.data["id"].as_str()), (EventKind::MessageCreated, Some(m.id.as_str())));
+        assert_eq!(
+            (e.kind, e.data["id"].as_str()),
+            (EventKind::MessageCreated, Some(m.id.as_str()))
+        );
     }
 }
 
 #[tokio::test]
 async fn an_interrupted_run_resumes_with_every_message_exactly_once() {
     let mut h = Harness::new().await;
-    let replies = ["r0 a b c d e", "r1 a b c d e", "r2 a b c d e", "r3 a b c d e"];
+    let replies = [
+        "r0 a b c d e",
+        "r1 a b c d e",
+        "r2 a b c d e",
+        "r3 a b c d e",
+    ];
     let mut flow = two_agent(
         "NEVER",
         &replies,
@@ -260,7 +351,10 @@ async fn an_interrupted_run_resumes_with_every_message_exactly_once() {
     }
     expected.pop();
     assert_eq!(h.transcript(&chat).await, pairs(&expected));
-    assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("max_consecutive_auto_reply"));
+    assert_eq!(
+        h.stop_reason(&chat).await.as_deref(),
+        Some("max_consecutive_auto_reply")
+    );
 }
 
 #[tokio::test]
@@ -294,15 +388,22 @@ async fn auto_selection_falls_back_to_round_robin_after_three_bad_answers() {
         script(&["review"], 0),
         json!({"speaker_selection": "auto", "selector_model": "selector", "max_round": 2}),
     );
-    flow["models"]["selector"] = script(&["nobody", "still nobody", "writer or critic", "critic"], 0);
+    flow["models"]["selector"] =
+        script(&["nobody", "still nobody", "writer or critic", "critic"], 0);
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "completed");
     let messages = h.messages(&chat).await;
-    assert_eq!(messages[1].sender, "writer", "round robin after the user proxy");
+    assert_eq!(
+        messages[1].sender, "writer",
+        "round robin after the user proxy"
+    );
     let meta = &messages[1].metadata;
-    assert_eq!((meta["selected_by"].as_str(), meta["attempts"].as_u64()), (Some("auto"), Some(3)));
+    assert_eq!(
+        (meta["selected_by"].as_str(), meta["attempts"].as_u64()),
+        (Some("auto"), Some(3))
+    );
     assert_eq!(meta["fallback"], "round_robin");
 }
 
@@ -315,10 +416,22 @@ async fn an_invalid_flow_fails_the_run_with_flow_invalid() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
+    let error = h
+        .chats
+        .get(TENANT, &chat)
+        .await
+        .unwrap()
+        .chat
+        .error
+        .unwrap();
     assert_eq!(error.code, "flow_invalid");
     assert!(error.message.contains("no_such_model"), "{}", error.message);
-    assert!(h.events(&chat).await.iter().any(|e| e.kind == EventKind::RunFailed));
+    assert!(
+        h.events(&chat)
+            .await
+            .iter()
+            .any(|e| e.kind == EventKind::RunFailed)
+    );
 }
 
 #[tokio::test]
@@ -333,7 +446,14 @@ async fn a_model_that_cannot_be_called_fails_the_run_with_model_error() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
+    let error = h
+        .chats
+        .get(TENANT, &chat)
+        .await
+        .unwrap()
+        .chat
+        .error
+        .unwrap();
     assert_eq!(error.code, "model_error");
     assert!(error.message.contains("writer_model"), "{}", error.message);
 }

@@ -17,9 +17,20 @@ const CAPACITY: usize = 1024;
 type Senders = DashMap<Channel, Weak<broadcast::Sender<Arc<Frame>>>>;
 
 /// In-process pub/sub.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct MemoryBus {
     channels: Arc<Senders>,
+    /// Never bumped: an in-process bus cannot drop frames but by lagging.
+    resync: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self {
+            channels: Arc::default(),
+            resync: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl MemoryBus {
@@ -85,6 +96,7 @@ impl Bus for MemoryBus {
         };
         Ok(Subscription {
             receiver,
+            resync: self.resync.subscribe(),
             guard: Box::new(guard),
         })
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
@@ -48,25 +49,27 @@ pub struct Frame {
     pub seq: Option<u64>,
     /// Its type.
     pub kind: EventKind,
-    /// The envelope as JSON text: exactly the bytes a client receives.
-    pub json: Bytes,
+    /// The envelope as JSON text: exactly the bytes a client receives. Cloning
+    /// it bumps a refcount; a WebSocket text frame takes it as is.
+    pub json: Utf8Bytes,
 }
 
 impl Frame {
     /// Serializes an event once.
     pub fn from_event(event: &Event) -> Arc<Frame> {
-        let json = serde_json::to_vec(event).expect("an event always serializes");
+        let json = serde_json::to_string(event).expect("an event always serializes");
         Arc::new(Frame {
             chat_id: event.chat_id.clone(),
             seq: event.seq,
             kind: event.kind,
-            json: Bytes::from(json),
+            json: Utf8Bytes::from(json),
         })
     }
 
     /// Reads a frame back from its bytes (a Redis message); parsed once per node.
-    pub fn parse(json: Bytes) -> Result<Arc<Frame>, serde_json::Error> {
-        let event: Event = serde_json::from_slice(&json)?;
+    pub fn parse(bytes: Bytes) -> Result<Arc<Frame>, FrameError> {
+        let json = Utf8Bytes::try_from(bytes).map_err(|_| FrameError::NotUtf8)?;
+        let event: Event = serde_json::from_str(json.as_str())?;
         Ok(Arc::new(Frame {
             chat_id: event.chat_id,
             seq: event.seq,
@@ -74,6 +77,22 @@ impl Frame {
             json,
         }))
     }
+
+    /// The frame's bytes, for publishing to Redis.
+    pub fn bytes(&self) -> Bytes {
+        Bytes::from(self.json.clone())
+    }
+}
+
+/// Why bytes from the bus are not a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Not UTF-8 text.
+    #[error("the frame is not UTF-8")]
+    NotUtf8,
+    /// Not an event envelope.
+    #[error("the frame is not an event: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// What can go wrong on the bus.
@@ -89,11 +108,14 @@ pub enum BusError {
 
 /// A live feed of one channel. Dropping it unsubscribes.
 ///
-/// A receiver that falls too far behind sees `RecvError::Lagged`: its owner must
-/// then catch up from the store by seq (or tell its client to resubscribe).
+/// A receiver that falls too far behind sees `RecvError::Lagged`, and `resync`
+/// changes whenever the bus may have dropped frames (a Redis reconnect): either
+/// way its owner catches up from the store by seq.
 pub struct Subscription {
     /// The frames, in publish order.
     pub receiver: broadcast::Receiver<Arc<Frame>>,
+    /// Bumped after the bus lost and regained its connection.
+    pub resync: tokio::sync::watch::Receiver<u64>,
     /// Keeps the channel subscribed while held (refcount on the node's shared
     /// subscriber connection).
     pub guard: Box<dyn Send + Sync>,

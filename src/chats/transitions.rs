@@ -276,10 +276,10 @@ pub fn submit_input(
             pending: pending.request_id,
         });
     }
-    if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices) {
-        if !message.is_some_and(|m| choices.iter().any(|c| c == m.trim())) {
-            return Err(Refusal::InvalidChoice(choices.clone()));
-        }
+    if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices)
+        && !message.is_some_and(|m| choices.iter().any(|c| c == m.trim()))
+    {
+        return Err(Refusal::InvalidChoice(choices.clone()));
     }
     let run_id = current.run.as_ref().map(|r| r.run_id.clone());
     let mut p = Planner::new(current);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::provider::openai::{self, OpenAiConfigError, OpenAiProvider};
 use super::provider::scripted::ScriptedProvider;
 use super::provider::{ModelProvider, ProviderError};
 use crate::flow::{Flow, ModelSpec};
@@ -86,14 +87,18 @@ fn build(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, Provide
     }
 }
 
-/// Builds an OpenAI-compatible provider. Wired to
-/// `crate::engine::provider::openai` at merge; until then every call fails
-/// plainly.
-fn build_openai(name: &str, _spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
-    Err(ProviderError::Connect {
+/// Builds an OpenAI-compatible provider (its API key read from the
+/// environment variable the spec names). A setup failure (missing key, bad
+/// URL) is reported like a connection failure: the run fails with
+/// `model_error`.
+fn build_openai(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+    let setup_failed = |e: OpenAiConfigError| ProviderError::Connect {
         model: name.to_owned(),
-        message: "the openai provider is not available in this build".into(),
-    })
+        message: e.to_string(),
+    };
+    let config = openai::from_spec(name, spec).map_err(setup_failed)?;
+    let provider = OpenAiProvider::new(config).map_err(setup_failed)?;
+    Ok(Arc::new(provider))
 }
 
 #[cfg(test)]

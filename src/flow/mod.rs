@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+pub mod demo;
 pub mod termination;
 
 pub use termination::Termination;

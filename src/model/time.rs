@@ -7,9 +7,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub DateTime<Utc>);
 
-/// The current time.
+/// The current time, to the millisecond (what is stored and shown).
 pub fn now() -> Timestamp {
-    Timestamp(Utc::now())
+    let t = Utc::now();
+    Timestamp(DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t))
 }
 
 impl Timestamp {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::bus::memory::MemoryBus;
-use flowgate::bus::{Bus, Channel, Subscription};
+use flowgate::bus::{Channel, Subscription};
 use flowgate::chats::{ChatService, Journal, NewChat};
 use flowgate::engine::{Engine, EngineDeps};
 use flowgate::model::{ChatStatus, Event, EventKind, FlowRecord, IdKind, Message, new_id, now};
@@ -98,7 +98,10 @@ impl Harness {
 
     /// Posts a user message.
     pub async fn say(&self, chat_id: &str, text: &str) {
-        self.chats.post_message(TENANT, chat_id, text).await.unwrap();
+        self.chats
+            .post_message(TENANT, chat_id, text)
+            .await
+            .unwrap();
     }
 
     /// Answers the pending input request (`None`: the auto reply).
@@ -130,7 +133,10 @@ impl Harness {
     /// `(sender, content)` of every message.
     pub async fn transcript(&self, chat_id: &str) -> Vec<(String, String)> {
         let messages = self.messages(chat_id).await;
-        messages.into_iter().map(|m| (m.sender, m.content)).collect()
+        messages
+            .into_iter()
+            .map(|m| (m.sender, m.content))
+            .collect()
     }
 
     /// The `status` of every `chat.status` event, in order.
@@ -146,7 +152,10 @@ impl Harness {
     /// The `stop_reason` of the last `run.completed`.
     pub async fn stop_reason(&self, chat_id: &str) -> Option<String> {
         let events = self.events(chat_id).await;
-        let done = events.iter().rev().find(|e| e.kind == EventKind::RunCompleted)?;
+        let done = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::RunCompleted)?;
         done.data["stop_reason"].as_str().map(str::to_owned)
     }
 
@@ -181,7 +190,7 @@ impl Watch {
             loop {
                 match receiver.recv().await {
                     Ok(frame) => {
-                        let event: Event = serde_json::from_slice(&frame.json).unwrap();
+                        let event: Event = serde_json::from_str(frame.json.as_str()).unwrap();
                         if pred(&event) {
                             return event;
                         }

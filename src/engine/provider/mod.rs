@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod openai;
 pub mod scripted;
 
 /// One turn of the conversation as a model sees it.

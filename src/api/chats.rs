@@ -1,0 +1,129 @@
+//! `/chats` and `/chats/{chat_id}`: create, list, show, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, JsonBody, QueryParams};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::chats::NewChat;
+use crate::metrics::Metrics;
+use crate::model::ChatStatus;
+use crate::store::ChatQuery;
+
+/// `POST /chats` body (the seed's shape).
+#[derive(Debug, Deserialize)]
+pub struct CreateChat {
+    name: Option<String>,
+    from_type: Option<String>,
+    from_flow: Option<String>,
+    metadata: Option<Value>,
+}
+
+/// `GET /chats` query.
+#[derive(Debug, Deserialize)]
+pub struct ListChats {
+    status: Option<String>,
+    from_flow: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Checks a chat-scoped caller only reaches its own chat (404 otherwise).
+pub fn check_chat(caller: &Caller, chat_id: &str) -> Result<(), ApiError> {
+    if caller.may_access_chat(chat_id) {
+        Ok(())
+    } else {
+        Err(ApiError::chat_not_found(chat_id))
+    }
+}
+
+/// `POST /chats` → 201 with the chat.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateChat>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_tenant_scope()?;
+    if let Some(t) = body.from_type.as_deref().filter(|t| *t != "flow") {
+        return Err(ApiError::invalid(
+            "from_type",
+            format!("`{t}` is not supported; use \"flow\""),
+        ));
+    }
+    let from_flow = body.from_flow.filter(|f| !f.trim().is_empty());
+    let from_flow = from_flow
+        .ok_or_else(|| ApiError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
+    if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::invalid("metadata", "must be a JSON object"));
+    }
+    if body.name.as_ref().is_some_and(|n| n.len() > 256) {
+        return Err(ApiError::invalid("name", "at most 256 characters"));
+    }
+    let new = NewChat {
+        name: body.name,
+        from_flow,
+        metadata: body.metadata,
+    };
+    let chat = state.chats.create(&caller.tenant, new).await?;
+    Metrics::inc(&state.metrics.chats_created);
+    Ok((StatusCode::CREATED, Json(chat)))
+}
+
+/// `GET /chats` → a page, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListChats>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_tenant_scope()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ChatStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                format!(
+                    "`{s}` is not one of ready, running, wait_for_human_input, completed, error"
+                ),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+    }
+    let query = ChatQuery {
+        status,
+        from_flow: q.from_flow,
+        after: q.after,
+        before: q.before,
+        limit,
+    };
+    Ok(Json(state.chats.list(&caller.tenant, &query).await?))
+}
+
+/// `GET /chats/{chat_id}` → the chat with its status.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_chat(&caller, &chat_id)?;
+    Ok(Json(state.chats.get(&caller.tenant, &chat_id).await?.chat))
+}
+
+/// `DELETE /chats/{chat_id}` → 204; cancels the run and closes its sockets.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_chat(&caller, &chat_id)?;
+    state.chats.delete(&caller.tenant, &chat_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,221 @@
+//! The Chat Completions wire format: the request body we send, the shapes of
+//! the answers we read (whole and streamed), and the text we are willing to
+//! quote from an error answer (the server's own message, key scrubbed).
+//!
+//! Pure data and pure functions; no I/O.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::OpenAiConfig;
+use crate::engine::provider::{Turn, TurnRole};
+
+/// How much of an error body we quote when it has no message of its own.
+const QUOTE_LIMIT: usize = 300;
+
+/// The request body.
+#[derive(Debug, Serialize)]
+pub(super) struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+impl<'a> ChatRequest<'a> {
+    /// The body asking `config`'s model to answer `turns`.
+    pub(super) fn new(config: &'a OpenAiConfig, turns: &'a [Turn]) -> Self {
+        let messages = turns
+            .iter()
+            .map(|turn| WireMessage {
+                role: role_name(turn.role),
+                content: &turn.content,
+                name: turn.name.as_deref().filter(|n| is_valid_name(n)),
+            })
+            .collect();
+        Self {
+            model: &config.model,
+            messages,
+            stream: config.stream,
+            stream_options: config.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+        }
+    }
+}
+
+fn role_name(role: TurnRole) -> &'static str {
+    match role {
+        TurnRole::System => "system",
+        TurnRole::User => "user",
+        TurnRole::Assistant => "assistant",
+    }
+}
+
+/// OpenAI accepts a message `name` matching `^[a-zA-Z0-9_-]{1,64}$` only.
+pub(super) fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A whole (non-streamed) answer.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChatResponse {
+    #[serde(default)]
+    pub(super) choices: Vec<ResponseChoice>,
+    #[serde(default)]
+    pub(super) usage: Option<Value>,
+}
+
+/// One choice of a whole answer.
+#[derive(Debug, Deserialize)]
+pub(super) struct ResponseChoice {
+    #[serde(default)]
+    pub(super) message: Option<ResponseMessage>,
+    #[serde(default)]
+    pub(super) finish_reason: Option<String>,
+}
+
+/// The message of a whole answer.
+#[derive(Debug, Deserialize)]
+pub(super) struct ResponseMessage {
+    #[serde(default)]
+    pub(super) content: Option<String>,
+}
+
+/// One streamed chunk.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChatChunk {
+    #[serde(default)]
+    pub(super) choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    pub(super) usage: Option<Value>,
+    /// Some servers report a failure inside the stream.
+    #[serde(default)]
+    pub(super) error: Option<Value>,
+}
+
+/// One choice of a streamed chunk.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChunkChoice {
+    #[serde(default)]
+    pub(super) delta: Option<ChunkDelta>,
+    #[serde(default)]
+    pub(super) finish_reason: Option<String>,
+}
+
+/// The new text of a streamed chunk.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChunkDelta {
+    #[serde(default)]
+    pub(super) content: Option<String>,
+}
+
+/// The message worth quoting from an error body: `error.message` (OpenAI),
+/// `error` as a string (Ollama), `message` (vLLM) or `detail`, else the body
+/// itself, cut to about 300 characters; `key` is scrubbed from it.
+pub(super) fn error_message(body: &str, key: Option<&str>) -> String {
+    let from_json = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|json| json_message(&json));
+    let text = from_json.unwrap_or_else(|| body.trim().to_owned());
+    truncate(&scrub(&text, key), QUOTE_LIMIT)
+}
+
+/// The message inside a JSON error value, if any.
+pub(super) fn json_message(json: &Value) -> Option<String> {
+    let candidates = [
+        json.pointer("/error/message"),
+        json.get("error"),
+        json.get("message"),
+        json.get("detail"),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.as_str().filter(|s| !s.trim().is_empty()))
+        .map(|s| s.trim().to_owned())
+}
+
+/// `text` cut to at most `limit` characters, marked with `…` when cut.
+pub(super) fn truncate(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
+/// `text` with every occurrence of `key` replaced.
+pub(super) fn scrub(text: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) if !key.is_empty() => text.replace(key, "[redacted]"),
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_openai_pattern() {
+        assert!(is_valid_name("critic_2"));
+        assert!(is_valid_name("user-proxy"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("Dr. Who"));
+        assert!(!is_valid_name("ünïcode"));
+        assert!(!is_valid_name(&"a".repeat(65)));
+        assert!(is_valid_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn the_servers_own_message_is_quoted() {
+        let openai = r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#;
+        assert_eq!(error_message(openai, None), "Rate limit reached");
+        assert_eq!(
+            error_message(r#"{"error":"model not found"}"#, None),
+            "model not found"
+        );
+        let vllm = r#"{"object":"error","message":"bad prompt","code":400}"#;
+        assert_eq!(error_message(vllm, None), "bad prompt");
+        assert_eq!(error_message("  upstream down \n", None), "upstream down");
+    }
+
+    #[test]
+    fn a_long_body_is_cut() {
+        let body = "é".repeat(1000);
+        let quoted = error_message(&body, None);
+        assert_eq!(quoted.chars().count(), QUOTE_LIMIT + 1);
+        assert!(quoted.ends_with('…'));
+    }
+
+    #[test]
+    fn the_key_is_scrubbed_from_quotes() {
+        let body = r#"{"error":{"message":"Incorrect API key provided: sk-abc123."}}"#;
+        let quoted = error_message(body, Some("sk-abc123"));
+        assert!(!quoted.contains("sk-abc123"), "{quoted}");
+        assert!(quoted.contains("[redacted]"), "{quoted}");
+    }
+}

@@ -1,0 +1,161 @@
+//! The gap-free feed of one chat, shared by WebSocket subscriptions and SSE
+//! streams: subscribe to the live channel first, replay the store after the
+//! client's seq, then pass live frames on, dropping any seq already sent and
+//! filling any hole from the store. Where continuity cannot be proven the feed
+//! ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather than skip
+//! an event.
+//!
+//! Touches the store (reads) and the bus (subscribe); writes nothing.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Channel, Frame};
+use crate::chats::Journal;
+use crate::model::EventKind;
+use crate::store::SeqQuery;
+
+/// Events read from the store per page while catching up.
+const PAGE: usize = 256;
+
+/// Why a feed stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEnd {
+    /// Its cancellation token fired (unsubscribe, socket closed, shutdown).
+    Stopped,
+    /// The chat was deleted (`chat.deleted` was delivered).
+    Deleted,
+    /// The sink refused a frame (client too slow, or gone).
+    SinkClosed,
+    /// Continuity could not be proven; the client must resubscribe.
+    Resubscribe(String),
+}
+
+/// Where a feed starts and where its frames go.
+pub struct Follow<'a, S: FnMut(Arc<Frame>) -> bool> {
+    /// The store and bus.
+    pub journal: &'a Journal,
+    /// The chat.
+    pub chat_id: &'a str,
+    /// The last seq the client has; frames after it are delivered.
+    pub after_seq: u64,
+    /// Takes each frame; returns `false` to stop the feed.
+    pub sink: S,
+    /// Stops the feed.
+    pub cancel: &'a CancellationToken,
+}
+
+impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
+    /// Runs the feed until it ends.
+    pub async fn run(mut self) -> FeedEnd {
+        let channel = Channel::Chat(self.chat_id.to_owned());
+        let mut sub = match self.journal.bus.subscribe(&channel).await {
+            Ok(sub) => sub,
+            Err(e) => return FeedEnd::Resubscribe(format!("live feed unavailable: {e}")),
+        };
+        let mut last = self.after_seq;
+        if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+            return end;
+        }
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return FeedEnd::Stopped,
+                changed = sub.resync.changed() => {
+                    if changed.is_err() {
+                        return FeedEnd::Resubscribe("the live feed closed".into());
+                    }
+                    if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                        return end;
+                    }
+                    continue;
+                }
+                r = sub.receiver.recv() => r,
+            };
+            let frame = match received {
+                Ok(frame) => frame,
+                Err(RecvError::Lagged(_)) => {
+                    if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                        return end;
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => {
+                    return FeedEnd::Resubscribe("the live feed closed".into());
+                }
+            };
+            if let Some(end) = self.live(frame, &mut last).await {
+                return end;
+            }
+        }
+    }
+
+    /// Handles one live frame; `Some` ends the feed.
+    async fn live(&mut self, frame: Arc<Frame>, last: &mut u64) -> Option<FeedEnd> {
+        let Some(seq) = frame.seq else {
+            return (!(self.sink)(frame)).then_some(FeedEnd::SinkClosed);
+        };
+        if seq <= *last {
+            return None;
+        }
+        if seq > *last + 1 {
+            if let Err(end) = self.catch_up(last, seq - 1).await {
+                return Some(end);
+            }
+            // `chat.deleted` is never stored: a hole before it is history that
+            // went with the chat.
+            if *last != seq - 1 && frame.kind != EventKind::ChatDeleted {
+                return Some(FeedEnd::Resubscribe(format!(
+                    "events {}..{} are missing",
+                    *last + 1,
+                    seq - 1
+                )));
+            }
+        }
+        let deleted = frame.kind == EventKind::ChatDeleted;
+        if !(self.sink)(frame) {
+            return Some(FeedEnd::SinkClosed);
+        }
+        *last = seq;
+        deleted.then_some(FeedEnd::Deleted)
+    }
+
+    /// Delivers stored events after `last`, up to `up_to`, advancing `last`.
+    async fn catch_up(&mut self, last: &mut u64, up_to: u64) -> Result<(), FeedEnd> {
+        loop {
+            let query = SeqQuery {
+                after_seq: Some(*last),
+                before_seq: None,
+                limit: PAGE,
+                descending: false,
+            };
+            let events = self
+                .journal
+                .store
+                .events(self.chat_id, &query)
+                .await
+                .map_err(|e| FeedEnd::Resubscribe(format!("history unavailable: {e}")))?;
+            let full = events.len() == PAGE;
+            for event in events {
+                let Some(seq) = event.seq.filter(|s| *s <= up_to) else {
+                    return Ok(());
+                };
+                if seq != *last + 1 {
+                    return Err(FeedEnd::Resubscribe(format!(
+                        "stored history has a hole at {}",
+                        *last + 1
+                    )));
+                }
+                if !(self.sink)(Frame::from_event(&event)) {
+                    return Err(FeedEnd::SinkClosed);
+                }
+                *last = seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! One connection's outbound side: a queue bounded in bytes (overflow closes
+//! the client with 4008 instead of slowing the room), the [`Closer`] that
+//! records the first close reason, and the writer loop that batches frames
+//! (wait for one, drain what else is queued, flush once) and pings.
+//!
+//! Touches only its socket half and the node's metrics.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::SinkExt;
+use futures::stream::SplitSink;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Frames written before one flush, at most.
+const BATCH: usize = 64;
+/// A batch that cannot be written in this long marks the client too slow.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Close codes of contract §5.
+pub mod code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// Server going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// No pong in time.
+    pub const PONG_TIMEOUT: u16 = 4000;
+    /// Chat gone.
+    pub const CHAT_GONE: u16 = 4004;
+    /// Too slow: outbound queue over its bound.
+    pub const TOO_SLOW: u16 = 4008;
+    /// Inbound frame too large.
+    pub const TOO_LARGE: u16 = 4009;
+    /// Resubscribe needed.
+    pub const RESUBSCRIBE: u16 = 4010;
+    /// Rate limited.
+    pub const RATE_LIMITED: u16 = 4029;
+}
+
+/// Ends a connection once, with the first reason given.
+#[derive(Clone, Default)]
+pub struct Closer {
+    token: CancellationToken,
+    reason: Arc<OnceLock<(u16, String)>>,
+}
+
+impl Closer {
+    /// Asks for the connection to close with `code` (first call wins).
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        let _ = self.reason.set((code, reason.into()));
+        self.token.cancel();
+    }
+
+    /// Fires once a close was asked for.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    fn frame(&self) -> CloseFrame {
+        let (code, reason) = self
+            .reason
+            .get()
+            .cloned()
+            .unwrap_or((code::NORMAL, String::new()));
+        let reason: String = reason.chars().take(120).collect();
+        CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        }
+    }
+}
+
+/// The sending half every producer of a connection shares.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Utf8Bytes>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    closer: Closer,
+}
+
+/// The writer's end of an [`Outbox`].
+pub struct Inbox {
+    rx: mpsc::UnboundedReceiver<Utf8Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A new outbox bounded to `limit` queued bytes.
+pub fn outbox(limit: usize, closer: Closer) -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: queued.clone(),
+            limit,
+            closer,
+        },
+        Inbox { rx, queued },
+    )
+}
+
+impl Outbox {
+    /// Queues a frame; `false` (and a 4008 close) when the client is too far
+    /// behind, or the connection is closing.
+    pub fn push(&self, text: Utf8Bytes) -> bool {
+        let len = text.len();
+        let total = self.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if total > self.limit {
+            self.closer.close(
+                code::TOO_SLOW,
+                format!("too slow: over {} bytes queued", self.limit),
+            );
+            return false;
+        }
+        self.tx.send(text).is_ok()
+    }
+
+    /// The connection's closer.
+    pub fn closer(&self) -> &Closer {
+        &self.closer
+    }
+}
+
+/// Liveness settings and shared pong clock of a connection.
+pub struct Liveness {
+    /// Between server pings.
+    pub ping_every: Duration,
+    /// Without a pong this long, the connection is closed.
+    pub pong_timeout: Duration,
+    /// Milliseconds since `epoch` of the last pong (the reader updates it).
+    pub last_pong_ms: Arc<AtomicU64>,
+    /// The clock's origin.
+    pub epoch: Instant,
+}
+
+/// Writes queued frames until the connection closes, then sends the close
+/// frame. Returns when the socket half is done.
+pub async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut inbox: Inbox,
+    closer: Closer,
+    live: Liveness,
+    metrics: Arc<Metrics>,
+) {
+    let mut tick = tokio::time::interval(live.ping_every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => break,
+            first = inbox.rx.recv() => {
+                let Some(first) = first else { break };
+                match tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics)).await {
+                    Ok(true) => {}
+                    Ok(false) => { closer.close(code::NORMAL, "socket closed"); break }
+                    Err(_) => { Metrics::inc(&metrics.ws_slow_closes); closer.close(code::TOO_SLOW, "too slow: writes stalled"); break }
+                }
+            }
+            _ = tick.tick() => {
+                let since = live.epoch.elapsed().as_millis() as u64 - live.last_pong_ms.load(Ordering::Relaxed);
+                if since > live.pong_timeout.as_millis() as u64 {
+                    closer.close(code::PONG_TIMEOUT, "no pong in time");
+                    break;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() { break }
+            }
+        }
+    }
+    if closer
+        .reason
+        .get()
+        .is_some_and(|(c, _)| *c == code::TOO_SLOW)
+    {
+        Metrics::inc(&metrics.ws_slow_closes);
+    }
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(closer.frame()))),
+    )
+    .await;
+}
+
+/// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    inbox: &mut Inbox,
+    first: Utf8Bytes,
+    metrics: &Metrics,
+) -> bool {
+    let mut bytes = first.len();
+    let mut frames = 1;
+    if sink.feed(Message::Text(first)).await.is_err() {
+        return false;
+    }
+    while frames < BATCH {
+        let Ok(next) = inbox.rx.try_recv() else { break };
+        bytes += next.len();
+        frames += 1;
+        if sink.feed(Message::Text(next)).await.is_err() {
+            return false;
+        }
+    }
+    let ok = sink.flush().await.is_ok();
+    inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
+    metrics
+        .ws_frames_sent
+        .fetch_add(frames as u64, Ordering::Relaxed);
+    ok
+}

@@ -1,0 +1,221 @@
+//! The WebSocket protocol of contract §5: client commands (`op`) and the
+//! server's replies (`subscribed`, `ack`, `error`, `pong`). Pure: parsing and
+//! rendering only.
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The ops a client may send.
+pub const OPS: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "message",
+    "input",
+    "cancel",
+    "watch_status",
+    "unwatch_status",
+    "ping",
+];
+
+/// One client command.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Replay every durable event after `after_seq`, then live.
+    Subscribe {
+        /// The chat (optional on a chat-bound socket).
+        chat_id: Option<String>,
+        /// The last seq the client saw (0 or absent: from the start).
+        after_seq: Option<u64>,
+    },
+    /// Stop a subscription.
+    Unsubscribe {
+        /// The chat.
+        chat_id: Option<String>,
+    },
+    /// Same rules as `POST /messages`.
+    Message {
+        /// The chat.
+        chat_id: Option<String>,
+        /// The text.
+        message: Option<String>,
+        /// FlowGen's spelling of the text.
+        content: Option<String>,
+    },
+    /// Same rules as `POST /input`.
+    Input {
+        /// The chat.
+        chat_id: Option<String>,
+        /// The answer.
+        message: Option<String>,
+        /// FlowGen's spelling of the answer.
+        content: Option<String>,
+        /// The request answered (guards against a stale answer).
+        request_id: Option<String>,
+        /// Use the agent's auto reply instead of a text.
+        #[serde(default)]
+        auto_reply: bool,
+    },
+    /// Stop the active run.
+    Cancel {
+        /// The chat.
+        chat_id: Option<String>,
+    },
+    /// Every `chat.status` of the caller's tenant.
+    WatchStatus,
+    /// Stop the status feed.
+    UnwatchStatus,
+    /// Liveness: answered with `pong`.
+    Ping,
+}
+
+/// A parsed command with its optional `ref`, echoed in the reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Echoed in the reply.
+    pub reference: Option<Value>,
+    /// What to do.
+    pub op: Op,
+}
+
+/// A frame that is not a command: answered with an `error` frame, and the
+/// connection stays usable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFrame {
+    /// The `ref`, if one could be read.
+    pub reference: Option<Value>,
+    /// `invalid_json`, `unknown_op`, `invalid_request`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<Command, BadFrame> {
+    let bad = |reference, code, message: String| BadFrame {
+        reference,
+        code,
+        message,
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| bad(None, "invalid_json", format!("malformed JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(bad(
+            None,
+            "invalid_request",
+            "a command is a JSON object with an `op`".into(),
+        ));
+    };
+    let reference = object.remove("ref");
+    match object.get("op").and_then(Value::as_str) {
+        None => return Err(bad(reference, "invalid_request", "missing `op`".into())),
+        Some(op) if !OPS.contains(&op) => {
+            return Err(bad(
+                reference,
+                "unknown_op",
+                format!("unknown op `{op}`; known: {}", OPS.join(", ")),
+            ));
+        }
+        Some(_) => {}
+    }
+    let op = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        bad(
+            reference.clone(),
+            "invalid_request",
+            format!("{}: {}", e.path(), e.inner()),
+        )
+    })?;
+    Ok(Command { reference, op })
+}
+
+fn render(kind: &str, reference: Option<&Value>, fields: Value) -> Utf8Bytes {
+    let mut object = Map::new();
+    object.insert("type".into(), json!(kind));
+    if let Some(r) = reference {
+        object.insert("ref".into(), r.clone());
+    }
+    if let Value::Object(extra) = fields {
+        object.extend(extra);
+    }
+    Utf8Bytes::from(Value::Object(object).to_string())
+}
+
+/// `{"type":"ack","ref","op",...fields}`
+pub fn ack(reference: Option<&Value>, op: &str, fields: Value) -> Utf8Bytes {
+    let mut fields = fields;
+    if let Value::Object(f) = &mut fields {
+        f.insert("op".into(), json!(op));
+    } else {
+        fields = json!({"op": op});
+    }
+    render("ack", reference, fields)
+}
+
+/// `{"type":"subscribed","ref","chat_id","last_seq"}`
+pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64) -> Utf8Bytes {
+    render(
+        "subscribed",
+        reference,
+        json!({"chat_id": chat_id, "last_seq": last_seq}),
+    )
+}
+
+/// `{"type":"error","ref","code","message",...details}`
+pub fn error(
+    reference: Option<&Value>,
+    code: &str,
+    message: &str,
+    details: Map<String, Value>,
+) -> Utf8Bytes {
+    let mut fields = details;
+    fields.insert("code".into(), json!(code));
+    fields.insert("message".into(), json!(message));
+    render("error", reference, Value::Object(fields))
+}
+
+/// `{"type":"pong","ref"}`
+pub fn pong(reference: Option<&Value>) -> Utf8Bytes {
+    render("pong", reference, json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscribe_with_a_ref_parses() {
+        let c = parse(r#"{"op":"subscribe","chat_id":"chat_1","after_seq":4,"ref":7}"#).unwrap();
+        assert_eq!(c.reference, Some(json!(7)));
+        assert_eq!(
+            c.op,
+            Op::Subscribe {
+                chat_id: Some("chat_1".into()),
+                after_seq: Some(4)
+            }
+        );
+    }
+
+    #[test]
+    fn not_json_an_unknown_op_and_a_bad_field_are_told_apart() {
+        assert_eq!(parse("nope").unwrap_err().code, "invalid_json");
+        let e = parse(r#"{"op":"dance","ref":"a"}"#).unwrap_err();
+        assert_eq!((e.code, e.reference), ("unknown_op", Some(json!("a"))));
+        let e = parse(r#"{"op":"subscribe","after_seq":"x"}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_request");
+        assert!(e.message.contains("after_seq"), "{}", e.message);
+        assert_eq!(parse("[1]").unwrap_err().code, "invalid_request");
+    }
+
+    #[test]
+    fn replies_echo_the_ref() {
+        let v: Value =
+            serde_json::from_str(&ack(Some(&json!(3)), "cancel", json!({"chat_id": "c"}))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "ack", "ref": 3, "op": "cancel", "chat_id": "c"})
+        );
+        let v: Value = serde_json::from_str(&pong(None)).unwrap();
+        assert_eq!(v, json!({"type": "pong"}));
+    }
+}

@@ -1,0 +1,292 @@
+//! Reads: a small pool of read-only connections used on tokio's blocking
+//! threads, and the queries behind every read of the [`Store`] trait.
+//!
+//! In WAL mode readers never wait for the writer; each query sees the last
+//! committed state.
+//!
+//! Touches only its own read-only connections.
+//!
+//! [`Store`]: crate::store::Store
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, params};
+use serde::de::DeserializeOwned;
+
+use super::{SqliteOptions, schema};
+use crate::model::{ApiKey, Chat, ChatRecord, FlowRecord, Page};
+use crate::store::{ChatQuery, SeqQuery, StoreError, StoreResult};
+
+/// A few read-only connections, each behind its own mutex.
+pub struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl ReadPool {
+    /// Opens `options.readers` read-only connections to the (migrated) file.
+    pub fn open(path: &Path, options: &SqliteOptions) -> StoreResult<ReadPool> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conns = Vec::with_capacity(options.readers.max(1));
+        for _ in 0..options.readers.max(1) {
+            let conn = Connection::open_with_flags(path, flags)?;
+            schema::configure(&conn, options)?;
+            conns.push(Mutex::new(conn));
+        }
+        Ok(ReadPool {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `query` on a free connection, on a blocking thread.
+    pub async fn read<T, F>(self: &Arc<Self>, query: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || query(&pool.checkout()))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// A free connection if there is one, else waits for the next in turn.
+    fn checkout(&self) -> MutexGuard<'_, Connection> {
+        for conn in &self.conns {
+            if let Ok(guard) = conn.try_lock() {
+                return guard;
+            }
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        // A panic while holding a connection leaves it usable: ignore poison.
+        self.conns[turn]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sorts after every id (ids are ASCII).
+const ID_MAX: &str = "\u{10FFFF}";
+
+/// Every row's first column, parsed as JSON.
+fn json_rows<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl Params,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        out.push(serde_json::from_str(&text)?);
+    }
+    Ok(out)
+}
+
+fn json_row<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl Params,
+) -> StoreResult<Option<T>> {
+    let text: Option<String> = conn
+        .prepare_cached(sql)?
+        .query_row(args, |row| row.get(0))
+        .optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One chat by id.
+pub fn get_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
+    json_row(conn, "SELECT record FROM chats WHERE id = ?1", [chat_id])
+}
+
+/// Every running chat, any tenant.
+pub fn running_chats(conn: &Connection) -> StoreResult<Vec<ChatRecord>> {
+    json_rows(
+        conn,
+        "SELECT record FROM chats WHERE status = 'running' ORDER BY id",
+        [],
+    )
+}
+
+/// A page of a tenant's chats, newest first.
+///
+/// `after` pages toward older chats and `next_cursor` is the oldest id returned;
+/// `before` alone pages toward newer chats (the ones just newer than `before`,
+/// still listed newest first) and `next_cursor` is then the newest id returned,
+/// to pass as `before` again. `has_more` is about the direction of travel.
+pub fn list_chats(conn: &Connection, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+    let toward_newer = query.before.is_some() && query.after.is_none();
+    let sql = format!(
+        "SELECT record FROM chats
+         WHERE tenant = ?1 AND id < ?2 AND id > ?3
+           AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR from_flow = ?5)
+         ORDER BY id {} LIMIT ?6",
+        if toward_newer { "ASC" } else { "DESC" }
+    );
+    let records: Vec<ChatRecord> = json_rows(
+        conn,
+        &sql,
+        params![
+            tenant,
+            query.after.as_deref().unwrap_or(ID_MAX),
+            query.before.as_deref().unwrap_or(""),
+            query.status.map(|s| s.as_str()),
+            query.from_flow,
+            sql_limit(query.limit).saturating_add(1),
+        ],
+    )?;
+    let mut data: Vec<Chat> = records.into_iter().map(|r| r.chat).collect();
+    let has_more = data.len() > query.limit;
+    data.truncate(query.limit);
+    if toward_newer {
+        data.reverse();
+    }
+    let edge = if toward_newer {
+        data.first()
+    } else {
+        data.last()
+    };
+    let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
+    Ok(Page {
+        data,
+        has_more,
+        next_cursor,
+    })
+}
+
+/// The tables read by seq.
+#[derive(Debug, Clone, Copy)]
+pub enum SeqTable {
+    /// `messages`
+    Messages,
+    /// `events`
+    Events,
+}
+
+/// A chat's messages or events by seq range.
+pub fn by_seq<T: DeserializeOwned>(
+    conn: &Connection,
+    table: SeqTable,
+    chat_id: &str,
+    query: &SeqQuery,
+) -> StoreResult<Vec<T>> {
+    let table = match table {
+        SeqTable::Messages => "messages",
+        SeqTable::Events => "events",
+    };
+    let order = if query.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT json FROM {table} WHERE chat_id = ?1 AND seq > ?2 AND seq < ?3
+         ORDER BY seq {order} LIMIT ?4"
+    );
+    json_rows(
+        conn,
+        &sql,
+        params![
+            chat_id,
+            query.after_seq.map_or(-1, sql_int),
+            query.before_seq.map_or(i64::MAX, sql_int),
+            sql_limit(query.limit),
+        ],
+    )
+}
+
+/// A flow row: its JSON lacks the tenant (`#[serde(skip)]`), restored here.
+fn flow_from(tenant: &str, json: &str) -> StoreResult<FlowRecord> {
+    let mut flow: FlowRecord = serde_json::from_str(json)?;
+    flow.tenant = tenant.to_owned();
+    Ok(flow)
+}
+
+/// One flow of one tenant.
+pub fn get_flow(conn: &Connection, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT json FROM flows WHERE tenant = ?1 AND id = ?2")?
+        .query_row([tenant, flow_id], |row| row.get(0))
+        .optional()?;
+    json.map(|j| flow_from(tenant, &j)).transpose()
+}
+
+/// A page of a tenant's flows, newest first (by `created_at`, then id), after
+/// the flow `after`; an `after` that no longer exists gives an empty page.
+pub fn list_flows(
+    conn: &Connection,
+    tenant: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> StoreResult<Page<FlowRecord>> {
+    let start = match after {
+        None => (i64::MAX, ID_MAX.to_owned()),
+        Some(id) => {
+            let created: Option<i64> = conn
+                .prepare_cached("SELECT created_at FROM flows WHERE tenant = ?1 AND id = ?2")?
+                .query_row([tenant, id], |row| row.get(0))
+                .optional()?;
+            match created {
+                Some(created) => (created, id.to_owned()),
+                None => return Ok(empty_page()),
+            }
+        }
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT json FROM flows WHERE tenant = ?1 AND (created_at, id) < (?2, ?3)
+         ORDER BY created_at DESC, id DESC LIMIT ?4",
+    )?;
+    let rows: Vec<String> = stmt
+        .query_map(
+            params![tenant, start.0, start.1, sql_limit(limit).saturating_add(1)],
+            |row| row.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut data = rows
+        .iter()
+        .map(|json| flow_from(tenant, json))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
+    Ok(Page {
+        data,
+        has_more,
+        next_cursor,
+    })
+}
+
+fn empty_page<T>() -> Page<T> {
+    Page {
+        data: Vec::new(),
+        has_more: false,
+        next_cursor: None,
+    }
+}
+
+/// The key stored with this secret hash.
+pub fn key_by_hash(conn: &Connection, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
+    json_row(
+        conn,
+        "SELECT json FROM api_keys WHERE hash = ?1",
+        [secret_hash],
+    )
+}
+
+/// A tenant's keys, oldest first (key ids sort by creation).
+pub fn list_keys(conn: &Connection, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+    json_rows(
+        conn,
+        "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id",
+        [tenant],
+    )
+}

@@ -1,0 +1,6 @@
+//! Shared test helpers: `spawn_app()` starts the real server on port 0 over a
+//! fresh data dir and returns typed helpers. Each test binary uses a subset.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod flows;
