@@ -19,6 +19,7 @@ use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::metrics::Metrics;
 use crate::model::{FlowRecord, now};
+use crate::realtime::Hub;
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Live WebSocket and SSE connections.
+    pub hub: Arc<Hub>,
     /// Fires on shutdown; long-lived requests end with it.
     pub shutdown: CancellationToken,
 }
@@ -98,6 +101,7 @@ impl App {
         if config.demo {
             register_demo(store.as_ref(), "default").await?;
         }
+        let hub = Hub::new(config.limits.ws_max_connections);
         let state = AppState {
             chats: ChatService::new(journal, engine.clone()),
             store,
@@ -106,6 +110,7 @@ impl App {
             engine,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            hub,
             shutdown,
         };
         Ok(App { state })
@@ -140,6 +145,7 @@ impl App {
         });
         let result = serve.await;
         shutdown.cancel();
+        self.state.hub.wait().await;
         self.state.engine.shutdown().await;
         result
     }

@@ -13,7 +13,8 @@ use super::extract::{from_value, parse_value};
 use super::{ApiError, QueryParams};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::flow::Flow;
+use crate::flow::flowgen::{self, ModelCatalog};
+use crate::flow::{Flow, FlowIssue};
 use crate::model::{FlowRecord, IdKind, new_id, now};
 use crate::store::ChatQuery;
 
@@ -32,9 +33,27 @@ fn flow_not_found(id: &str) -> ApiError {
     )
 }
 
-/// Reads a body into a validated native flow, keeping a FlowGen graph as the
-/// source it came from.
-fn read_flow(state: &AppState, body: &[u8]) -> Result<(Flow, Option<Value>), ApiError> {
+/// A flow read from a request body.
+struct ReadFlow {
+    flow: Flow,
+    /// The FlowGen graph it was imported from.
+    source: Option<Value>,
+    /// What the import could not carry over (shown once, not stored).
+    warnings: Vec<FlowIssue>,
+}
+
+fn invalid_flow(issues: Vec<FlowIssue>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_flow",
+        "the flow cannot run as written",
+    )
+    .with("issues", json!(issues))
+}
+
+/// Reads a body into a validated native flow: native JSON, or a FlowGen
+/// graph imported (and kept as the source).
+fn read_flow(state: &AppState, body: &[u8]) -> Result<ReadFlow, ApiError> {
     let value = parse_value(body)?;
     if !value.is_object() {
         return Err(ApiError::invalid(
@@ -43,16 +62,35 @@ fn read_flow(state: &AppState, body: &[u8]) -> Result<(Flow, Option<Value>), Api
         ));
     }
     let known = state.engine.known_models();
+    if flowgen::is_graph(&value) {
+        let default = known.contains("default").then_some("default");
+        let catalog = ModelCatalog::new(known.iter().cloned(), default);
+        let imported = flowgen::import(&value, &catalog).map_err(invalid_flow)?;
+        return Ok(ReadFlow {
+            flow: imported.flow,
+            source: Some(value),
+            warnings: imported.warnings,
+        });
+    }
     let flow: Flow = from_value(value)?;
-    flow.validate(&known).map_err(|issues| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_flow",
-            "the flow cannot run as written",
-        )
-        .with("issues", json!(issues))
-    })?;
-    Ok((flow, None))
+    flow.validate(&known).map_err(invalid_flow)?;
+    Ok(ReadFlow {
+        flow,
+        source: None,
+        warnings: Vec::new(),
+    })
+}
+
+fn respond(
+    status: StatusCode,
+    rec: &FlowRecord,
+    warnings: &[FlowIssue],
+) -> impl IntoResponse + use<> {
+    let mut body = json!(rec);
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    (status, Json(body))
 }
 
 fn record(
@@ -81,10 +119,16 @@ pub async fn create(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_tenant_scope()?;
-    let (flow, source) = read_flow(&state, &body)?;
-    let rec = record(&caller.tenant, new_id(IdKind::Flow), &flow, source, None)?;
+    let read = read_flow(&state, &body)?;
+    let rec = record(
+        &caller.tenant,
+        new_id(IdKind::Flow),
+        &read.flow,
+        read.source,
+        None,
+    )?;
     state.store.put_flow(&rec).await?;
-    Ok((StatusCode::CREATED, Json(rec)))
+    Ok(respond(StatusCode::CREATED, &rec, &read.warnings))
 }
 
 /// `PUT /flows/{flow_id}` → 200 (replaced) or 201 (created under that id).
@@ -106,22 +150,17 @@ pub async fn replace(
             "1 to 64 characters of [A-Za-z0-9_-]",
         ));
     }
-    let (flow, source) = read_flow(&state, &body)?;
+    let read = read_flow(&state, &body)?;
     let existing = state.store.get_flow(&caller.tenant, &flow_id).await?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let rec = record(
-        &caller.tenant,
-        flow_id,
-        &flow,
-        source,
-        existing.map(|e| e.created_at),
-    )?;
+    let created = existing.map(|e| e.created_at);
+    let rec = record(&caller.tenant, flow_id, &read.flow, read.source, created)?;
     state.store.put_flow(&rec).await?;
-    Ok((status, Json(rec)))
+    Ok(respond(status, &rec, &read.warnings))
 }
 
 /// `GET /flows` → a page, newest first.

@@ -1,10 +1,12 @@
 //! A chat's conversation: `POST/GET /messages`, `/input`, `/cancel` (`/abort`)
 //! and the `GET /events` page.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::chats::check_chat;
@@ -12,6 +14,7 @@ use super::page::{SeqPage, SeqParams};
 use super::{ApiError, JsonBody, QueryParams};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::bus::Channel;
 use crate::metrics::Metrics;
 
 /// `POST /messages` and `POST /input` body: `message` (the seed) or `content`
@@ -55,7 +58,9 @@ pub async fn post(
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 
-/// `GET /chats/{chat_id}/messages` → a page by seq.
+/// `GET /chats/{chat_id}/messages` → a page by seq. With `wait=S` (long-poll)
+/// and nothing after the cursor, holds up to S seconds (capped) until a newer
+/// message is stored.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,11 +69,47 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
     let query = params.query()?;
-    let (items, last_seq) = state
+    let wait = params.wait.unwrap_or(0.0);
+    if !(0.0..=3600.0).contains(&wait) {
+        return Err(ApiError::invalid(
+            "wait",
+            "seconds, between 0 and 3600 (capped by the server)",
+        ));
+    }
+    let wait = Duration::from_secs_f64(wait.min(state.config.limits.long_poll_max_secs as f64));
+    // Subscribe before reading, so a message stored in between wakes us.
+    let sub = if wait.is_zero() || query.descending {
+        None
+    } else {
+        let channel = Channel::Chat(chat_id.clone());
+        Some(
+            state
+                .bus
+                .subscribe(&channel)
+                .await
+                .map_err(bus_unavailable)?,
+        )
+    };
+    let (mut items, mut last_seq) = state
         .chats
         .messages(&caller.tenant, &chat_id, &query)
         .await?;
+    if let (true, Some(sub)) = (items.is_empty(), sub) {
+        let after = query.after_seq.unwrap_or(0);
+        crate::realtime::longpoll::wait_for_message(sub, after, wait, &state.shutdown).await;
+        (items, last_seq) = state
+            .chats
+            .messages(&caller.tenant, &chat_id, &query)
+            .await?;
+    }
     Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq)))
+}
+
+fn bus_unavailable(e: crate::bus::BusError) -> ApiError {
+    let message = format!("the live feed is unavailable: {e}");
+    let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    err.retry_after = Some(1);
+    err
 }
 
 /// `POST /chats/{chat_id}/input` → 202 with the chat (now `running`).
@@ -103,17 +144,38 @@ pub async fn cancel(
     Ok(Json(state.chats.cancel(&caller.tenant, &chat_id).await?))
 }
 
-/// `GET /chats/{chat_id}/events` → a page of durable events by seq.
+/// `GET /chats/{chat_id}/events` → a page of durable events by seq, or with
+/// `Accept: text/event-stream` an SSE stream resuming after `Last-Event-ID` or
+/// `?after_seq=`.
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(chat_id): Path<String>,
+    headers: HeaderMap,
     QueryParams(params): QueryParams<SeqParams>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     check_chat(&caller, &chat_id)?;
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        let record = state.chats.get(&caller.tenant, &chat_id).await?;
+        let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+        let after_seq = match last_event_id {
+            Some(id) => id
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::invalid("Last-Event-ID", "must be a seq number"))?,
+            None => params.after_seq.unwrap_or(0),
+        };
+        if after_seq > record.chat.last_seq {
+            return Err(ApiError::invalid("after_seq", "beyond the chat's last_seq"));
+        }
+        return Ok(crate::realtime::sse::stream(&state, chat_id, after_seq));
+    }
     let query = params.query()?;
     let (items, last_seq) = state.chats.events(&caller.tenant, &chat_id, &query).await?;
-    Ok(Json(SeqPage::new(items, &query, last_seq, |e| {
-        e.seq.unwrap_or_default()
-    })))
+    let page = SeqPage::new(items, &query, last_seq, |e| e.seq.unwrap_or_default());
+    Ok(Json(page).into_response())
 }

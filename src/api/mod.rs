@@ -20,6 +20,7 @@ mod health;
 mod keys;
 mod messages;
 mod page;
+mod tokens;
 
 pub use error::ApiError;
 pub use extract::{JsonBody, QueryParams, parse_json};
@@ -37,6 +38,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/chats/{chat_id}/cancel"),
     ("POST", "/chats/{chat_id}/abort"),
     ("GET", "/chats/{chat_id}/events"),
+    ("GET", "/chats/{chat_id}/ws"),
+    ("POST", "/chats/{chat_id}/tokens"),
+    ("GET", "/ws"),
     ("GET", "/flows"),
     ("POST", "/flows"),
     ("GET", "/flows/{flow_id}"),
@@ -66,6 +70,9 @@ fn routes() -> Router<AppState> {
         .route("/chats/{chat_id}/cancel", post(messages::cancel))
         .route("/chats/{chat_id}/abort", post(messages::cancel))
         .route("/chats/{chat_id}/events", get(messages::events))
+        .route("/chats/{chat_id}/ws", get(crate::realtime::ws::chat_bound))
+        .route("/chats/{chat_id}/tokens", post(tokens::mint))
+        .route("/ws", get(crate::realtime::ws::multiplexed))
         .route("/flows", get(flows::list).post(flows::create))
         .route(
             "/flows/{flow_id}",

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 pub mod demo;
+pub mod flowgen;
 pub mod termination;
 
 pub use termination::Termination;

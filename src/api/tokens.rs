@@ -1,0 +1,52 @@
+//! `POST /chats/{chat_id}/tokens`: mints a short-lived JWT limited to one chat,
+//! for browser widgets that connect with `?token=` (never an API key in a URL).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::chats::check_chat;
+use super::{ApiError, JsonBody};
+use crate::app::AppState;
+use crate::auth::Caller;
+
+/// Longest lifetime a caller may ask for, seconds.
+const MAX_TTL_SECS: u64 = 3600;
+
+/// Body (optional).
+#[derive(Debug, Deserialize)]
+pub struct MintToken {
+    ttl_secs: Option<u64>,
+}
+
+/// → 201 `{"token", "chat_id", "expires_at", "expires_in"}`
+pub async fn mint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    JsonBody(body): JsonBody<MintToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_tenant_scope()?;
+    check_chat(&caller, &chat_id)?;
+    state.chats.get(&caller.tenant, &chat_id).await?;
+    if body.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
+        return Err(ApiError::invalid(
+            "ttl_secs",
+            format!("between 1 and {MAX_TTL_SECS}"),
+        ));
+    }
+    let jwt = state.auth.jwt();
+    let (token, exp) = jwt.mint_chat_token(&caller.tenant, &chat_id, body.ttl_secs);
+    let expires_at =
+        chrono::DateTime::from_timestamp(exp as i64, 0).map(|t| crate::model::Timestamp(t));
+    let expires_in = body.ttl_secs.unwrap_or(jwt.chat_ttl_secs());
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"token": token, "chat_id": chat_id, "expires_at": expires_at, "expires_in": expires_in}),
+        ),
+    ))
+}

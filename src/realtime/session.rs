@@ -1,0 +1,431 @@
+//! One WebSocket connection: the reader loop that parses commands and runs
+//! them with the same rules as the REST routes, the subscriptions it holds
+//! (one gap-free [`Follow`] task each), and the tie to its writer.
+//!
+//! Touches the chat service (commands), the journal (feeds) and the hub's task
+//! tracker; every task it starts ends with the connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Permit;
+use super::feed::{FeedEnd, Follow};
+use super::outbox::{self, Closer, Liveness, Outbox, code};
+use super::protocol::{self, Command, Op};
+use crate::api::ApiError;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::bus::Channel;
+
+/// Commands a connection may send per second before it is closed with 4029.
+const COMMANDS_PER_SEC: u32 = 100;
+
+/// What a session starts from.
+pub struct SessionInit {
+    /// The node's state.
+    pub state: AppState,
+    /// Who is connected.
+    pub caller: Caller,
+    /// The chat a `/chats/{id}/ws` socket is bound to (auto-subscribed).
+    pub bound: Option<(String, u64)>,
+    /// The connection slot, released when the session ends.
+    pub permit: Permit,
+}
+
+struct Session {
+    state: AppState,
+    caller: Caller,
+    bound: Option<String>,
+    outbox: Outbox,
+    /// Cancelled when the connection ends; parent of every subscription.
+    token: CancellationToken,
+    subscriptions: HashMap<String, CancellationToken>,
+    status_feed: Option<CancellationToken>,
+    window: (Instant, u32),
+}
+
+/// Runs a connection to its end.
+pub async fn run(socket: WebSocket, init: SessionInit) {
+    let SessionInit {
+        state,
+        caller,
+        bound,
+        permit,
+    } = init;
+    let limits = state.config.limits.clone();
+    let closer = Closer::default();
+    let (outbox, inbox) = outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone());
+    let (sink, mut stream) = socket.split();
+    let epoch = Instant::now();
+    let last_pong = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let live = Liveness {
+        ping_every: std::time::Duration::from_secs(limits.ws_ping_secs),
+        pong_timeout: std::time::Duration::from_secs(limits.ws_pong_timeout_secs),
+        last_pong_ms: last_pong.clone(),
+        epoch,
+    };
+    let writer = tokio::spawn(outbox::write_loop(
+        sink,
+        inbox,
+        closer.clone(),
+        live,
+        state.metrics.clone(),
+    ));
+    let token = state.shutdown.child_token();
+    let mut session = Session {
+        state: state.clone(),
+        caller,
+        bound: bound.as_ref().map(|(id, _)| id.clone()),
+        outbox,
+        token: token.clone(),
+        subscriptions: HashMap::new(),
+        status_feed: None,
+        window: (Instant::now(), 0),
+    };
+    if let Some((chat_id, after_seq)) = bound {
+        session.subscribe(None, chat_id, after_seq).await;
+    }
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => break,
+            _ = token.cancelled() => { closer.close(code::GOING_AWAY, "server shutting down"); break }
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                if !session.rate_ok() {
+                    closer.close(code::RATE_LIMITED, "too many commands");
+                    break;
+                }
+                session.handle(text.as_str()).await;
+            }
+            Some(Ok(Message::Binary(_))) => session.send_error(
+                None,
+                "invalid_request",
+                "binary frames are not supported; send JSON text",
+                Map::new(),
+            ),
+            Some(Ok(Message::Pong(_))) => {
+                last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
+            }
+            Some(Ok(Message::Ping(_))) => {}
+            Some(Ok(Message::Close(_))) | None => {
+                closer.close(code::NORMAL, "bye");
+                break;
+            }
+            Some(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string())
+                    .contains("too long")
+                    || e.to_string().contains("Space limit");
+                if too_large {
+                    closer.close(code::TOO_LARGE, "frame too large");
+                } else {
+                    closer.close(code::NORMAL, "read error");
+                }
+                break;
+            }
+        }
+    }
+    token.cancel();
+    let _ = writer.await;
+    drop(permit);
+}
+
+impl Session {
+    fn rate_ok(&mut self) -> bool {
+        if self.window.0.elapsed().as_secs() >= 1 {
+            self.window = (Instant::now(), 0);
+        }
+        self.window.1 += 1;
+        self.window.1 <= COMMANDS_PER_SEC
+    }
+
+    fn send_error(
+        &self,
+        reference: Option<&Value>,
+        code: &str,
+        message: &str,
+        details: Map<String, Value>,
+    ) {
+        self.outbox
+            .push(protocol::error(reference, code, message, details));
+    }
+
+    fn send_api_error(&self, reference: Option<&Value>, e: ApiError) {
+        self.send_error(reference, e.code, &e.message, e.details);
+    }
+
+    /// The chat an op names, defaulting to the bound chat; a bound socket
+    /// refuses others.
+    fn target(&self, chat_id: Option<String>) -> Result<String, ApiError> {
+        match (chat_id, &self.bound) {
+            (Some(id), Some(bound)) if &id != bound => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this socket is bound to chat {bound}"),
+            )),
+            (Some(id), _) => Ok(id),
+            (None, Some(bound)) => Ok(bound.clone()),
+            (None, None) => Err(ApiError::invalid("chat_id", "chat_id is required")),
+        }
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let Command { reference, op } = match protocol::parse(text) {
+            Ok(c) => c,
+            Err(bad) => {
+                return self.send_error(bad.reference.as_ref(), bad.code, &bad.message, Map::new());
+            }
+        };
+        let r = reference.as_ref();
+        let result = match op {
+            Op::Ping => {
+                self.outbox.push(protocol::pong(r));
+                Ok(())
+            }
+            Op::Subscribe { chat_id, after_seq } => match self.target(chat_id) {
+                Ok(id) => {
+                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0))
+                        .await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Op::Unsubscribe { chat_id } => self.unsubscribe(r, chat_id),
+            Op::WatchStatus => self.watch_status(r),
+            Op::UnwatchStatus => {
+                if let Some(t) = self.status_feed.take() {
+                    t.cancel();
+                }
+                self.outbox
+                    .push(protocol::ack(r, "unwatch_status", json!({})));
+                Ok(())
+            }
+            Op::Message {
+                chat_id,
+                message,
+                content,
+            } => self.message(r, chat_id, message.or(content)).await,
+            Op::Input {
+                chat_id,
+                message,
+                content,
+                request_id,
+                auto_reply,
+            } => {
+                let text = if auto_reply {
+                    None
+                } else {
+                    Some(message.or(content))
+                };
+                self.input(r, chat_id, text, request_id).await
+            }
+            Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
+        };
+        if let Err(e) = result {
+            self.send_api_error(r, e);
+        }
+    }
+
+    /// Checks the caller may use the chat; returns its current last seq.
+    async fn check_chat(&self, chat_id: &str) -> Result<u64, ApiError> {
+        if !self.caller.may_access_chat(chat_id) {
+            return Err(ApiError::chat_not_found(chat_id));
+        }
+        Ok(self
+            .state
+            .chats
+            .get(&self.caller.tenant, chat_id)
+            .await?
+            .chat
+            .last_seq)
+    }
+
+    async fn subscribe(&mut self, reference: Option<Value>, chat_id: String, after_seq: u64) {
+        let r = reference.as_ref();
+        self.subscriptions.retain(|_, t| !t.is_cancelled());
+        let limit = self.state.config.limits.ws_max_subscriptions;
+        if !self.subscriptions.contains_key(&chat_id) && self.subscriptions.len() >= limit {
+            let msg = format!("at most {limit} subscriptions per connection");
+            return self.send_error(r, "too_many_subscriptions", &msg, Map::new());
+        }
+        let last_seq = match self.check_chat(&chat_id).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                if self.bound.is_some() {
+                    self.outbox
+                        .closer()
+                        .close(code::CHAT_GONE, "chat not found");
+                }
+                return self.send_api_error(r, e);
+            }
+        };
+        if after_seq > last_seq {
+            let e = ApiError::invalid(
+                "after_seq",
+                format!("after_seq {after_seq} is beyond the chat's last_seq {last_seq}"),
+            );
+            return self.send_api_error(r, e);
+        }
+        if let Some(old) = self.subscriptions.remove(&chat_id) {
+            old.cancel();
+        }
+        self.outbox
+            .push(protocol::subscribed(r, &chat_id, last_seq));
+        let token = self.token.child_token();
+        self.subscriptions.insert(chat_id.clone(), token.clone());
+        let (journal, outbox, bound) = (
+            self.state.chats.journal().clone(),
+            self.outbox.clone(),
+            self.bound.is_some(),
+        );
+        self.state.hub.spawn(async move {
+            let follow = Follow {
+                journal: &journal,
+                chat_id: &chat_id,
+                after_seq,
+                sink: |f| outbox.push(f.json.clone()),
+                cancel: &token,
+            };
+            match follow.run().await {
+                FeedEnd::Deleted if bound => outbox.closer().close(code::CHAT_GONE, "chat deleted"),
+                FeedEnd::Resubscribe(why) => outbox.closer().close(code::RESUBSCRIBE, why),
+                FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
+            }
+            token.cancel();
+        });
+    }
+
+    fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ApiError> {
+        let id = self.target(chat_id)?;
+        if let Some(t) = self.subscriptions.remove(&id) {
+            t.cancel();
+        }
+        self.outbox
+            .push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
+        Ok(())
+    }
+
+    fn watch_status(&mut self, r: Option<&Value>) -> Result<(), ApiError> {
+        self.caller.require_tenant_scope()?;
+        if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
+            let token = self.token.child_token();
+            self.status_feed = Some(token.clone());
+            let (bus, outbox, tenant) = (
+                self.state.bus.clone(),
+                self.outbox.clone(),
+                self.caller.tenant.clone(),
+            );
+            self.state.hub.spawn(async move {
+                let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
+                    return outbox
+                        .closer()
+                        .close(code::RESUBSCRIBE, "status feed unavailable");
+                };
+                loop {
+                    let frame = tokio::select! {
+                        _ = token.cancelled() => return,
+                        f = sub.receiver.recv() => f,
+                    };
+                    match frame {
+                        Ok(f) if !outbox.push(f.json.clone()) => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => {
+                            return outbox
+                                .closer()
+                                .close(code::RESUBSCRIBE, "status feed closed");
+                        }
+                    }
+                }
+            });
+        }
+        self.outbox
+            .push(protocol::ack(r, "watch_status", json!({})));
+        Ok(())
+    }
+
+    async fn message(
+        &mut self,
+        r: Option<&Value>,
+        chat_id: Option<String>,
+        text: Option<String>,
+    ) -> Result<(), ApiError> {
+        let id = self.target(chat_id)?;
+        let text = required_text(text)?;
+        self.check_chat(&id).await?;
+        let message = self
+            .state
+            .chats
+            .post_message(&self.caller.tenant, &id, &text)
+            .await?;
+        self.outbox.push(protocol::ack(
+            r,
+            "message",
+            json!({"chat_id": id, "message": message}),
+        ));
+        Ok(())
+    }
+
+    async fn input(
+        &mut self,
+        r: Option<&Value>,
+        chat_id: Option<String>,
+        text: Option<Option<String>>,
+        request_id: Option<String>,
+    ) -> Result<(), ApiError> {
+        let id = self.target(chat_id)?;
+        let text = match text {
+            None => None,
+            Some(t) => Some(required_text(t)?),
+        };
+        self.check_chat(&id).await?;
+        let chat = self
+            .state
+            .chats
+            .submit_input(
+                &self.caller.tenant,
+                &id,
+                request_id.as_deref(),
+                text.as_deref(),
+            )
+            .await?;
+        self.outbox.push(protocol::ack(
+            r,
+            "input",
+            json!({"chat_id": id, "status": chat.status}),
+        ));
+        Ok(())
+    }
+
+    async fn cancel(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ApiError> {
+        let id = self.target(chat_id)?;
+        self.check_chat(&id).await?;
+        let chat = self.state.chats.cancel(&self.caller.tenant, &id).await?;
+        self.outbox.push(protocol::ack(
+            r,
+            "cancel",
+            json!({"chat_id": id, "status": chat.status}),
+        ));
+        Ok(())
+    }
+}
+
+fn required_text(text: Option<String>) -> Result<String, ApiError> {
+    match text {
+        None => Err(ApiError::invalid("message", "message is required")),
+        Some(t) if t.trim().is_empty() => {
+            Err(ApiError::invalid("message", "message must not be empty"))
+        }
+        Some(t) => Ok(t),
+    }
+}

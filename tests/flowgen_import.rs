@@ -1,0 +1,498 @@
+//! FlowGen (and Agentok) graph import: graphs built from the editors' saved
+//! format, imported against a known model catalog, and the native examples.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flowgate::flow::flowgen::{self, ModelCatalog};
+use flowgate::flow::{
+    AgentKind, AgentSpec, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection,
+    Termination,
+};
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/flowgen")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("fixture exists");
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+fn catalog() -> ModelCatalog {
+    ModelCatalog::new(["default", "llama3.2"], Some("default"))
+}
+
+fn problems(graph: &Value, models: &ModelCatalog) -> Vec<FlowIssue> {
+    match flowgen::import(graph, models) {
+        Ok(imported) => panic!("expected the import to fail, got {:#?}", imported.flow),
+        Err(issues) => issues,
+    }
+}
+
+fn paths(issues: &[FlowIssue]) -> Vec<&str> {
+    issues.iter().map(|i| i.path.as_str()).collect()
+}
+
+fn endswith(word: &str) -> Termination {
+    Termination::Endswith {
+        endswith: word.into(),
+        ignore_case: false,
+    }
+}
+
+fn agent(name: &str, kind: AgentKind) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        kind,
+        model: None,
+        system_message: None,
+        description: None,
+        human_input_mode: HumanInputMode::Never,
+        max_consecutive_auto_reply: None,
+        default_auto_reply: None,
+    }
+}
+
+fn set_node_field(graph: &mut Value, node: &str, key: &str, value: Value) {
+    let nodes = graph["nodes"].as_array_mut().expect("nodes");
+    let node = nodes
+        .iter_mut()
+        .find(|n| n["id"] == node)
+        .expect("node exists");
+    node["data"][key] = value;
+}
+
+#[test]
+fn an_assistant_and_a_user_proxy_import_as_a_two_agent_flow() {
+    let imported = flowgen::import(&fixture("two_agent.json"), &catalog()).expect("imports");
+    let expected = Flow {
+        name: "Simple Chat".into(),
+        description: Some("A user proxy and one assistant".into()),
+        models: BTreeMap::new(),
+        agents: vec![
+            AgentSpec {
+                human_input_mode: HumanInputMode::Terminate,
+                max_consecutive_auto_reply: Some(3),
+                ..agent("UserProxy", AgentKind::UserProxy)
+            },
+            AgentSpec {
+                // The first filter_dict name the gateway knows.
+                model: Some("llama3.2".into()),
+                system_message: Some(
+                    "You are a helpful assistant. Reply TERMINATE when the task is done.".into(),
+                ),
+                max_consecutive_auto_reply: Some(5),
+                ..agent("Assistant", AgentKind::Assistant)
+            },
+        ],
+        chat: ChatSpec {
+            kind: ChatKind::TwoAgent,
+            speaker_selection: SpeakerSelection::RoundRobin,
+            max_round: None,
+            termination: Some(endswith("TERMINATE")),
+            selector_model: None,
+        },
+    };
+    assert_eq!(imported.flow, expected);
+    assert_eq!(imported.warnings, vec![]);
+}
+
+#[test]
+fn a_group_of_three_assistants_imports_with_its_config() {
+    let imported = flowgen::import(&fixture("group_chat.json"), &catalog()).expect("imports");
+    let assistant = |name: &str| AgentSpec {
+        model: Some("default".into()),
+        ..agent(name, AgentKind::Assistant)
+    };
+    let expected = Flow {
+        name: "Plan, write, review".into(),
+        description: None,
+        models: BTreeMap::new(),
+        agents: vec![
+            AgentSpec {
+                system_message: Some("You break the task into steps.".into()),
+                description: Some("Plans the work.".into()),
+                ..assistant("Planner")
+            },
+            // enable_system_message is false; 0 auto replies means "not set".
+            assistant("Writer"),
+            AgentSpec {
+                system_message: Some(
+                    "You review the writer's draft. Say APPROVED when it is good.".into(),
+                ),
+                max_consecutive_auto_reply: Some(4),
+                ..assistant("Critic")
+            },
+            // involve_user: the user proxy joins, last, as FlowGen placed it.
+            AgentSpec {
+                max_consecutive_auto_reply: Some(0),
+                ..agent("Admin", AgentKind::UserProxy)
+            },
+        ],
+        chat: ChatSpec {
+            kind: ChatKind::Group,
+            speaker_selection: SpeakerSelection::RoundRobin,
+            max_round: Some(12),
+            termination: Some(endswith("APPROVED")),
+            selector_model: None,
+        },
+    };
+    assert_eq!(imported.flow, expected);
+    assert_eq!(
+        paths(&imported.warnings),
+        vec![
+            "nodes[config-1].data.temperature",
+            "nodes[config-1].data.max_tokens"
+        ]
+    );
+}
+
+#[test]
+fn the_group_speaker_selection_method_and_defaults_are_carried_over() {
+    let mut graph = fixture("group_chat.json");
+    set_node_field(
+        &mut graph,
+        "group-1",
+        "speaker_selection_method",
+        json!("auto"),
+    );
+    set_node_field(&mut graph, "group-1", "max_round", Value::Null);
+    set_node_field(&mut graph, "group-1", "involve_user", json!(false));
+    let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
+    assert_eq!(flow.chat.speaker_selection, SpeakerSelection::Auto);
+    assert_eq!(flow.chat.max_round, Some(20));
+    let names: Vec<&str> = flow.agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["Planner", "Writer", "Critic"]);
+    // The user proxy still opens the chat, so its rule still ends it.
+    assert_eq!(flow.chat.termination, Some(endswith("APPROVED")));
+    for (method, expected) in [
+        ("round_robin", SpeakerSelection::RoundRobin),
+        ("random", SpeakerSelection::Random),
+        ("manual", SpeakerSelection::Manual),
+    ] {
+        set_node_field(
+            &mut graph,
+            "group-1",
+            "speaker_selection_method",
+            json!(method),
+        );
+        let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
+        assert_eq!(flow.chat.speaker_selection, expected, "{method}");
+    }
+}
+
+#[test]
+fn an_unrecognised_termination_lambda_is_refused_naming_its_node_and_field() {
+    let issues = problems(&fixture("unsupported_lambda.json"), &catalog());
+    assert_eq!(paths(&issues), ["nodes[user-1].data.is_termination_msg"]);
+    assert!(
+        issues[0].message.contains("never run"),
+        "{}",
+        issues[0].message
+    );
+}
+
+#[test]
+fn a_user_proxy_that_executes_code_is_refused() {
+    let issues = problems(&fixture("code_execution.json"), &catalog());
+    assert_eq!(paths(&issues), ["nodes[user-1].data.code_execution_config"]);
+    assert!(issues[0].message.contains("code execution"));
+}
+
+#[test]
+fn code_execution_set_to_false_or_null_is_accepted() {
+    let mut graph = fixture("code_execution.json");
+    for off in [json!(false), Value::Null] {
+        set_node_field(&mut graph, "user-1", "code_execution_config", off);
+        flowgen::import(&graph, &catalog()).expect("imports");
+    }
+    for on in [json!({}), json!({"use_docker": false}), json!(true)] {
+        set_node_field(&mut graph, "user-1", "code_execution_config", on);
+        problems(&graph, &catalog());
+    }
+}
+
+#[test]
+fn every_problem_in_a_graph_is_reported_at_once() {
+    let issues = problems(&fixture("many_problems.json"), &catalog());
+    let mut found = paths(&issues);
+    found.sort_unstable();
+    let mut expected = vec![
+        "nodes[rag-user].data.class",
+        "nodes[rag-user].data.human_input_mode",
+        "nodes[rag-user].data.is_termination_msg",
+        "nodes[rag-user].data.code_execution_config",
+        "nodes[rag-user].data.retrieve_config",
+        "nodes[group-1].data.max_round",
+        "nodes[group-1].data.speaker_selection_method",
+        "nodes[gpt].data.class",
+        "nodes[ext].type",
+        "nodes[helper].data.name",
+        "nodes[config-1].data.functions",
+        "nodes[config-1].data.filter_dict",
+    ];
+    expected.sort_unstable();
+    assert_eq!(found, expected, "{issues:#?}");
+    let message = |path: &str| {
+        let issue = issues.iter().find(|i| i.path == path).expect("reported");
+        issue.message.as_str()
+    };
+    assert!(message("nodes[gpt].data.class").contains("GPTAssistantAgent"));
+    assert!(message("nodes[rag-user].data.class").contains("RetrieveUserProxyAgent"));
+    assert!(message("nodes[ext].type").contains("custom_conversable"));
+    assert!(message("nodes[config-1].data.functions").contains("`sh`"));
+    assert!(message("nodes[helper].data.name").contains("duplicate"));
+}
+
+#[test]
+fn note_nodes_are_ignored() {
+    let with_notes = fixture("two_agent.json");
+    let mut without = with_notes.clone();
+    without["nodes"]
+        .as_array_mut()
+        .expect("nodes")
+        .retain(|n| n["type"] != "note");
+    let a = flowgen::import(&with_notes, &catalog()).expect("imports");
+    let b = flowgen::import(&without, &catalog()).expect("imports");
+    assert_eq!(a, b);
+    assert!(a.warnings.iter().all(|w| !w.path.contains("note")));
+}
+
+#[test]
+fn every_editor_lambda_variant_is_recognised() {
+    let mut graph = fixture("two_agent.json");
+    for lambda in [
+        r#"lambda x: x.get("content", "").rstrip().endswith("TERMINATE")"#,
+        "lambda x: x.get('content', '').rstrip().endswith('TERMINATE')",
+        "lambda msg: msg.get('content', '').rstrip().endswith(\"TERMINATE\")",
+        "lambda  x :  x.get( 'content' , '' ).rstrip( ).endswith( 'TERMINATE' ) ",
+        "lambda x: (x.get('content') or '').rstrip().endswith('TERMINATE')",
+        r#"lambda x: x.get("content", "") and x.get("content", "").rstrip().endswith("TERMINATE")"#,
+        r#"lambda x: x["content"].rstrip().endswith("TERMINATE")"#,
+    ] {
+        set_node_field(&mut graph, "user-1", "is_termination_msg", json!(lambda));
+        let flow = flowgen::import(&graph, &catalog())
+            .unwrap_or_else(|e| panic!("{lambda}: {e:?}"))
+            .flow;
+        assert_eq!(
+            flow.chat.termination,
+            Some(endswith("TERMINATE")),
+            "{lambda}"
+        );
+    }
+    for none in [json!(""), json!("  "), Value::Null] {
+        set_node_field(&mut graph, "user-1", "is_termination_msg", none);
+        let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
+        assert_eq!(flow.chat.termination, None);
+    }
+}
+
+#[test]
+fn a_graph_without_a_user_node_is_refused_clearly() {
+    let issues = problems(&fixture("no_user.json"), &catalog());
+    assert_eq!(paths(&issues), ["nodes"]);
+    assert!(issues[0].message.contains("no user proxy"));
+}
+
+#[test]
+fn a_user_proxy_nothing_converses_with_is_refused() {
+    let mut graph = fixture("two_agent.json");
+    graph["edges"] = json!([]);
+    let issues = problems(&graph, &catalog());
+    assert_eq!(paths(&issues), ["nodes[user-1]"]);
+}
+
+#[test]
+fn a_filter_dict_naming_no_known_model_is_refused_naming_the_names_tried() {
+    let mut graph = fixture("two_agent.json");
+    set_node_field(
+        &mut graph,
+        "config-1",
+        "filter_dict",
+        json!("gpt-4, gpt-4o"),
+    );
+    let issues = problems(&graph, &catalog());
+    assert_eq!(paths(&issues), ["nodes[config-1].data.filter_dict"]);
+    assert!(issues[0].message.contains("`gpt-4`, `gpt-4o`"));
+}
+
+#[test]
+fn an_empty_or_absent_filter_dict_uses_the_default_model() {
+    let mut graph = fixture("two_agent.json");
+    for empty in [json!(""), json!(" , "), Value::Null] {
+        set_node_field(&mut graph, "config-1", "filter_dict", empty);
+        let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
+        assert_eq!(flow.agents[1].model.as_deref(), Some("default"));
+    }
+    let no_default = ModelCatalog::new(["default"], None);
+    let issues = problems(&graph, &no_default);
+    assert_eq!(paths(&issues), ["nodes[config-1].data.filter_dict"]);
+}
+
+#[test]
+fn agents_outside_the_conversation_are_left_out_with_a_warning() {
+    let mut graph = fixture("two_agent.json");
+    graph["nodes"].as_array_mut().expect("nodes").push(json!({
+        "id": "spare", "type": "assistant", "position": {"x": 0, "y": 0},
+        "data": {"name": "Spare", "class": "AssistantAgent"}
+    }));
+    let imported = flowgen::import(&graph, &catalog()).expect("imports");
+    assert_eq!(imported.flow.agents.len(), 2);
+    assert_eq!(paths(&imported.warnings), ["nodes[spare]"]);
+}
+
+#[test]
+fn a_flowgen_flow_record_is_unwrapped() {
+    let mut graph = fixture("two_agent.json");
+    set_node_field(&mut graph, "config-1", "flow_name", Value::Null);
+    let record = json!({"id": "q13mx69lsj5aez7", "name": "From the record", "flow": graph});
+    assert!(flowgen::is_graph(&record));
+    let flow = flowgen::import(&record, &catalog()).expect("imports").flow;
+    assert_eq!(flow.name, "From the record");
+}
+
+#[test]
+fn is_graph_tells_a_react_flow_graph_from_a_native_flow() {
+    assert!(flowgen::is_graph(&fixture("two_agent.json")));
+    assert!(flowgen::is_graph(&json!({"nodes": [], "edges": []})));
+    assert!(!flowgen::is_graph(&json!({"nodes": []})));
+    assert!(!flowgen::is_graph(&json!({"nodes": {}, "edges": []})));
+    assert!(!flowgen::is_graph(&json!([])));
+    let native = std::fs::read_to_string(examples_dir().join("two_agent.json")).expect("example");
+    assert!(!flowgen::is_graph(
+        &serde_json::from_str(&native).expect("JSON")
+    ));
+}
+
+#[test]
+fn a_malformed_graph_is_refused_naming_the_bad_nodes() {
+    let graph = json!({
+        "nodes": [{"type": "user", "data": {}}, {"id": "x", "type": "hologram"}, 7],
+        "edges": [{"id": "e", "source": "x"}]
+    });
+    let issues = problems(&graph, &catalog());
+    let found = paths(&issues);
+    for path in [
+        "nodes[#0]",
+        "nodes[#2]",
+        "nodes[x].type",
+        "edges[#0]",
+        "nodes",
+    ] {
+        assert!(found.contains(&path), "{path} in {found:?}");
+    }
+    assert_eq!(
+        flowgen::import(&json!({"agents": []}), &catalog()).map(|i| i.flow),
+        Err(vec![FlowIssue::new(
+            "nodes",
+            "not a FlowGen graph: expected `nodes` and `edges` arrays"
+        )])
+    );
+}
+
+#[test]
+fn an_agentok_graph_imports_with_its_nested_group() {
+    let imported = flowgen::import(&fixture("agentok_group.json"), &catalog()).expect("imports");
+    let expected = Flow {
+        name: "Imported FlowGen flow".into(),
+        description: None,
+        models: BTreeMap::new(),
+        agents: vec![
+            AgentSpec {
+                model: Some("default".into()),
+                system_message: Some("You write haiku.".into()),
+                description: Some("Writes the haiku.".into()),
+                max_consecutive_auto_reply: Some(3),
+                ..agent("poet", AgentKind::Assistant)
+            },
+            AgentSpec {
+                model: Some("default".into()),
+                system_message: Some("You check the haiku's syllables.".into()),
+                description: Some(
+                    "Checks syllables and says TERMINATE when the haiku is right.".into(),
+                ),
+                ..agent("editor", AgentKind::Assistant)
+            },
+        ],
+        chat: ChatSpec {
+            kind: ChatKind::Group,
+            speaker_selection: SpeakerSelection::Auto,
+            max_round: Some(6),
+            termination: Some(Termination::Contains {
+                contains: "TERMINATE".into(),
+                ignore_case: true,
+            }),
+            selector_model: None,
+        },
+    };
+    assert_eq!(imported.flow, expected);
+    let mut warned = paths(&imported.warnings);
+    warned.sort_unstable();
+    assert_eq!(
+        warned,
+        [
+            "config.flow_name",
+            "edges[user-group].data.max_turns",
+            // The ALWAYS user opens the chat but is not in the group.
+            "nodes[user].data.human_input_mode",
+        ]
+    );
+}
+
+#[test]
+fn an_agentok_two_agent_chat_imports() {
+    let mut graph = fixture("agentok_group.json");
+    graph["edges"][1]["target"] = json!("poet");
+    let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
+    assert_eq!(flow.chat.kind, ChatKind::TwoAgent);
+    let names: Vec<&str> = flow.agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["user", "poet"]);
+    // Agentok's 0 means "not set"; ALWAYS asks the human every turn.
+    assert_eq!(flow.agents[0].human_input_mode, HumanInputMode::Always);
+    assert_eq!(flow.agents[0].max_consecutive_auto_reply, None);
+}
+
+#[test]
+fn agentok_sequential_chats_and_tools_are_refused() {
+    let mut graph = fixture("agentok_group.json");
+    graph["edges"].as_array_mut().expect("edges").push(json!({
+        "id": "user-poet", "source": "user", "target": "poet", "type": "converse",
+        "data": {"tools": [12]}
+    }));
+    let issues = problems(&graph, &catalog());
+    assert_eq!(
+        paths(&issues),
+        ["edges[user-poet].data.tools", "nodes[user]"]
+    );
+    assert!(issues[1].message.contains("sequential chats"));
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flows")
+}
+
+#[test]
+fn every_example_flow_parses_and_validates() {
+    let known = ModelCatalog::new(["default"], Some("default"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(examples_dir()).expect("examples/flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        let flow: Flow = if flowgen::is_graph(&value) {
+            flowgen::import(&value, &known)
+                .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
+                .flow
+        } else {
+            serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        flow.validate(&known.known)
+            .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()));
+    }
+    assert!(seen >= 3, "expected the three examples, found {seen}");
+}
