@@ -38,7 +38,8 @@
 //!   as a `human_input` message and is the proxy's turn; empty means "use the
 //!   auto reply", except after a termination message, where it finishes
 //!   (`termination`). As in AutoGen, an empty answer at the auto-reply limit (M
-//!   not terminating) uses the auto reply and the next turn asks again.
+//!   not terminating) uses the auto reply and the next turn asks again; a proxy
+//!   whose limit is 0 sends the empty answer as is (`""`, no model call).
 //! - The proxy's auto reply: its model if it has one, else `default_auto_reply`
 //!   (default `""`, stored anyway, as AutoGen sends it).
 //!
@@ -132,11 +133,12 @@ fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decide
                 .agent(&pending.agent)
                 .ok_or_else(|| PolicyError::UnknownAgent(pending.agent.clone()))?;
             let receiver = receiver_for(ctx.flow, proxy);
-            Ok(plain(Step::Speak(auto_reply(
-                proxy,
-                receiver,
-                pending.selection.clone(),
-            ))))
+            let mut speak = auto_reply(proxy, receiver, pending.selection.clone());
+            if proxy.max_consecutive_auto_reply == Some(0) {
+                // AutoGen sends the empty answer itself: this proxy never auto-replies.
+                speak.via = Via::Fixed(String::new());
+            }
+            Ok(plain(Step::Speak(speak)))
         }
     }
 }

@@ -262,3 +262,19 @@ fn counters_are_per_run_and_a_new_message_continues_the_history() {
     assert_eq!(auto_replies(&ctx, "user"), 0);
     assert_eq!(speaker(&step(&f, &h)), "user");
 }
+
+#[test]
+fn a_proxy_limited_to_zero_auto_replies_sends_an_empty_answer_as_is() {
+    let f = two_agent(
+        "TERMINATE",
+        json!({"max_consecutive_auto_reply": 0, "model": "proxy_model"}),
+    );
+    let mut h = History::default();
+    h.user("hi").said("writer", "a");
+    let d = answered(&f, &h, None);
+    let Step::Speak(speak) = d.step else { panic!() };
+    assert_eq!(
+        (speak.agent.as_str(), speak.via),
+        ("user", Via::Fixed(String::new()))
+    );
+}
