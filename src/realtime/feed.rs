@@ -7,6 +7,7 @@
 //!
 //! Touches the store (reads) and the bus (subscribe); writes nothing.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -33,21 +34,31 @@ pub enum FeedEnd {
     Resubscribe(String),
 }
 
+/// Where a feed's frames go.
+pub trait FrameSink: Send {
+    /// A live frame. Must not wait: a slow client must not hold up the feed;
+    /// returns `false` to stop it (the client is too far behind, or gone).
+    fn push(&mut self, frame: Arc<Frame>) -> bool;
+    /// A frame replayed from the store. May wait for room, since only this
+    /// subscriber waits; returns `false` to stop.
+    fn replay(&mut self, frame: Arc<Frame>) -> impl Future<Output = bool> + Send;
+}
+
 /// Where a feed starts and where its frames go.
-pub struct Follow<'a, S: FnMut(Arc<Frame>) -> bool> {
+pub struct Follow<'a, S: FrameSink> {
     /// The store and bus.
     pub journal: &'a Journal,
     /// The chat.
     pub chat_id: &'a str,
     /// The last seq the client has; frames after it are delivered.
     pub after_seq: u64,
-    /// Takes each frame; returns `false` to stop the feed.
+    /// Takes each frame.
     pub sink: S,
     /// Stops the feed.
     pub cancel: &'a CancellationToken,
 }
 
-impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
+impl<S: FrameSink> Follow<'_, S> {
     /// Runs the feed until it ends.
     pub async fn run(mut self) -> FeedEnd {
         let channel = Channel::Chat(self.chat_id.to_owned());
@@ -95,7 +106,7 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
     /// Handles one live frame; `Some` ends the feed.
     async fn live(&mut self, frame: Arc<Frame>, last: &mut u64) -> Option<FeedEnd> {
         let Some(seq) = frame.seq else {
-            return (!(self.sink)(frame)).then_some(FeedEnd::SinkClosed);
+            return (!self.sink.push(frame)).then_some(FeedEnd::SinkClosed);
         };
         if seq <= *last {
             return None;
@@ -115,7 +126,7 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
             }
         }
         let deleted = frame.kind == EventKind::ChatDeleted;
-        if !(self.sink)(frame) {
+        if !self.sink.push(frame) {
             return Some(FeedEnd::SinkClosed);
         }
         *last = seq;
@@ -148,7 +159,7 @@ impl<S: FnMut(Arc<Frame>) -> bool> Follow<'_, S> {
                         *last + 1
                     )));
                 }
-                if !(self.sink)(Frame::from_event(&event)) {
+                if !self.sink.replay(Frame::from_event(&event)).await {
                     return Err(FeedEnd::SinkClosed);
                 }
                 *last = seq;

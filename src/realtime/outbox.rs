@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use futures::stream::SplitSink;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -80,6 +80,7 @@ impl Closer {
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Utf8Bytes>,
     queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
     limit: usize,
     closer: Closer,
 }
@@ -88,21 +89,16 @@ pub struct Outbox {
 pub struct Inbox {
     rx: mpsc::UnboundedReceiver<Utf8Bytes>,
     queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
 }
 
 /// A new outbox bounded to `limit` queued bytes.
 pub fn outbox(limit: usize, closer: Closer) -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    (
-        Outbox {
-            tx,
-            queued: queued.clone(),
-            limit,
-            closer,
-        },
-        Inbox { rx, queued },
-    )
+    let drained = Arc::new(Notify::new());
+    let outbox = Outbox { tx, queued: queued.clone(), drained: drained.clone(), limit, closer };
+    (outbox, Inbox { rx, queued, drained })
 }
 
 impl Outbox {
@@ -121,9 +117,38 @@ impl Outbox {
         self.tx.send(text).is_ok()
     }
 
+    /// Queues a frame once the queue has room for it (at most half full, so
+    /// live frames keep their headroom); `false` when the connection closes.
+    /// For replays, where only this subscriber waits.
+    pub async fn push_when_room(&self, text: Utf8Bytes) -> bool {
+        let room = |q: &AtomicUsize| q.load(Ordering::Acquire) + text.len() <= self.limit / 2;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if room(&self.queued) || self.queued.load(Ordering::Acquire) == 0 {
+                return self.push(text);
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = self.closer.token().cancelled() => return false,
+            }
+        }
+    }
+
     /// The connection's closer.
     pub fn closer(&self) -> &Closer {
         &self.closer
+    }
+}
+
+impl super::feed::FrameSink for Outbox {
+    fn push(&mut self, frame: Arc<crate::bus::Frame>) -> bool {
+        Outbox::push(self, frame.json.clone())
+    }
+
+    async fn replay(&mut self, frame: Arc<crate::bus::Frame>) -> bool {
+        self.push_when_room(frame.json.clone()).await
     }
 }
 
@@ -208,6 +233,7 @@ async fn write_batch(
     }
     let ok = sink.flush().await.is_ok();
     inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
+    inbox.drained.notify_waiters();
     metrics
         .ws_frames_sent
         .fetch_add(frames as u64, Ordering::Relaxed);

@@ -294,7 +294,7 @@ impl Session {
                 journal: &journal,
                 chat_id: &chat_id,
                 after_seq,
-                sink: |f| outbox.push(f.json.clone()),
+                sink: outbox.clone(),
                 cancel: &token,
             };
             match follow.run().await {

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::feed::Follow;
+use super::feed::{Follow, FrameSink};
 use crate::app::AppState;
 use crate::bus::Frame;
 
@@ -33,7 +33,7 @@ pub fn stream(state: &AppState, chat_id: String, after_seq: u64) -> Response {
             journal: &journal,
             chat_id: &chat_id,
             after_seq,
-            sink: |f| tx.try_send(f).is_ok(),
+            sink: ChannelSink(tx),
             cancel: &token,
         };
         follow.run().await;
@@ -49,6 +49,20 @@ pub fn stream(state: &AppState, chat_id: String, after_seq: u64) -> Response {
                 .text("ping"),
         )
         .into_response()
+}
+
+/// An SSE stream's queue: live frames never wait (a full queue ends the
+/// stream), replayed ones wait for room.
+struct ChannelSink(mpsc::Sender<Arc<Frame>>);
+
+impl FrameSink for ChannelSink {
+    fn push(&mut self, frame: Arc<Frame>) -> bool {
+        self.0.try_send(frame).is_ok()
+    }
+
+    async fn replay(&mut self, frame: Arc<Frame>) -> bool {
+        self.0.send(frame).await.is_ok()
+    }
 }
 
 fn to_sse(frame: &Frame) -> SseEvent {
