@@ -85,7 +85,7 @@ impl Planner {
     /// Appends a message and its `message.created` event.
     pub fn message(&mut self, draft: MessageDraft) -> Message {
         let mut message = Message {
-            id: new_id(IdKind::Message),
+            id: draft.id.unwrap_or_else(|| new_id(IdKind::Message)),
             chat_id: self.record.chat.id.clone(),
             seq: self.record.chat.last_seq + 1,
             run_id: draft.run_id,
@@ -133,6 +133,9 @@ impl Planner {
 /// The parts of a message its author chooses.
 #[derive(Debug, Clone)]
 pub struct MessageDraft {
+    /// A pre-generated `msg_…` id (the engine streams `message.delta` events
+    /// under it before the message is stored); `None` mints a new one.
+    pub id: Option<String>,
     /// The run that produced it.
     pub run_id: Option<String>,
     /// Who wrote it.
@@ -180,6 +183,7 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
     let run_id = new_id(IdKind::Run);
     let mut p = Planner::new(current);
     p.message(MessageDraft {
+        id: None,
         run_id: Some(run_id.clone()),
         role: Role::User,
         sender: "user".into(),
@@ -281,6 +285,7 @@ pub fn submit_input(
     let mut p = Planner::new(current);
     if let (InputKind::Reply, Some(text)) = (pending.kind, message) {
         p.message(MessageDraft {
+            id: None,
             run_id: run_id.clone(),
             role: Role::HumanInput,
             sender: pending.agent.clone(),

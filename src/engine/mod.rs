@@ -1,54 +1,173 @@
-//! The flow runner (stub until the engine branch lands).
+//! The flow runner: one tokio task per running chat, tied to a cancellation
+//! token, that reads the chat's history, decides the next step
+//! ([`policy`]), asks a model, and commits each message through the journal. A
+//! wait for human input is a durable input request; the task ends and a new one
+//! starts when the answer arrives.
+//!
+//! This module is the registry: at most one runner task per chat on this node.
+//! Each chat has an entry holding its task's token and a `kicked` flag; `start`
+//! on a chat whose task is finishing sets the flag, and the task, before it
+//! removes its entry (atomically, under the map's entry lock), sees it and runs
+//! again, so a start is never lost. No map guard is held across an `.await`.
+//!
+//! Touches the store and bus (through `crate::chats::Journal`) and the model
+//! providers; nothing else.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::chats::Journal;
 use crate::flow::ModelSpec;
 use crate::store::StoreResult;
 
+pub mod models;
+pub mod policy;
+pub mod prompt;
 pub mod provider;
+mod runner;
+pub mod step;
 
-/// What an engine is built from.
+/// What an engine needs.
 pub struct EngineDeps {
-    /// Store and bus.
+    /// Where chats are read and committed.
     pub journal: Journal,
-    /// The configured model registry.
+    /// The gateway's configured model registry.
     pub models: BTreeMap<String, ModelSpec>,
-    /// Fires on shutdown.
+    /// Cancelled when the process shuts down; stops every runner.
     pub shutdown: CancellationToken,
 }
 
 /// The runner registry of one node.
 pub struct Engine {
-    #[allow(dead_code)]
-    deps: EngineDeps,
+    shared: Arc<Shared>,
+}
+
+/// What every runner task shares.
+pub(crate) struct Shared {
+    pub(crate) journal: Journal,
+    pub(crate) models: models::Models,
+    closing: CancellationToken,
+    tracker: TaskTracker,
+    runners: DashMap<String, Slot>,
+    next_task: AtomicU64,
+}
+
+/// One chat's runner task.
+struct Slot {
+    task: u64,
+    cancel: CancellationToken,
+    kicked: bool,
 }
 
 impl Engine {
-    /// A new engine.
+    /// A new engine; no task runs until [`Engine::start`] or
+    /// [`Engine::resume_all`].
     pub fn new(deps: EngineDeps) -> Arc<Self> {
-        Arc::new(Self { deps })
+        Arc::new(Self {
+            shared: Arc::new(Shared {
+                journal: deps.journal,
+                models: models::Models::new(deps.models),
+                closing: deps.shutdown.child_token(),
+                tracker: TaskTracker::new(),
+                runners: DashMap::new(),
+                next_task: AtomicU64::new(1),
+            }),
+        })
     }
 
-    /// Makes sure a runner task drives the chat.
-    pub fn start(&self, _chat_id: &str) {}
+    /// Makes sure exactly one runner task drives the chat (idempotent; a task
+    /// about to finish runs once more). A no-op after shutdown.
+    pub fn start(&self, chat_id: &str) {
+        let shared = &self.shared;
+        if shared.closing.is_cancelled() {
+            return;
+        }
+        let spawn = match shared.runners.entry(chat_id.to_owned()) {
+            Entry::Occupied(mut slot) => {
+                slot.get_mut().kicked = true;
+                None
+            }
+            Entry::Vacant(vacant) => {
+                let task = shared.next_task.fetch_add(1, Ordering::Relaxed);
+                let cancel = shared.closing.child_token();
+                vacant.insert(Slot {
+                    task,
+                    cancel: cancel.clone(),
+                    kicked: false,
+                });
+                Some((task, cancel))
+            }
+        };
+        if let Some((task, cancel)) = spawn {
+            let shared = Arc::clone(shared);
+            let chat_id = chat_id.to_owned();
+            self.shared
+                .tracker
+                .spawn(run_task(shared, chat_id, task, cancel));
+        }
+    }
 
-    /// Stops the chat's runner task at once, if any.
-    pub fn stop(&self, _chat_id: &str) {}
+    /// Stops the chat's runner task at once, if any (what it stored stays).
+    pub fn stop(&self, chat_id: &str) {
+        if let Some((_, slot)) = self.shared.runners.remove(chat_id) {
+            slot.cancel.cancel();
+        }
+    }
 
-    /// Starts every chat left running.
+    /// Starts every chat the store reports `running` (at process start);
+    /// returns how many.
     pub async fn resume_all(&self) -> StoreResult<usize> {
-        Ok(0)
+        let running = self.shared.journal.store.running_chats().await?;
+        for record in &running {
+            self.start(&record.chat.id);
+        }
+        Ok(running.len())
     }
 
-    /// Stops every runner and waits for them.
-    pub async fn shutdown(&self) {}
+    /// Stops every runner and waits for their tasks; running chats stay
+    /// `running` in the store and resume at the next start.
+    pub async fn shutdown(&self) {
+        self.shared.closing.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
 
-    /// The configured model names.
+    /// The configured model names (flow validation).
     pub fn known_models(&self) -> HashSet<String> {
-        self.deps.models.keys().cloned().collect()
+        self.shared.models.known()
+    }
+
+    /// How many chats have a runner task now (metrics, tests).
+    pub fn active_runs(&self) -> usize {
+        self.shared.runners.len()
+    }
+}
+
+/// One chat's task: drives the chat until it stops running, then leaves the
+/// registry unless it was kicked meanwhile.
+async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: CancellationToken) {
+    loop {
+        runner::drive(&shared, &chat_id, &cancel).await;
+        let again = match shared.runners.entry(chat_id.clone()) {
+            Entry::Occupied(mut slot) if slot.get().task == task => {
+                if slot.get().kicked && !cancel.is_cancelled() {
+                    slot.get_mut().kicked = false;
+                    true
+                } else {
+                    slot.remove();
+                    false
+                }
+            }
+            _ => false,
+        };
+        if !again {
+            return;
+        }
     }
 }

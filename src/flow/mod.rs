@@ -64,6 +64,10 @@ pub enum ModelSpec {
         /// Reply with the last message's content.
         #[serde(default)]
         echo: bool,
+        /// Pause between streamed chunks, in milliseconds (the offline demo uses
+        /// ~25 so streaming is visible; tests use 0).
+        #[serde(default)]
+        delay_ms: u64,
     },
 }
 

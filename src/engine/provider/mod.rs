@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod openai;
+pub mod scripted;
 
 /// One turn of the conversation as a model sees it.
 #[derive(Debug, Clone, PartialEq)]

@@ -216,6 +216,7 @@ mod tests {
         let scripted = ModelSpec::Scripted {
             replies: vec![],
             echo: true,
+            delay_ms: 0,
         };
         let err = from_spec("demo", &scripted).expect_err("not openai");
         assert_eq!(

@@ -1,0 +1,138 @@
+//! Resolves an agent's model name to a provider: the flow's own `models` first,
+//! then the gateway's configured registry. Providers are cached by name and
+//! spec, so a flow edit that changes a spec builds a new one.
+//!
+//! Touches nothing but the providers it builds.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::provider::openai::{self, OpenAiConfigError, OpenAiProvider};
+use super::provider::scripted::ScriptedProvider;
+use super::provider::{ModelProvider, ProviderError};
+use crate::flow::{Flow, ModelSpec};
+
+/// Past this many cached providers the cache starts over (flows are edited
+/// rarely; this only bounds a pathological churn).
+const CACHE_LIMIT: usize = 256;
+
+/// The model registry of one engine.
+pub struct Models {
+    registry: BTreeMap<String, ModelSpec>,
+    cache: DashMap<String, Arc<dyn ModelProvider>>,
+}
+
+impl Models {
+    /// A resolver over the configured registry.
+    pub fn new(registry: BTreeMap<String, ModelSpec>) -> Self {
+        Self {
+            registry,
+            cache: DashMap::new(),
+        }
+    }
+
+    /// The configured model names (for flow validation).
+    pub fn known(&self) -> HashSet<String> {
+        self.registry.keys().cloned().collect()
+    }
+
+    /// The spec a name means within `flow`.
+    pub fn spec<'a>(&'a self, flow: &'a Flow, name: &str) -> Option<&'a ModelSpec> {
+        flow.models.get(name).or_else(|| self.registry.get(name))
+    }
+
+    /// The provider for `name` within `flow`.
+    pub fn resolve(
+        &self,
+        flow: &Flow,
+        name: &str,
+    ) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+        let spec = self
+            .spec(flow, name)
+            .ok_or_else(|| ProviderError::Connect {
+                model: name.to_owned(),
+                message: "no such model in the flow or the gateway's registry".into(),
+            })?;
+        let key = format!(
+            "{name}\u{0}{}",
+            serde_json::to_string(spec).unwrap_or_default()
+        );
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit.value().clone());
+        }
+        let provider = build(name, spec)?;
+        if self.cache.len() >= CACHE_LIMIT {
+            self.cache.clear();
+        }
+        self.cache.insert(key, provider.clone());
+        Ok(provider)
+    }
+}
+
+fn build(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+    match spec {
+        ModelSpec::Scripted {
+            replies,
+            echo,
+            delay_ms,
+        } => Ok(Arc::new(ScriptedProvider::new(
+            name,
+            replies.clone(),
+            *echo,
+            *delay_ms,
+        ))),
+        ModelSpec::Openai { .. } => build_openai(name, spec),
+    }
+}
+
+/// Builds an OpenAI-compatible provider (its API key read from the
+/// environment variable the spec names). A setup failure (missing key, bad
+/// URL) is reported like a connection failure: the run fails with
+/// `model_error`.
+fn build_openai(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+    let setup_failed = |e: OpenAiConfigError| ProviderError::Connect {
+        model: name.to_owned(),
+        message: e.to_string(),
+    };
+    let config = openai::from_spec(name, spec).map_err(setup_failed)?;
+    let provider = OpenAiProvider::new(config).map_err(setup_failed)?;
+    Ok(Arc::new(provider))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow_with(models: &str) -> Flow {
+        serde_json::from_str(&format!(
+            r#"{{"name":"f","models":{models},"agents":[],"chat":{{"kind":"group"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_flow_model_shadows_the_registry_and_providers_are_cached() {
+        let registry: BTreeMap<String, ModelSpec> = serde_json::from_str(
+            r#"{"m":{"provider":"scripted","replies":["registry"]},
+                "r":{"provider":"scripted","echo":true}}"#,
+        )
+        .unwrap();
+        let models = Models::new(registry);
+        let flow = flow_with(r#"{"m":{"provider":"scripted","replies":["flow"]}}"#);
+        assert_eq!(
+            models.spec(&flow, "m"),
+            Some(&ModelSpec::Scripted {
+                replies: vec!["flow".into()],
+                echo: false,
+                delay_ms: 0
+            })
+        );
+        let a = models.resolve(&flow, "r").unwrap();
+        let b = models.resolve(&flow, "r").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(models.resolve(&flow, "nope").is_err());
+        assert_eq!(models.known().len(), 2);
+    }
+}

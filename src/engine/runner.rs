@@ -1,0 +1,350 @@
+//! One chat's task loop: read the chat fresh, load its flow and history, ask
+//! [`policy`](super::policy) for the next step, run it, commit it, again, until
+//! the chat stops `running` (finished, failed, waiting for a human, cancelled)
+//! or another run replaced the one the loop started with.
+//!
+//! Every commit is a compare-and-set on the `last_seq` the step was decided
+//! from: if anything else changed the chat meanwhile (a cancel, a delete,
+//! another node), the commit is dropped and the step decided again from fresh
+//! data, so nothing is ever stored twice. Touches the store and bus through the
+//! journal, and the model providers (see `calls`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::policy::{self, Context, Decision, RunState, Selection, Speak, Step, Via};
+use super::provider::ProviderError;
+use crate::chats::transitions::{self, InputAsk, MessageDraft};
+use crate::chats::{Refusal, UpdateError};
+use crate::flow::Flow;
+use crate::model::{ChatError, ChatRecord, ChatStatus, IdKind, Message, Role, new_id};
+use crate::store::{ChatChange, SeqQuery, StoreResult};
+
+mod calls;
+
+/// Messages read per page when loading the history.
+const PAGE: usize = 500;
+/// Store failures in a row before the task gives up (the chat stays `running`
+/// and resumes at the next start).
+const MAX_STORE_FAILURES: u32 = 6;
+
+/// Drives one chat until it needs no task.
+pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken) {
+    let mut runner = Runner {
+        shared,
+        chat_id,
+        cancel,
+        run_id: None,
+        flow: None,
+        history: Vec::new(),
+    };
+    let mut failures = 0u32;
+    while !cancel.is_cancelled() {
+        match runner.step().await {
+            Ok(Next::Continue) => failures = 0,
+            Ok(Next::Stop) => return,
+            Err(error) => {
+                failures += 1;
+                if failures >= MAX_STORE_FAILURES {
+                    tracing::error!(chat_id, %error, "store keeps failing; the run resumes at the next start");
+                    return;
+                }
+                tracing::warn!(chat_id, %error, "store failed; retrying the step");
+                let backoff = Duration::from_millis(100 << failures);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Whether the loop goes on.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// How a commit went.
+enum Committed {
+    /// Stored.
+    Yes,
+    /// The chat changed since the step was decided: decide again.
+    Stale,
+    /// The run was cancelled or replaced, or the chat deleted: stop quietly.
+    Gone,
+}
+
+/// Why a planned commit is not applied.
+enum NotApplied {
+    Stale,
+    Refused(Refusal),
+}
+
+/// The chat as the current step saw it.
+struct At {
+    tenant: String,
+    run_id: String,
+    seen_seq: u64,
+}
+
+struct Runner<'a> {
+    shared: &'a Shared,
+    chat_id: &'a str,
+    cancel: &'a CancellationToken,
+    run_id: Option<String>,
+    flow: Option<Arc<Flow>>,
+    history: Vec<Message>,
+}
+
+impl Runner<'_> {
+    async fn step(&mut self) -> StoreResult<Next> {
+        let Some(record) = self.shared.journal.store.get_chat(self.chat_id).await? else {
+            return Ok(Next::Stop);
+        };
+        let run = match &record.run {
+            Some(run) if record.chat.status == ChatStatus::Running => run.clone(),
+            _ => return Ok(Next::Stop),
+        };
+        if self.run_id.get_or_insert_with(|| run.run_id.clone()) != &run.run_id {
+            return Ok(Next::Stop);
+        }
+        let at = At {
+            tenant: record.tenant.clone(),
+            run_id: run.run_id.clone(),
+            seen_seq: record.chat.last_seq,
+        };
+        let flow = match self.load_flow(&record).await? {
+            Ok(flow) => flow,
+            Err(message) => return self.fail(&at, "flow_invalid", message).await,
+        };
+        self.sync_history(at.seen_seq).await?;
+        let state = RunState::from_value(&run.state);
+        let ctx = Context {
+            flow: &flow,
+            run_id: &at.run_id,
+            history: &self.history,
+            state: &state,
+            reply: run.reply.as_ref(),
+        };
+        let mut decision = match policy::decide(&ctx) {
+            Ok(d) => d,
+            Err(e) => return self.fail(&at, "flow_invalid", e.to_string()).await,
+        };
+        if let Step::SelectAuto { candidates } = &decision.step {
+            let chosen = match self.select_auto(&ctx, candidates).await {
+                Ok(chosen) => chosen,
+                Err(ProviderError::Cancelled) => return Ok(Next::Stop),
+                Err(e) => return self.fail(&at, "model_error", e.to_string()).await,
+            };
+            decision = match policy::speaker_step(&ctx, &chosen.0, chosen.1) {
+                Ok(d) => d,
+                Err(e) => return self.fail(&at, "flow_invalid", e.to_string()).await,
+            };
+        }
+        self.execute(&at, &flow, decision).await
+    }
+
+    async fn execute(&self, at: &At, flow: &Flow, decision: Decision) -> StoreResult<Next> {
+        let state = decision.state.to_value();
+        let run_id = at.run_id.as_str();
+        match decision.step {
+            Step::Speak(speak) => self.speak(at, flow, speak, state).await,
+            Step::AskHuman(ask) => {
+                let ask = InputAsk {
+                    agent: ask.agent,
+                    prompt: ask.prompt,
+                    kind: ask.kind,
+                    choices: ask.choices,
+                };
+                let done = self
+                    .commit(at, |cur| {
+                        transitions::request_input(cur, run_id, ask.clone(), state.clone())
+                    })
+                    .await?;
+                Ok(stop_unless_stale(done))
+            }
+            Step::Finish { stop_reason } => {
+                let done = self
+                    .commit(at, |cur| {
+                        transitions::complete_run(cur, run_id, stop_reason.as_str())
+                    })
+                    .await?;
+                Ok(stop_unless_stale(done))
+            }
+            Step::SelectAuto { .. } => {
+                let message = "speaker selection did not settle on an agent".to_owned();
+                self.fail(at, "flow_invalid", message).await
+            }
+        }
+    }
+
+    /// Produces the speaker's text (streaming it) and commits the message.
+    async fn speak(&self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
+        let message_id = new_id(IdKind::Message);
+        let (content, metadata) = match &speak.via {
+            Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
+            Via::Model(model) => {
+                match self
+                    .call_agent(at, flow, &speak.agent, model, &message_id)
+                    .await
+                {
+                    Ok(done) => (done.content, done.metadata),
+                    Err(ProviderError::Cancelled) => return Ok(Next::Stop),
+                    Err(e) => return self.fail(at, "model_error", e.to_string()).await,
+                }
+            }
+        };
+        let draft = MessageDraft {
+            id: Some(message_id),
+            run_id: Some(at.run_id.clone()),
+            role: Role::Assistant,
+            sender: speak.agent.clone(),
+            receiver: speak.receiver.clone(),
+            content,
+            metadata: message_metadata(metadata, &speak),
+        };
+        let run_id = at.run_id.as_str();
+        let done = self
+            .commit(at, |cur| {
+                transitions::agent_message(cur, run_id, draft.clone(), state.clone())
+                    .map(|(change, _)| change)
+            })
+            .await?;
+        Ok(match done {
+            Committed::Yes | Committed::Stale => Next::Continue,
+            Committed::Gone => Next::Stop,
+        })
+    }
+
+    /// Ends the run in `error` with `code`.
+    async fn fail(&self, at: &At, code: &str, message: String) -> StoreResult<Next> {
+        tracing::warn!(chat_id = self.chat_id, code, %message, "run failed");
+        let error = ChatError {
+            code: code.to_owned(),
+            message,
+        };
+        let run_id = at.run_id.as_str();
+        let done = self
+            .commit(at, |cur| transitions::fail_run(cur, run_id, error.clone()))
+            .await?;
+        Ok(stop_unless_stale(done))
+    }
+
+    /// Commits `plan` if the chat is still as the step saw it.
+    async fn commit(
+        &self,
+        at: &At,
+        plan: impl Fn(&ChatRecord) -> Result<ChatChange, Refusal>,
+    ) -> StoreResult<Committed> {
+        let result = self
+            .shared
+            .journal
+            .update(self.chat_id, |cur| {
+                if cur.chat.last_seq != at.seen_seq {
+                    return Err(NotApplied::Stale);
+                }
+                plan(cur).map_err(NotApplied::Refused)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(Committed::Yes),
+            Err(UpdateError::Refused(NotApplied::Stale)) => Ok(Committed::Stale),
+            Err(UpdateError::Refused(NotApplied::Refused(refusal))) => {
+                if refusal != Refusal::RunSuperseded {
+                    tracing::warn!(chat_id = self.chat_id, %refusal, "engine commit refused");
+                }
+                Ok(Committed::Gone)
+            }
+            Err(UpdateError::NotFound) => Ok(Committed::Gone),
+            Err(UpdateError::Store(e)) => Err(e),
+        }
+    }
+
+    /// The chat's flow, parsed and validated once per loop; `Err` says why it
+    /// cannot run.
+    async fn load_flow(&mut self, record: &ChatRecord) -> StoreResult<Result<Arc<Flow>, String>> {
+        if let Some(flow) = &self.flow {
+            return Ok(Ok(flow.clone()));
+        }
+        let flow_id = &record.chat.from_flow;
+        let store = &self.shared.journal.store;
+        let Some(stored) = store.get_flow(&record.tenant, flow_id).await? else {
+            return Ok(Err(format!("flow {flow_id} no longer exists")));
+        };
+        let flow: Flow = match serde_json::from_value(stored.definition) {
+            Ok(flow) => flow,
+            Err(e) => return Ok(Err(format!("flow {flow_id} cannot be read: {e}"))),
+        };
+        if let Err(issues) = flow.validate(&self.shared.models.known()) {
+            let list: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect();
+            return Ok(Err(format!(
+                "flow {flow_id} is invalid: {}",
+                list.join("; ")
+            )));
+        }
+        let flow = Arc::new(flow);
+        self.flow = Some(flow.clone());
+        Ok(Ok(flow))
+    }
+
+    /// Reads the messages not yet loaded, up to `seen_seq`.
+    async fn sync_history(&mut self, seen_seq: u64) -> StoreResult<()> {
+        loop {
+            let query = SeqQuery {
+                after_seq: self.history.last().map(|m| m.seq),
+                before_seq: Some(seen_seq + 1),
+                limit: PAGE,
+                descending: false,
+            };
+            let page = self
+                .shared
+                .journal
+                .store
+                .messages(self.chat_id, &query)
+                .await?;
+            let full = page.len() >= PAGE;
+            self.history
+                .extend(page.into_iter().filter(|m| m.seq <= seen_seq));
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn stop_unless_stale(done: Committed) -> Next {
+    match done {
+        Committed::Stale => Next::Continue,
+        Committed::Yes | Committed::Gone => Next::Stop,
+    }
+}
+
+/// The provider's metadata, plus how the speaker was chosen and whether it was
+/// a user proxy's auto reply.
+fn message_metadata(provider: Value, speak: &Speak) -> Value {
+    let mut out = match provider {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        other => Map::from_iter([("provider_metadata".to_owned(), other)]),
+    };
+    if speak.auto_reply {
+        out.insert("auto_reply".into(), Value::Bool(true));
+    }
+    if let Some(Value::Object(selection)) = speak.selection.as_ref().map(selection_value) {
+        out.extend(selection);
+    }
+    Value::Object(out)
+}
+
+fn selection_value(selection: &Selection) -> Value {
+    serde_json::to_value(selection).unwrap_or(Value::Null)
+}

@@ -1,0 +1,141 @@
+//! The runner's model calls: an agent's reply, streamed live as ephemeral
+//! `message.delta` events under the id its message will be stored with, and
+//! `auto` speaker selection (up to [`SELECTOR_ATTEMPTS`] answers, then round
+//! robin).
+//!
+//! Touches the model providers and, for deltas, the bus through the journal.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{At, Runner};
+use crate::engine::policy::{self, Context, Selection};
+use crate::engine::prompt;
+use crate::engine::provider::{Completion, CompletionRequest, ModelProvider, ProviderError};
+use crate::flow::{AgentKind, Flow, SpeakerSelection};
+use crate::model::{Event, EventKind, now};
+
+/// Selector answers asked for before falling back to round robin.
+pub(super) const SELECTOR_ATTEMPTS: u32 = 3;
+
+/// Where streamed chunks go.
+struct DeltaTarget<'a> {
+    tenant: &'a str,
+    message_id: &'a str,
+    sender: &'a str,
+}
+
+impl Runner<'_> {
+    /// `agent`'s reply from `model`, streamed as `message.delta` events.
+    pub(super) async fn call_agent(
+        &self,
+        at: &At,
+        flow: &Flow,
+        agent: &str,
+        model: &str,
+        message_id: &str,
+    ) -> Result<Completion, ProviderError> {
+        let spec = flow.agent(agent).ok_or_else(|| ProviderError::Malformed {
+            model: model.to_owned(),
+            message: format!("`{agent}` is not an agent of the flow"),
+        })?;
+        let provider = self.shared.models.resolve(flow, model)?;
+        let request = prompt::agent_request(spec, &self.history);
+        let target = DeltaTarget {
+            tenant: &at.tenant,
+            message_id,
+            sender: agent,
+        };
+        self.stream(provider, request, Some(target)).await
+    }
+
+    /// Asks the selector model who speaks next; falls back to round robin
+    /// after [`SELECTOR_ATTEMPTS`] answers that name no single candidate.
+    pub(super) async fn select_auto(
+        &self,
+        ctx: &Context<'_>,
+        candidates: &[String],
+    ) -> Result<(String, Selection), ProviderError> {
+        let flow = ctx.flow;
+        let model = flow
+            .chat
+            .selector_model
+            .clone()
+            .or_else(|| {
+                flow.agents
+                    .iter()
+                    .find(|a| a.kind == AgentKind::Assistant)
+                    .and_then(|a| a.model.clone())
+            })
+            .ok_or_else(|| ProviderError::Connect {
+                model: "(selector)".into(),
+                message: "the flow names no model to select speakers with".into(),
+            })?;
+        let provider = self.shared.models.resolve(flow, &model)?;
+        for attempt in 0..SELECTOR_ATTEMPTS {
+            let request = prompt::selector_request(flow, candidates, &self.history, attempt);
+            let answer = self.stream(provider.clone(), request, None).await?;
+            if let Some(agent) = prompt::pick(&answer.content, candidates) {
+                let selection = Selection {
+                    selected_by: SpeakerSelection::Auto,
+                    attempts: Some(attempt + 1),
+                    fallback: None,
+                };
+                return Ok((agent, selection));
+            }
+            tracing::debug!(chat_id = self.chat_id, answer = %answer.content, "selector named no candidate");
+        }
+        let selection = Selection {
+            selected_by: SpeakerSelection::Auto,
+            attempts: Some(SELECTOR_ATTEMPTS),
+            fallback: Some(SpeakerSelection::RoundRobin),
+        };
+        Ok((policy::round_robin_next(ctx), selection))
+    }
+
+    /// Runs one completion, publishing each chunk to `target` (if any) as it
+    /// arrives.
+    async fn stream(
+        &self,
+        provider: Arc<dyn ModelProvider>,
+        request: CompletionRequest,
+        target: Option<DeltaTarget<'_>>,
+    ) -> Result<Completion, ProviderError> {
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let call = provider.complete(request, tx, self.cancel.clone());
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                Some(delta) = rx.recv() => self.publish_delta(target.as_ref(), delta).await,
+                result = &mut call => {
+                    while let Ok(delta) = rx.try_recv() {
+                        self.publish_delta(target.as_ref(), delta).await;
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn publish_delta(&self, target: Option<&DeltaTarget<'_>>, delta: String) {
+        let Some(target) = target else { return };
+        if delta.is_empty() {
+            return;
+        }
+        let event = Event {
+            seq: None,
+            chat_id: self.chat_id.to_owned(),
+            kind: EventKind::MessageDelta,
+            created_at: now(),
+            data: json!({
+                "message_id": target.message_id,
+                "sender": target.sender,
+                "delta": delta,
+            }),
+        };
+        self.shared.journal.publish(target.tenant, &event).await;
+    }
+}
