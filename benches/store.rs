@@ -56,23 +56,16 @@ async fn commit_until(store: Arc<SqliteStore>, deadline: Instant) -> StoreResult
 }
 
 async fn scenario(synchronous: Synchronous, tasks: usize) -> StoreResult<(u64, Duration)> {
-    let dir =
-        tempfile::tempdir().map_err(|e| flowgate::store::StoreError::Unavailable(e.to_string()))?;
-    let options = SqliteOptions {
-        synchronous,
-        ..SqliteOptions::default()
-    };
+    let dir = tempfile::tempdir().map_err(|e| flowgate::store::StoreError::Unavailable(e.to_string()))?;
+    let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"), options)?);
     let start = Instant::now();
     let deadline = start + RUN_FOR;
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| tokio::spawn(commit_until(Arc::clone(&store), deadline)))
-        .collect();
+    let handles: Vec<_> =
+        (0..tasks).map(|_| tokio::spawn(commit_until(Arc::clone(&store), deadline))).collect();
     let mut commits = 0;
     for handle in handles {
-        commits += handle
-            .await
-            .map_err(|_| flowgate::store::StoreError::Closed)??;
+        commits += handle.await.map_err(|_| flowgate::store::StoreError::Closed)??;
     }
     let elapsed = start.elapsed();
     if let Some(store) = Arc::into_inner(store) {
@@ -88,10 +81,7 @@ fn main() -> StoreResult<()> {
         .map_err(|e| flowgate::store::StoreError::Unavailable(e.to_string()))?;
     println!("| scenario                    | synchronous | commits | seconds | commits/s |");
     println!("|-----------------------------|-------------|--------:|--------:|----------:|");
-    for (label, tasks) in [
-        ("1 writer, in sequence", 1),
-        ("64 tasks, one chat each", TASKS),
-    ] {
+    for (label, tasks) in [("1 writer, in sequence", 1), ("64 tasks, one chat each", TASKS)] {
         for (name, sync) in [("FULL", Synchronous::Full), ("NORMAL", Synchronous::Normal)] {
             let (commits, elapsed) = runtime.block_on(scenario(sync, tasks))?;
             let secs = elapsed.as_secs_f64();

@@ -80,23 +80,17 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let (store, bus) = open_backends(&config).await?;
         let shutdown = CancellationToken::new();
-        let journal = Journal {
-            store: store.clone(),
-            bus: bus.clone(),
-        };
+        let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
             journal: journal.clone(),
             models: config.models.clone(),
             shutdown: shutdown.child_token(),
         });
-        let auth = Arc::new(Authenticator::new(
-            store.clone(),
-            Jwt::from_config(&config.jwt)?,
-        ));
-        if let Some(secret) = &config.api_key {
-            if crate::auth::seed_key(store.as_ref(), "default", secret).await? {
-                tracing::info!("seeded FLOWGATE_API_KEY for tenant `default`");
-            }
+        let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
+        if let Some(secret) = &config.api_key
+            && crate::auth::seed_key(store.as_ref(), "default", secret).await?
+        {
+            tracing::info!("seeded FLOWGATE_API_KEY for tenant `default`");
         }
         if config.demo {
             register_demo(store.as_ref(), "default").await?;
@@ -160,18 +154,10 @@ async fn open_backends(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Bus>)
                 SqliteSync::Normal => Synchronous::Normal,
             };
             let path = config.data_dir.join("flowgate.db");
-            let store = SqliteStore::open(
-                &path,
-                SqliteOptions {
-                    synchronous,
-                    ..Default::default()
-                },
-            )?;
+            let store = SqliteStore::open(&path, SqliteOptions { synchronous, ..Default::default() })?;
             Ok((Arc::new(store), Arc::new(MemoryBus::new())))
         }
-        StoreKind::Redis => Err(StartError::Unsupported(
-            "store = \"redis\" is not available yet".into(),
-        )),
+        StoreKind::Redis => Err(StartError::Unsupported("store = \"redis\" is not available yet".into())),
     }
 }
 

@@ -119,9 +119,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn serve_forever(config: Config) -> Result<(), BoxError> {
     let listen = config.listen;
     let app = App::build(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "flowgate listening");
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("flowgate stopped");
@@ -155,28 +154,17 @@ async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
     let app = App::build(config).await?;
     let store = app.state.store.as_ref();
     match cmd {
-        KeysCommand::Create {
-            tenant,
-            name,
-            environment,
-        } => {
-            let (key, secret) =
-                flowgate::auth::create_key(store, &tenant, &name, environment).await?;
+        KeysCommand::Create { tenant, name, environment } => {
+            let (key, secret) = flowgate::auth::create_key(store, &tenant, &name, environment).await?;
             if demo {
                 register_demo(store, &tenant).await?;
             }
-            eprintln!(
-                "created {} for tenant `{}` (the secret is shown once):",
-                key.id, key.tenant
-            );
+            eprintln!("created {} for tenant `{}` (the secret is shown once):", key.id, key.tenant);
             println!("{secret}");
         }
         KeysCommand::List { tenant } => {
             for k in store.list_keys(&tenant).await? {
-                let used = k
-                    .last_used_at
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_else(|| "never".into());
+                let used = k.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
                 let env = k.environment.unwrap_or_else(|| "-".into());
                 println!(
                     "{}\t{}\t{}\t{}\tcreated {}\tlast used {}",

@@ -31,24 +31,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: i64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as i64;
-        line(
-            "flowgate_http_requests_total",
-            "counter",
-            "HTTP requests answered.",
-            get(&self.http_requests),
-        );
-        line(
-            "flowgate_chats_created_total",
-            "counter",
-            "Chats created.",
-            get(&self.chats_created),
-        );
+        line("flowgate_http_requests_total", "counter", "HTTP requests answered.", get(&self.http_requests));
+        line("flowgate_chats_created_total", "counter", "Chats created.", get(&self.chats_created));
         line(
             "flowgate_messages_posted_total",
             "counter",

@@ -12,10 +12,7 @@ use harness::{Harness, TENANT, group, script, two_agent};
 use serde_json::json;
 
 pub(crate) fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(s, c)| (s.to_string(), c.to_string()))
-        .collect()
+    items.iter().map(|(s, c)| (s.to_string(), c.to_string())).collect()
 }
 
 pub(crate) fn statuses(items: &[&str]) -> Vec<String> {
@@ -25,9 +22,7 @@ pub(crate) fn statuses(items: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn always_mode_asks_the_human_after_every_assistant_message() {
     let h = Harness::new().await;
-    let chat = h
-        .chat(two_agent("ALWAYS", &["Hello", "Bye TERMINATE"], json!({})))
-        .await;
+    let chat = h.chat(two_agent("ALWAYS", &["Hello", "Bye TERMINATE"], json!({}))).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
@@ -37,12 +32,7 @@ async fn always_mode_asks_the_human_after_every_assistant_message() {
     assert_eq!(w.settled().await, "completed");
     assert_eq!(
         h.transcript(&chat).await,
-        pairs(&[
-            ("user", "hi"),
-            ("writer", "Hello"),
-            ("user", "more"),
-            ("writer", "Bye TERMINATE")
-        ])
+        pairs(&[("user", "hi"), ("writer", "Hello"), ("user", "more"), ("writer", "Bye TERMINATE")])
     );
     assert_eq!(h.messages(&chat).await[2].role, Role::HumanInput);
     assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("termination"));
@@ -55,11 +45,8 @@ async fn always_mode_asks_the_human_after_every_assistant_message() {
 #[tokio::test]
 async fn terminate_mode_auto_replies_until_a_termination_message_and_exit_completes() {
     let h = Harness::new().await;
-    let flow = two_agent(
-        "TERMINATE",
-        &["one", "two", "done TERMINATE"],
-        json!({"default_auto_reply": "Go on."}),
-    );
+    let flow =
+        two_agent("TERMINATE", &["one", "two", "done TERMINATE"], json!({"default_auto_reply": "Go on."}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -81,33 +68,18 @@ async fn terminate_mode_auto_replies_until_a_termination_message_and_exit_comple
             ("user", "exit"),
         ])
     );
-    let expected = [
-        "ready",
-        "running",
-        "wait_for_human_input",
-        "running",
-        "completed",
-    ];
+    let expected = ["ready", "running", "wait_for_human_input", "running", "completed"];
     assert_eq!(h.statuses(&chat).await, statuses(&expected));
 }
 
 #[tokio::test]
 async fn never_mode_runs_without_the_human_to_the_auto_reply_limit() {
     let h = Harness::new().await;
-    let chat = h
-        .chat(two_agent(
-            "NEVER",
-            &["a"],
-            json!({"max_consecutive_auto_reply": 2}),
-        ))
-        .await;
+    let chat = h.chat(two_agent("NEVER", &["a"], json!({"max_consecutive_auto_reply": 2}))).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "completed");
-    assert_eq!(
-        h.stop_reason(&chat).await.as_deref(),
-        Some("max_consecutive_auto_reply")
-    );
+    assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("max_consecutive_auto_reply"));
     assert_eq!(
         h.transcript(&chat).await,
         pairs(&[
@@ -119,32 +91,20 @@ async fn never_mode_runs_without_the_human_to_the_auto_reply_limit() {
             ("writer", "a")
         ])
     );
-    assert_eq!(
-        h.statuses(&chat).await,
-        statuses(&["ready", "running", "completed"])
-    );
+    assert_eq!(h.statuses(&chat).await, statuses(&["ready", "running", "completed"]));
 }
 
 #[tokio::test]
 async fn an_empty_reply_uses_the_auto_reply() {
     let h = Harness::new().await;
-    let chat = h
-        .chat(two_agent(
-            "ALWAYS",
-            &["Hello"],
-            json!({"default_auto_reply": "Go on."}),
-        ))
-        .await;
+    let chat = h.chat(two_agent("ALWAYS", &["Hello"], json!({"default_auto_reply": "Go on."}))).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
     h.answer(&chat, None).await;
     assert_eq!(w.settled().await, "wait_for_human_input");
     let messages = h.messages(&chat).await;
-    assert_eq!(
-        (messages[2].sender.as_str(), messages[2].content.as_str()),
-        ("user", "Go on.")
-    );
+    assert_eq!((messages[2].sender.as_str(), messages[2].content.as_str()), ("user", "Go on."));
     assert_eq!(messages[2].role, Role::Assistant);
     assert_eq!(messages[2].metadata["auto_reply"], true);
     assert_eq!(messages.len(), 4, "the writer answered the auto reply");
@@ -154,27 +114,17 @@ async fn an_empty_reply_uses_the_auto_reply() {
 async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_messages() {
     let h = Harness::new().await;
     let long = vec!["word"; 1000].join(" ");
-    let flow = group(
-        "NEVER",
-        script(&["draft"], 0),
-        script(&[long.as_str()], 20),
-        json!({}),
-    );
+    let flow = group("NEVER", script(&["draft"], 0), script(&[long.as_str()], 20), json!({}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
-    let delta = w
-        .next_where(|e| e.kind == EventKind::MessageDelta && e.data["sender"] == "critic")
-        .await;
+    let delta = w.next_where(|e| e.kind == EventKind::MessageDelta && e.data["sender"] == "critic").await;
     assert_eq!(delta.seq, None, "deltas are ephemeral");
     h.chats.cancel(TENANT, &chat).await.unwrap();
     // The stream would take 20 s; the task must end well within the wait bound.
     h.idle().await;
     assert_eq!(h.status(&chat).await.as_str(), "ready");
-    assert_eq!(
-        h.transcript(&chat).await,
-        pairs(&[("user", "hi"), ("writer", "draft")])
-    );
+    assert_eq!(h.transcript(&chat).await, pairs(&[("user", "hi"), ("writer", "draft")]));
     let cancelled = h.events(&chat).await;
     assert!(cancelled.iter().any(|e| e.kind == EventKind::RunCancelled));
     let streamed_id = delta.data["message_id"].as_str().unwrap().to_owned();
@@ -184,9 +134,7 @@ async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_mes
 #[tokio::test]
 async fn deltas_and_the_stored_message_share_one_id() {
     let h = Harness::new().await;
-    let chat = h
-        .chat(two_agent("ALWAYS", &["several words here"], json!({})))
-        .await;
+    let chat = h.chat(two_agent("ALWAYS", &["several words here"], json!({}))).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     let delta = w.next_where(|e| e.kind == EventKind::MessageDelta).await;
@@ -199,11 +147,7 @@ async fn deltas_and_the_stored_message_share_one_id() {
 #[tokio::test]
 async fn seq_has_no_gaps_after_a_mixed_run() {
     let h = Harness::new().await;
-    let flow = two_agent(
-        "TERMINATE",
-        &["one", "done TERMINATE"],
-        json!({"default_auto_reply": "Go on."}),
-    );
+    let flow = two_agent("TERMINATE", &["one", "done TERMINATE"], json!({"default_auto_reply": "Go on."}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -224,27 +168,16 @@ async fn seq_has_no_gaps_after_a_mixed_run() {
     assert_eq!(last_seq, events.len() as u64);
     for m in h.messages(&chat).await {
         let e = &events[(m.seq - 1) as usize];
-        assert_eq!(
-            (e.kind, e.data["id"].as_str()),
-            (EventKind::MessageCreated, Some(m.id.as_str()))
-        );
+        assert_eq!((e.kind, e.data["id"].as_str()), (EventKind::MessageCreated, Some(m.id.as_str())));
     }
 }
 
 #[tokio::test]
 async fn an_interrupted_run_resumes_with_every_message_exactly_once() {
     let mut h = Harness::new().await;
-    let replies = [
-        "r0 a b c d e",
-        "r1 a b c d e",
-        "r2 a b c d e",
-        "r3 a b c d e",
-    ];
-    let mut flow = two_agent(
-        "NEVER",
-        &replies,
-        json!({"max_consecutive_auto_reply": 3, "default_auto_reply": "next"}),
-    );
+    let replies = ["r0 a b c d e", "r1 a b c d e", "r2 a b c d e", "r3 a b c d e"];
+    let mut flow =
+        two_agent("NEVER", &replies, json!({"max_consecutive_auto_reply": 3, "default_auto_reply": "next"}));
     flow["models"]["writer_model"]["delay_ms"] = json!(10);
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
@@ -260,10 +193,7 @@ async fn an_interrupted_run_resumes_with_every_message_exactly_once() {
     }
     expected.pop();
     assert_eq!(h.transcript(&chat).await, pairs(&expected));
-    assert_eq!(
-        h.stop_reason(&chat).await.as_deref(),
-        Some("max_consecutive_auto_reply")
-    );
+    assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("max_consecutive_auto_reply"));
 }
 
 #[tokio::test]
@@ -275,22 +205,10 @@ async fn an_invalid_flow_fails_the_run_with_flow_invalid() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h
-        .chats
-        .get(TENANT, &chat)
-        .await
-        .unwrap()
-        .chat
-        .error
-        .unwrap();
+    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
     assert_eq!(error.code, "flow_invalid");
     assert!(error.message.contains("no_such_model"), "{}", error.message);
-    assert!(
-        h.events(&chat)
-            .await
-            .iter()
-            .any(|e| e.kind == EventKind::RunFailed)
-    );
+    assert!(h.events(&chat).await.iter().any(|e| e.kind == EventKind::RunFailed));
 }
 
 #[tokio::test]
@@ -305,14 +223,7 @@ async fn a_model_that_cannot_be_called_fails_the_run_with_model_error() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h
-        .chats
-        .get(TENANT, &chat)
-        .await
-        .unwrap()
-        .chat
-        .error
-        .unwrap();
+    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
     assert_eq!(error.code, "model_error");
     assert!(error.message.contains("writer_model"), "{}", error.message);
 }

@@ -6,15 +6,12 @@ use std::path::Path;
 
 use flowgate::flow::flowgen::{self, ModelCatalog};
 use flowgate::flow::{
-    AgentKind, AgentSpec, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection,
-    Termination,
+    AgentKind, AgentSpec, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection, Termination,
 };
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/flowgen")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flowgen").join(name);
     let text = std::fs::read_to_string(&path).expect("fixture exists");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
@@ -35,10 +32,7 @@ fn paths(issues: &[FlowIssue]) -> Vec<&str> {
 }
 
 fn endswith(word: &str) -> Termination {
-    Termination::Endswith {
-        endswith: word.into(),
-        ignore_case: false,
-    }
+    Termination::Endswith { endswith: word.into(), ignore_case: false }
 }
 
 fn agent(name: &str, kind: AgentKind) -> AgentSpec {
@@ -56,10 +50,7 @@ fn agent(name: &str, kind: AgentKind) -> AgentSpec {
 
 fn set_node_field(graph: &mut Value, node: &str, key: &str, value: Value) {
     let nodes = graph["nodes"].as_array_mut().expect("nodes");
-    let node = nodes
-        .iter_mut()
-        .find(|n| n["id"] == node)
-        .expect("node exists");
+    let node = nodes.iter_mut().find(|n| n["id"] == node).expect("node exists");
     node["data"][key] = value;
 }
 
@@ -101,10 +92,8 @@ fn an_assistant_and_a_user_proxy_import_as_a_two_agent_flow() {
 #[test]
 fn a_group_of_three_assistants_imports_with_its_config() {
     let imported = flowgen::import(&fixture("group_chat.json"), &catalog()).expect("imports");
-    let assistant = |name: &str| AgentSpec {
-        model: Some("default".into()),
-        ..agent(name, AgentKind::Assistant)
-    };
+    let assistant =
+        |name: &str| AgentSpec { model: Some("default".into()), ..agent(name, AgentKind::Assistant) };
     let expected = Flow {
         name: "Plan, write, review".into(),
         description: None,
@@ -118,17 +107,12 @@ fn a_group_of_three_assistants_imports_with_its_config() {
             // enable_system_message is false; 0 auto replies means "not set".
             assistant("Writer"),
             AgentSpec {
-                system_message: Some(
-                    "You review the writer's draft. Say APPROVED when it is good.".into(),
-                ),
+                system_message: Some("You review the writer's draft. Say APPROVED when it is good.".into()),
                 max_consecutive_auto_reply: Some(4),
                 ..assistant("Critic")
             },
             // involve_user: the user proxy joins, last, as FlowGen placed it.
-            AgentSpec {
-                max_consecutive_auto_reply: Some(0),
-                ..agent("Admin", AgentKind::UserProxy)
-            },
+            AgentSpec { max_consecutive_auto_reply: Some(0), ..agent("Admin", AgentKind::UserProxy) },
         ],
         chat: ChatSpec {
             kind: ChatKind::Group,
@@ -141,22 +125,14 @@ fn a_group_of_three_assistants_imports_with_its_config() {
     assert_eq!(imported.flow, expected);
     assert_eq!(
         paths(&imported.warnings),
-        vec![
-            "nodes[config-1].data.temperature",
-            "nodes[config-1].data.max_tokens"
-        ]
+        vec!["nodes[config-1].data.temperature", "nodes[config-1].data.max_tokens"]
     );
 }
 
 #[test]
 fn the_group_speaker_selection_method_and_defaults_are_carried_over() {
     let mut graph = fixture("group_chat.json");
-    set_node_field(
-        &mut graph,
-        "group-1",
-        "speaker_selection_method",
-        json!("auto"),
-    );
+    set_node_field(&mut graph, "group-1", "speaker_selection_method", json!("auto"));
     set_node_field(&mut graph, "group-1", "max_round", Value::Null);
     set_node_field(&mut graph, "group-1", "involve_user", json!(false));
     let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
@@ -171,12 +147,7 @@ fn the_group_speaker_selection_method_and_defaults_are_carried_over() {
         ("random", SpeakerSelection::Random),
         ("manual", SpeakerSelection::Manual),
     ] {
-        set_node_field(
-            &mut graph,
-            "group-1",
-            "speaker_selection_method",
-            json!(method),
-        );
+        set_node_field(&mut graph, "group-1", "speaker_selection_method", json!(method));
         let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
         assert_eq!(flow.chat.speaker_selection, expected, "{method}");
     }
@@ -186,11 +157,7 @@ fn the_group_speaker_selection_method_and_defaults_are_carried_over() {
 fn an_unrecognised_termination_lambda_is_refused_naming_its_node_and_field() {
     let issues = problems(&fixture("unsupported_lambda.json"), &catalog());
     assert_eq!(paths(&issues), ["nodes[user-1].data.is_termination_msg"]);
-    assert!(
-        issues[0].message.contains("never run"),
-        "{}",
-        issues[0].message
-    );
+    assert!(issues[0].message.contains("never run"), "{}", issues[0].message);
 }
 
 #[test]
@@ -249,10 +216,7 @@ fn every_problem_in_a_graph_is_reported_at_once() {
 fn note_nodes_are_ignored() {
     let with_notes = fixture("two_agent.json");
     let mut without = with_notes.clone();
-    without["nodes"]
-        .as_array_mut()
-        .expect("nodes")
-        .retain(|n| n["type"] != "note");
+    without["nodes"].as_array_mut().expect("nodes").retain(|n| n["type"] != "note");
     let a = flowgen::import(&with_notes, &catalog()).expect("imports");
     let b = flowgen::import(&without, &catalog()).expect("imports");
     assert_eq!(a, b);
@@ -272,14 +236,8 @@ fn every_editor_lambda_variant_is_recognised() {
         r#"lambda x: x["content"].rstrip().endswith("TERMINATE")"#,
     ] {
         set_node_field(&mut graph, "user-1", "is_termination_msg", json!(lambda));
-        let flow = flowgen::import(&graph, &catalog())
-            .unwrap_or_else(|e| panic!("{lambda}: {e:?}"))
-            .flow;
-        assert_eq!(
-            flow.chat.termination,
-            Some(endswith("TERMINATE")),
-            "{lambda}"
-        );
+        let flow = flowgen::import(&graph, &catalog()).unwrap_or_else(|e| panic!("{lambda}: {e:?}")).flow;
+        assert_eq!(flow.chat.termination, Some(endswith("TERMINATE")), "{lambda}");
     }
     for none in [json!(""), json!("  "), Value::Null] {
         set_node_field(&mut graph, "user-1", "is_termination_msg", none);
@@ -306,12 +264,7 @@ fn a_user_proxy_nothing_converses_with_is_refused() {
 #[test]
 fn a_filter_dict_naming_no_known_model_is_refused_naming_the_names_tried() {
     let mut graph = fixture("two_agent.json");
-    set_node_field(
-        &mut graph,
-        "config-1",
-        "filter_dict",
-        json!("gpt-4, gpt-4o"),
-    );
+    set_node_field(&mut graph, "config-1", "filter_dict", json!("gpt-4, gpt-4o"));
     let issues = problems(&graph, &catalog());
     assert_eq!(paths(&issues), ["nodes[config-1].data.filter_dict"]);
     assert!(issues[0].message.contains("`gpt-4`, `gpt-4o`"));
@@ -360,9 +313,7 @@ fn is_graph_tells_a_react_flow_graph_from_a_native_flow() {
     assert!(!flowgen::is_graph(&json!({"nodes": {}, "edges": []})));
     assert!(!flowgen::is_graph(&json!([])));
     let native = std::fs::read_to_string(examples_dir().join("two_agent.json")).expect("example");
-    assert!(!flowgen::is_graph(
-        &serde_json::from_str(&native).expect("JSON")
-    ));
+    assert!(!flowgen::is_graph(&serde_json::from_str(&native).expect("JSON")));
 }
 
 #[test]
@@ -373,21 +324,12 @@ fn a_malformed_graph_is_refused_naming_the_bad_nodes() {
     });
     let issues = problems(&graph, &catalog());
     let found = paths(&issues);
-    for path in [
-        "nodes[#0]",
-        "nodes[#2]",
-        "nodes[x].type",
-        "edges[#0]",
-        "nodes",
-    ] {
+    for path in ["nodes[#0]", "nodes[#2]", "nodes[x].type", "edges[#0]", "nodes"] {
         assert!(found.contains(&path), "{path} in {found:?}");
     }
     assert_eq!(
         flowgen::import(&json!({"agents": []}), &catalog()).map(|i| i.flow),
-        Err(vec![FlowIssue::new(
-            "nodes",
-            "not a FlowGen graph: expected `nodes` and `edges` arrays"
-        )])
+        Err(vec![FlowIssue::new("nodes", "not a FlowGen graph: expected `nodes` and `edges` arrays")])
     );
 }
 
@@ -409,9 +351,7 @@ fn an_agentok_graph_imports_with_its_nested_group() {
             AgentSpec {
                 model: Some("default".into()),
                 system_message: Some("You check the haiku's syllables.".into()),
-                description: Some(
-                    "Checks syllables and says TERMINATE when the haiku is right.".into(),
-                ),
+                description: Some("Checks syllables and says TERMINATE when the haiku is right.".into()),
                 ..agent("editor", AgentKind::Assistant)
             },
         ],
@@ -419,10 +359,7 @@ fn an_agentok_graph_imports_with_its_nested_group() {
             kind: ChatKind::Group,
             speaker_selection: SpeakerSelection::Auto,
             max_round: Some(6),
-            termination: Some(Termination::Contains {
-                contains: "TERMINATE".into(),
-                ignore_case: true,
-            }),
+            termination: Some(Termination::Contains { contains: "TERMINATE".into(), ignore_case: true }),
             selector_model: None,
         },
     };
@@ -461,10 +398,7 @@ fn agentok_sequential_chats_and_tools_are_refused() {
         "data": {"tools": [12]}
     }));
     let issues = problems(&graph, &catalog());
-    assert_eq!(
-        paths(&issues),
-        ["edges[user-poet].data.tools", "nodes[user]"]
-    );
+    assert_eq!(paths(&issues), ["edges[user-poet].data.tools", "nodes[user]"]);
     assert!(issues[1].message.contains("sequential chats"));
 }
 
@@ -485,14 +419,11 @@ fn every_example_flow_parses_and_validates() {
         let text = std::fs::read_to_string(&path).expect("readable");
         let value: Value = serde_json::from_str(&text).expect("JSON");
         let flow: Flow = if flowgen::is_graph(&value) {
-            flowgen::import(&value, &known)
-                .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()))
-                .flow
+            flowgen::import(&value, &known).unwrap_or_else(|e| panic!("{}: {e:#?}", path.display())).flow
         } else {
             serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         };
-        flow.validate(&known.known)
-            .unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()));
+        flow.validate(&known.known).unwrap_or_else(|e| panic!("{}: {e:#?}", path.display()));
     }
     assert!(seen >= 3, "expected the three examples, found {seen}");
 }

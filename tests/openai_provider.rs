@@ -31,11 +31,7 @@ fn config(fake: &FakeOpenAi) -> OpenAiConfig {
 }
 
 fn turn(role: TurnRole, name: Option<&str>, content: &str) -> Turn {
-    Turn {
-        role,
-        name: name.map(Into::into),
-        content: content.into(),
-    }
+    Turn { role, name: name.map(Into::into), content: content.into() }
 }
 
 fn request() -> CompletionRequest {
@@ -58,12 +54,9 @@ fn strings(items: &[&str]) -> Vec<String> {
 async fn call(config: OpenAiConfig) -> (Result<Completion, ProviderError>, Vec<String>) {
     let provider = OpenAiProvider::new(config).expect("provider");
     let (tx, mut rx) = mpsc::channel(64);
-    let result = timeout(
-        WAIT,
-        provider.complete(request(), tx, CancellationToken::new()),
-    )
-    .await
-    .expect("the call ends in time");
+    let result = timeout(WAIT, provider.complete(request(), tx, CancellationToken::new()))
+        .await
+        .expect("the call ends in time");
     let mut deltas = Vec::new();
     while let Ok(Some(delta)) = timeout(WAIT, rx.recv()).await {
         deltas.push(delta);
@@ -90,10 +83,7 @@ async fn usage_and_finish_reason_land_in_the_metadata() {
     assert_eq!(metadata["provider"], "openai");
     assert_eq!(metadata["model"], "fake-model");
     assert_eq!(metadata["finish_reason"], "stop");
-    assert_eq!(
-        metadata["usage"],
-        json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
-    );
+    assert_eq!(metadata["usage"], json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}));
 }
 
 #[tokio::test]
@@ -176,19 +166,11 @@ async fn a_429_with_retry_after_is_retried_then_succeeds() {
 async fn a_500_is_retried_a_bounded_number_of_times_then_fails_with_the_servers_message() {
     let fake = FakeOpenAi::start().await;
     for _ in 0..5 {
-        fake.push(Behaviour::Status(
-            500,
-            r#"{"error":{"message":"The server had an error"}}"#.into(),
-            None,
-        ));
+        fake.push(Behaviour::Status(500, r#"{"error":{"message":"The server had an error"}}"#.into(), None));
     }
     let (result, _) = call(config(&fake)).await;
     match result {
-        Err(ProviderError::Http {
-            model,
-            status,
-            message,
-        }) => {
+        Err(ProviderError::Http { model, status, message }) => {
             assert_eq!((model.as_str(), status), ("fake", 500));
             assert_eq!(message, "The server had an error");
         }
@@ -200,12 +182,8 @@ async fn a_500_is_retried_a_bounded_number_of_times_then_fails_with_the_servers_
 #[tokio::test]
 async fn a_400_fails_at_once_without_retry() {
     let fake = FakeOpenAi::start().await;
-    fake.push(Behaviour::Status(
-        400,
-        r#"{"error":{"message":"Invalid 'messages'"}}"#.into(),
-        None,
-    ))
-    .push(Behaviour::Stream(strings(&["never"])));
+    fake.push(Behaviour::Status(400, r#"{"error":{"message":"Invalid 'messages'"}}"#.into(), None))
+        .push(Behaviour::Stream(strings(&["never"])));
     let (result, _) = call(config(&fake)).await;
     assert!(
         matches!(&result, Err(ProviderError::Http { status: 400, message, .. }) if message == "Invalid 'messages'"),
@@ -217,13 +195,9 @@ async fn a_400_fails_at_once_without_retry() {
 #[tokio::test]
 async fn a_malformed_chunk_fails_as_malformed() {
     let fake = FakeOpenAi::start().await;
-    fake.push(Behaviour::MalformedChunk)
-        .push(Behaviour::Stream(strings(&["never"])));
+    fake.push(Behaviour::MalformedChunk).push(Behaviour::Stream(strings(&["never"])));
     let (result, _) = call(config(&fake)).await;
-    assert!(
-        matches!(result, Err(ProviderError::Malformed { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProviderError::Malformed { .. })), "{result:?}");
     assert_eq!(fake.request_count(), 1);
 }
 
@@ -247,22 +221,17 @@ async fn a_connection_closed_mid_stream_fails_and_is_not_retried_after_deltas_we
         fake.cut();
         seen
     };
-    let (result, seen) = timeout(WAIT, async { tokio::join!(run, watch) })
-        .await
-        .expect("the call ends in time");
+    let (result, seen) =
+        timeout(WAIT, async { tokio::join!(run, watch) }).await.expect("the call ends in time");
     assert_eq!(seen, strings(&["Iron ", "sleeps"]));
-    assert!(
-        matches!(result, Err(ProviderError::Connect { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProviderError::Connect { .. })), "{result:?}");
     assert_eq!(fake.request_count(), 1);
 }
 
 #[tokio::test]
 async fn a_connection_closed_before_any_delta_is_retried() {
     let fake = FakeOpenAi::start().await;
-    fake.push(Behaviour::CloseMidStream(Vec::new()))
-        .push(Behaviour::Stream(strings(&["second ", "try"])));
+    fake.push(Behaviour::CloseMidStream(Vec::new())).push(Behaviour::Stream(strings(&["second ", "try"])));
     let (result, deltas) = call(config(&fake)).await;
     assert_eq!(result.expect("a reply").content, "second try");
     assert_eq!(deltas.concat(), "second try");
@@ -291,19 +260,14 @@ async fn a_stream_ending_without_finish_reason_or_done_fails_as_a_broken_connect
     ])));
     let (result, deltas) = call(config(&fake)).await;
     assert_eq!(deltas, strings(&["half"]));
-    assert!(
-        matches!(result, Err(ProviderError::Connect { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProviderError::Connect { .. })), "{result:?}");
     assert_eq!(fake.request_count(), 1, "no retry after a delta went out");
 }
 
 #[tokio::test]
 async fn an_error_reported_inside_the_stream_fails_with_its_message() {
     let fake = FakeOpenAi::start().await;
-    fake.push(Behaviour::RawEvents(strings(&[
-        r#"{"error":{"message":"context length exceeded"}}"#,
-    ])));
+    fake.push(Behaviour::RawEvents(strings(&[r#"{"error":{"message":"context length exceeded"}}"#])));
     let (result, _) = call(config(&fake)).await;
     match result {
         Err(err @ ProviderError::Malformed { .. }) => {
@@ -320,10 +284,7 @@ async fn a_stalled_server_times_out() {
     let mut config = config(&fake);
     config.timeout = Duration::from_millis(300);
     let (result, _) = call(config).await;
-    assert!(
-        matches!(result, Err(ProviderError::Timeout { ref model, .. }) if model == "fake"),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProviderError::Timeout { ref model, .. }) if model == "fake"), "{result:?}");
     assert_eq!(fake.request_count(), 1, "a timeout is not retried");
 }
 
@@ -342,14 +303,10 @@ async fn cancel_during_a_stalled_stream_returns_cancelled_promptly() {
         cancel.cancel();
         first
     };
-    let (result, first) = timeout(WAIT, async { tokio::join!(run, cancel_after_first_delta) })
-        .await
-        .expect("cancel is prompt");
+    let (result, first) =
+        timeout(WAIT, async { tokio::join!(run, cancel_after_first_delta) }).await.expect("cancel is prompt");
     assert_eq!(first.as_deref(), Some("Iron "));
-    assert!(
-        matches!(result, Err(ProviderError::Cancelled)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProviderError::Cancelled)), "{result:?}");
 }
 
 #[tokio::test]
@@ -366,13 +323,9 @@ async fn cancel_while_waiting_for_the_answer_returns_cancelled_promptly() {
         fake.wait_for_requests(1).await;
         cancel.cancel();
     };
-    let (result, ()) = timeout(WAIT, async { tokio::join!(run, cancel_once_received) })
-        .await
-        .expect("cancel is prompt");
-    assert!(
-        matches!(result, Err(ProviderError::Cancelled)),
-        "{result:?}"
-    );
+    let (result, ()) =
+        timeout(WAIT, async { tokio::join!(run, cancel_once_received) }).await.expect("cancel is prompt");
+    assert!(matches!(result, Err(ProviderError::Cancelled)), "{result:?}");
 }
 
 #[tokio::test]
@@ -388,24 +341,11 @@ async fn the_api_key_never_appears_in_error_text_even_when_echoed() {
         let err = result.expect_err("refused");
         let shown = format!("{err} / {err:?}");
         assert!(!shown.contains(KEY), "{shown}");
-        assert!(
-            matches!(
-                err,
-                ProviderError::Http {
-                    status: 401 | 403,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, ProviderError::Http { status: 401 | 403, .. }), "{err:?}");
     }
     let echoed = fake.requests();
     assert_eq!(echoed.len(), 2);
-    assert!(
-        echoed
-            .iter()
-            .all(|r| r.headers["authorization"] == format!("Bearer {KEY}"))
-    );
+    assert!(echoed.iter().all(|r| r.headers["authorization"] == format!("Bearer {KEY}")));
 }
 
 #[tokio::test]
@@ -435,12 +375,9 @@ async fn a_closed_delta_receiver_is_not_an_error() {
     let provider = OpenAiProvider::new(config(&fake)).expect("provider");
     let (tx, rx) = mpsc::channel(1);
     drop(rx);
-    let result = timeout(
-        WAIT,
-        provider.complete(request(), tx, CancellationToken::new()),
-    )
-    .await
-    .expect("the call ends in time");
+    let result = timeout(WAIT, provider.complete(request(), tx, CancellationToken::new()))
+        .await
+        .expect("the call ends in time");
     assert_eq!(result.expect("a reply").content, "nobody listens");
 }
 

@@ -13,19 +13,11 @@ fn code(body: &Value) -> &str {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn token(secret: &str, claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -37,8 +29,7 @@ async fn requests_without_credentials_are_401() {
         assert_eq!((status, code(&body)), (401, "unauthenticated"), "{path}");
     }
     let (status, _) =
-        send(client_with_key("fgk_not_a_real_key_at_all_000000000000000").get(app.url("/chats")))
-            .await;
+        send(client_with_key("fgk_not_a_real_key_at_all_000000000000000").get(app.url("/chats"))).await;
     assert_eq!(status, 401);
 }
 
@@ -48,9 +39,7 @@ async fn a_deleted_key_is_rejected_on_the_very_next_request() {
     let (_, key) = app.post("/api-keys", json!({"name": "temp"})).await;
     let temp = client_with_key(key["secret"].as_str().unwrap());
     assert_eq!(send(temp.get(app.url("/chats"))).await.0, 200);
-    let (status, _) = app
-        .delete(&format!("/api-keys/{}", key["id"].as_str().unwrap()))
-        .await;
+    let (status, _) = app.delete(&format!("/api-keys/{}", key["id"].as_str().unwrap())).await;
     assert_eq!(status, 204);
     let (status, body) = send(temp.get(app.url("/chats"))).await;
     assert_eq!((status, code(&body)), (401, "unauthenticated"));
@@ -59,70 +48,45 @@ async fn a_deleted_key_is_rejected_on_the_very_next_request() {
 #[tokio::test]
 async fn bearer_jwts_are_verified_by_signature_and_expiry() {
     let app = spawn_app().await;
-    let bearer = |t: &str| {
-        reqwest::Client::new()
-            .get(app.url("/chats"))
-            .bearer_auth(t.to_owned())
-    };
+    let bearer = |t: &str| reqwest::Client::new().get(app.url("/chats")).bearer_auth(t.to_owned());
     let good = token(JWT_SECRET, json!({"sub": "default", "exp": now() + 60}));
     assert_eq!(send(bearer(&good)).await.0, 200);
-    let tenant_claim = token(
-        JWT_SECRET,
-        json!({"sub": "someone", "tenant": "default", "exp": now() + 60}),
-    );
+    let tenant_claim = token(JWT_SECRET, json!({"sub": "someone", "tenant": "default", "exp": now() + 60}));
     assert_eq!(send(bearer(&tenant_claim)).await.0, 200);
-    let wrong_secret = token(
-        "another-secret-another-secret-another!!",
-        json!({"sub": "default", "exp": now() + 60}),
-    );
+    let wrong_secret =
+        token("another-secret-another-secret-another!!", json!({"sub": "default", "exp": now() + 60}));
     let expired = token(JWT_SECRET, json!({"sub": "default", "exp": now() - 120}));
     let no_exp = token(JWT_SECRET, json!({"sub": "default"}));
-    let forged = format!(
-        "{}.{}",
-        &good[..good.rfind('.').unwrap()],
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-    );
+    let forged =
+        format!("{}.{}", &good[..good.rfind('.').unwrap()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     for bad in [wrong_secret, expired, no_exp, forged, "not.a.jwt".into()] {
         let (status, body) = send(bearer(&bad)).await;
         assert_eq!((status, code(&body)), (401, "unauthenticated"), "{bad}");
     }
-    let bearer_key = reqwest::Client::new()
-        .get(app.url("/chats"))
-        .bearer_auth(support::app::KEY);
+    let bearer_key = reqwest::Client::new().get(app.url("/chats")).bearer_auth(support::app::KEY);
     assert_eq!(send(bearer_key).await.0, 200);
 }
 
 #[tokio::test]
 async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     let app = spawn_app().await;
-    let (store, jwt_other) = (
-        app.state.store.clone(),
-        token(JWT_SECRET, json!({"sub": "other", "exp": now() + 60})),
-    );
-    let (_, secret) = flowgate::auth::create_key(store.as_ref(), "other", "o", None)
-        .await
-        .unwrap();
+    let (store, jwt_other) =
+        (app.state.store.clone(), token(JWT_SECRET, json!({"sub": "other", "exp": now() + 60})));
+    let (_, secret) = flowgate::auth::create_key(store.as_ref(), "other", "o", None).await.unwrap();
     let other = client_with_key(&secret);
     let id = app.create_chat("demo").await;
     app.say(&id, "hi").await;
-    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
     let chat_routes = [
         other.get(app.url(&format!("/chats/{id}"))),
         other.delete(app.url(&format!("/chats/{id}"))),
-        other
-            .post(app.url(&format!("/chats/{id}/messages")))
-            .json(&json!({"message": "x"})),
+        other.post(app.url(&format!("/chats/{id}/messages"))).json(&json!({"message": "x"})),
         other.get(app.url(&format!("/chats/{id}/messages"))),
-        other
-            .post(app.url(&format!("/chats/{id}/input")))
-            .json(&json!({"message": "x"})),
+        other.post(app.url(&format!("/chats/{id}/input"))).json(&json!({"message": "x"})),
         other.post(app.url(&format!("/chats/{id}/cancel"))),
         other.post(app.url(&format!("/chats/{id}/abort"))),
         other.get(app.url(&format!("/chats/{id}/events"))),
-        reqwest::Client::new()
-            .get(app.url(&format!("/chats/{id}")))
-            .bearer_auth(&jwt_other),
+        reqwest::Client::new().get(app.url(&format!("/chats/{id}"))).bearer_auth(&jwt_other),
     ];
     for req in chat_routes {
         let (status, body) = send(req).await;
@@ -130,9 +94,7 @@ async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     }
     let flow_routes = [
         other.get(app.url("/flows/demo")),
-        other
-            .put(app.url("/flows/demo"))
-            .json(&support::flows::two_agent("NEVER", &["x"])),
+        other.put(app.url("/flows/demo")).json(&support::flows::two_agent("NEVER", &["x"])),
         other.delete(app.url("/flows/demo")),
     ];
     let (status, body) = send(other.get(app.url("/flows/demo"))).await;
@@ -143,12 +105,7 @@ async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     }
     let (_, listed) = send(other.get(app.url("/chats"))).await;
     assert_eq!(listed["data"], json!([]));
-    let (status, body) = send(
-        other
-            .post(app.url("/chats"))
-            .json(&json!({"from_flow": "demo"})),
-    )
-    .await;
+    let (status, body) = send(other.post(app.url("/chats")).json(&json!({"from_flow": "demo"}))).await;
     assert_eq!((status, code(&body)), (404, "flow_not_found"));
     // The owner's chat is untouched.
     assert_eq!(app.chat(&id).await["status"], "wait_for_human_input");
@@ -157,9 +114,7 @@ async fn another_tenants_chats_and_flows_are_404_on_every_route() {
 #[tokio::test]
 async fn another_tenants_keys_cannot_be_listed_or_deleted() {
     let app = spawn_app().await;
-    let (_, secret) = flowgate::auth::create_key(app.state.store.as_ref(), "other", "o", None)
-        .await
-        .unwrap();
+    let (_, secret) = flowgate::auth::create_key(app.state.store.as_ref(), "other", "o", None).await.unwrap();
     let other = client_with_key(&secret);
     let (_, mine) = app.get("/api-keys").await;
     let my_key = mine["data"][0]["id"].as_str().unwrap().to_owned();
@@ -175,15 +130,8 @@ async fn a_chat_scoped_token_reaches_only_its_chat() {
     let app = spawn_app().await;
     let a = app.create_chat("demo").await;
     let b = app.create_chat("demo").await;
-    let scoped = token(
-        JWT_SECRET,
-        json!({"sub": "default", "chat_id": a, "exp": now() + 60}),
-    );
-    let with = |path: &str| {
-        reqwest::Client::new()
-            .get(app.url(path))
-            .bearer_auth(&scoped)
-    };
+    let scoped = token(JWT_SECRET, json!({"sub": "default", "chat_id": a, "exp": now() + 60}));
+    let with = |path: &str| reqwest::Client::new().get(app.url(path)).bearer_auth(&scoped);
     assert_eq!(send(with(&format!("/chats/{a}"))).await.0, 200);
     let (status, body) = send(with(&format!("/chats/{b}"))).await;
     assert_eq!((status, code(&body)), (404, "chat_not_found"));

@@ -12,52 +12,31 @@ use support::flows::two_agent;
 async fn the_seeds_six_steps_work_against_the_demo_flow() {
     let app = spawn_app().await;
     // Step 1: create a chatbot from the demo flow.
-    let (status, chat) = app
-        .post(
-            "/chats",
-            json!({"name": "My Chatbot", "from_type": "flow", "from_flow": "demo"}),
-        )
-        .await;
+    let (status, chat) =
+        app.post("/chats", json!({"name": "My Chatbot", "from_type": "flow", "from_flow": "demo"})).await;
     assert_eq!(status, 201, "{chat}");
     assert_eq!(chat["status"], "ready");
     let id = chat["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("chat_"));
     // Step 2: send a message (the /v1 spelling, as the seed shows).
-    let (status, msg) = app
-        .post(
-            &format!("/v1/chats/{id}/messages"),
-            json!({"message": "Hello, FlowGen!"}),
-        )
-        .await;
+    let (status, msg) =
+        app.post(&format!("/v1/chats/{id}/messages"), json!({"message": "Hello, FlowGen!"})).await;
     assert_eq!(status, 202, "{msg}");
     assert_eq!(msg["role"], "user");
     // Step 3: the status moves to running, then waits for the human.
-    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
     let chat = app.chat(&id).await;
     assert_eq!(chat["status"], "wait_for_human_input");
     assert_eq!(chat["pending_input"]["agent"], "user");
     // Step 4: the agents' messages are there.
     let messages = app.messages(&id).await;
-    let senders: Vec<_> = messages
-        .iter()
-        .map(|m| m["sender"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        senders,
-        ["user", "writer", "critic", "user", "writer", "critic"]
-    );
-    assert!(
-        messages[5]["content"]
-            .as_str()
-            .unwrap()
-            .contains("TERMINATE")
-    );
+    let senders: Vec<_> = messages.iter().map(|m| m["sender"].as_str().unwrap()).collect();
+    assert_eq!(senders, ["user", "writer", "critic", "user", "writer", "critic"]);
+    assert!(messages[5]["content"].as_str().unwrap().contains("TERMINATE"));
     // Step 5: answer; the run continues, then `exit` completes it.
     let last = chat["last_seq"].as_u64().unwrap();
     app.answer(&id, "Hello, FlowGen!").await;
-    app.wait_for_status(&id, last, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, last, ChatStatus::WaitForHumanInput).await;
     let last = app.chat(&id).await["last_seq"].as_u64().unwrap();
     app.answer(&id, "exit").await;
     let events = app.wait_for_status(&id, last, ChatStatus::Completed).await;
@@ -77,21 +56,13 @@ async fn the_seeds_six_steps_work_against_the_demo_flow() {
     let (status, _) = app.delete(&format!("/chats/{id}")).await;
     assert_eq!(status, 204);
     let (status, body) = app.get(&format!("/chats/{id}")).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("chat_not_found"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("chat_not_found")));
 }
 
 #[tokio::test]
 async fn a_chat_has_every_field_of_the_contract() {
     let app = spawn_app().await;
-    let (_, chat) = app
-        .post(
-            "/chats",
-            json!({"from_flow": "demo", "metadata": {"team": "a"}}),
-        )
-        .await;
+    let (_, chat) = app.post("/chats", json!({"from_flow": "demo", "metadata": {"team": "a"}})).await;
     for field in [
         "id",
         "name",
@@ -138,32 +109,20 @@ async fn every_route_answers_under_v1_too() {
 #[tokio::test]
 async fn chats_list_newest_first_filter_and_page_without_overlap() {
     let app = spawn_app().await;
-    app.put_flow("other", two_agent("NEVER", &["hi TERMINATE"]))
-        .await;
+    app.put_flow("other", two_agent("NEVER", &["hi TERMINATE"])).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(
-            app.create_chat(if i % 2 == 0 { "demo" } else { "other" })
-                .await,
-        );
+        ids.push(app.create_chat(if i % 2 == 0 { "demo" } else { "other" }).await);
     }
     let (_, page1) = app.get("/chats?limit=2").await;
     assert_eq!(page1["has_more"], true);
-    let first: Vec<_> = page1["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
+    let first: Vec<_> =
+        page1["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(first, [ids[4].clone(), ids[3].clone()]);
     let cursor = page1["next_cursor"].as_str().unwrap();
     let (_, page2) = app.get(&format!("/chats?limit=10&after={cursor}")).await;
-    let rest: Vec<_> = page2["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
+    let rest: Vec<_> =
+        page2["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(rest, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     assert_eq!(page2["has_more"], false);
     assert_eq!(page2["next_cursor"], json!(null));
@@ -178,8 +137,7 @@ async fn chats_list_newest_first_filter_and_page_without_overlap() {
 #[tokio::test]
 async fn messages_page_by_after_seq_and_carry_last_seq() {
     let app = spawn_app().await;
-    app.put_flow("f", two_agent("NEVER", &["a", "b", "c TERMINATE"]))
-        .await;
+    app.put_flow("f", two_agent("NEVER", &["a", "b", "c TERMINATE"])).await;
     let id = app.create_chat("f").await;
     app.say(&id, "go").await;
     app.wait_for_status(&id, 0, ChatStatus::Completed).await;
@@ -188,16 +146,10 @@ async fn messages_page_by_after_seq_and_carry_last_seq() {
     assert_eq!(page["has_more"], true);
     let last_seq = page["last_seq"].as_u64().unwrap();
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, next) = app
-        .get(&format!(
-            "/chats/{id}/messages?after_seq={cursor}&limit=100"
-        ))
-        .await;
+    let (_, next) = app.get(&format!("/chats/{id}/messages?after_seq={cursor}&limit=100")).await;
     let all = app.messages(&id).await;
     assert_eq!(2 + next["data"].as_array().unwrap().len(), all.len());
-    let (_, desc) = app
-        .get(&format!("/chats/{id}/messages?order=desc&limit=1"))
-        .await;
+    let (_, desc) = app.get(&format!("/chats/{id}/messages?order=desc&limit=1")).await;
     assert_eq!(desc["data"][0]["id"], all.last().unwrap()["id"]);
     assert!(all.iter().all(|m| m["seq"].as_u64().unwrap() <= last_seq));
 }
@@ -205,15 +157,9 @@ async fn messages_page_by_after_seq_and_carry_last_seq() {
 #[tokio::test]
 async fn the_content_field_is_accepted_as_the_message() {
     let app = spawn_app().await;
-    app.put_flow("f", two_agent("NEVER", &["ok TERMINATE"]))
-        .await;
+    app.put_flow("f", two_agent("NEVER", &["ok TERMINATE"])).await;
     let id = app.create_chat("f").await;
-    let (status, msg) = app
-        .post(
-            &format!("/chats/{id}/messages"),
-            json!({"content": "via content"}),
-        )
-        .await;
+    let (status, msg) = app.post(&format!("/chats/{id}/messages"), json!({"content": "via content"})).await;
     assert_eq!(status, 202, "{msg}");
     assert_eq!(msg["content"], "via content");
 }
@@ -224,8 +170,7 @@ async fn cancel_and_its_abort_alias_stop_a_waiting_run_and_keep_its_messages() {
     for route in ["cancel", "abort"] {
         let id = app.create_chat("demo").await;
         app.say(&id, "hi").await;
-        app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-            .await;
+        app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
         let before = app.messages(&id).await.len();
         let (status, chat) = app.post(&format!("/chats/{id}/{route}"), json!({})).await;
         assert_eq!(status, 200, "{chat}");
@@ -240,22 +185,16 @@ async fn the_events_page_is_gap_free_from_seq_one() {
     let app = spawn_app().await;
     let id = app.create_chat("demo").await;
     app.say(&id, "hi").await;
-    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
     app.answer(&id, "exit").await;
     app.wait_for_status(&id, 0, ChatStatus::Completed).await;
     app.say(&id, "again").await;
-    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
     app.post(&format!("/chats/{id}/cancel"), json!({})).await;
     let (status, page) = app.get(&format!("/chats/{id}/events?limit=1000")).await;
     assert_eq!(status, 200);
-    let seqs: Vec<u64> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> =
+        page["data"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected);
     assert_eq!(page["last_seq"].as_u64(), seqs.last().copied());
@@ -271,42 +210,24 @@ async fn flows_can_be_registered_listed_shown_replaced_and_deleted() {
     let id = flow["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("flow_"));
     let (_, list) = app.get("/flows").await;
-    assert!(
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["id"] == id)
-    );
+    assert!(list["data"].as_array().unwrap().iter().any(|f| f["id"] == id));
     let (status, shown) = app.get(&format!("/flows/{id}")).await;
     assert_eq!((status, &shown["name"]), (200, &flow["name"]));
     let mut changed = two_agent("ALWAYS", &["y"]);
     changed["name"] = json!("renamed");
-    let (status, replaced) = support::app::send(
-        app.client
-            .put(app.url(&format!("/flows/{id}")))
-            .json(&changed),
-    )
-    .await;
+    let (status, replaced) =
+        support::app::send(app.client.put(app.url(&format!("/flows/{id}"))).json(&changed)).await;
     assert_eq!((status, replaced["name"].as_str()), (200, Some("renamed")));
     let (status, _) = app.delete(&format!("/flows/{id}")).await;
     assert_eq!(status, 204);
     let (status, body) = app.get(&format!("/flows/{id}")).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("flow_not_found"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("flow_not_found")));
 }
 
 #[tokio::test]
 async fn api_keys_are_created_once_listed_without_secrets_and_deleted() {
     let app = spawn_app().await;
-    let (status, key) = app
-        .post(
-            "/api-keys",
-            json!({"name": "ci", "environment": "production"}),
-        )
-        .await;
+    let (status, key) = app.post("/api-keys", json!({"name": "ci", "environment": "production"})).await;
     assert_eq!(status, 201, "{key}");
     let secret = key["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("fgk_") && secret.len() >= 47);
@@ -314,19 +235,11 @@ async fn api_keys_are_created_once_listed_without_secrets_and_deleted() {
     let (_, list) = app.get("/api-keys").await;
     let text = list.to_string();
     assert!(!text.contains(&secret) && !text.contains("hash"));
-    assert!(
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["id"] == key["id"])
-    );
+    assert!(list["data"].as_array().unwrap().iter().any(|k| k["id"] == key["id"]));
     let other = support::app::client_with_key(&secret);
     let (status, _) = support::app::send(other.get(app.url("/chats"))).await;
     assert_eq!(status, 200);
-    let (status, _) = app
-        .delete(&format!("/api-keys/{}", key["id"].as_str().unwrap()))
-        .await;
+    let (status, _) = app.delete(&format!("/api-keys/{}", key["id"].as_str().unwrap())).await;
     assert_eq!(status, 204);
 }
 

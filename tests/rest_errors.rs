@@ -16,31 +16,20 @@ fn code(body: &Value) -> &str {
 async fn the_seeds_own_create_body_gets_invalid_json_with_line_and_column() {
     let app = spawn_app().await;
     // Verbatim from the seed's step 1: backslashes inside the quotes and a trailing comma.
-    let body = "{ \\\n\"name\": \"My Chatbot\", \\\n\"from_type\": \"flow\", \\\n\"from_flow\": \"flow_id\", \\\n}";
-    let (status, err) = send(
-        app.client
-            .post(app.url("/chats"))
-            .header("content-type", "application/json")
-            .body(body),
-    )
-    .await;
+    let body =
+        "{ \\\n\"name\": \"My Chatbot\", \\\n\"from_type\": \"flow\", \\\n\"from_flow\": \"flow_id\", \\\n}";
+    let (status, err) =
+        send(app.client.post(app.url("/chats")).header("content-type", "application/json").body(body)).await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(code(&err), "invalid_json");
     assert_eq!(err["error"]["line"], 1);
     assert!(err["error"]["column"].as_u64().unwrap() > 0);
     assert_eq!(err["error"]["retryable"], false);
     // Without the backslashes, the trailing comma alone is named.
-    let body =
-        "{\n\"name\": \"My Chatbot\",\n\"from_type\": \"flow\",\n\"from_flow\": \"flow_id\",\n}";
+    let body = "{\n\"name\": \"My Chatbot\",\n\"from_type\": \"flow\",\n\"from_flow\": \"flow_id\",\n}";
     let (status, err) = send(app.client.post(app.url("/chats")).body(body)).await;
     assert_eq!(status, 400);
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("trailing comma"),
-        "{err}"
-    );
+    assert!(err["error"]["message"].as_str().unwrap().contains("trailing comma"), "{err}");
     assert_eq!(err["error"]["line"], 5);
 }
 
@@ -51,40 +40,18 @@ async fn missing_or_empty_fields_are_422_naming_the_field() {
     assert_eq!((status, code(&err)), (422, "invalid_request"));
     assert_eq!(err["error"]["param"], "from_flow");
     let (status, err) = send(app.client.post(app.url("/chats"))).await;
-    assert_eq!(
-        (status, err["error"]["param"].as_str()),
-        (422, Some("from_flow"))
-    );
-    let (status, err) = app
-        .post("/chats", json!({"from_flow": "demo", "name": 5}))
-        .await;
-    assert_eq!(
-        (status, err["error"]["param"].as_str()),
-        (422, Some("name"))
-    );
+    assert_eq!((status, err["error"]["param"].as_str()), (422, Some("from_flow")));
+    let (status, err) = app.post("/chats", json!({"from_flow": "demo", "name": 5})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (422, Some("name")));
     let id = app.create_chat("demo").await;
-    for body in [
-        json!({}),
-        json!({"message": ""}),
-        json!({"message": "   "}),
-        json!({"content": null}),
-    ] {
-        let (status, err) = app
-            .post(&format!("/chats/{id}/messages"), body.clone())
-            .await;
-        assert_eq!(
-            (status, err["error"]["param"].as_str()),
-            (422, Some("message")),
-            "{body}"
-        );
+    for body in [json!({}), json!({"message": ""}), json!({"message": "   "}), json!({"content": null})] {
+        let (status, err) = app.post(&format!("/chats/{id}/messages"), body.clone()).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (422, Some("message")), "{body}");
     }
     let (status, err) = app.get(&format!("/chats/{id}/messages?limit=abc")).await;
     assert_eq!((status, code(&err)), (422, "invalid_request"));
     let (status, err) = app.get("/chats?status=sleeping").await;
-    assert_eq!(
-        (status, err["error"]["param"].as_str()),
-        (422, Some("status"))
-    );
+    assert_eq!((status, err["error"]["param"].as_str()), (422, Some("status")));
 }
 
 #[tokio::test]
@@ -101,11 +68,9 @@ async fn unknown_ids_are_404_on_every_chat_route() {
     let checks = [
         app.get(&format!("/chats/{id}")).await,
         app.delete(&format!("/chats/{id}")).await,
-        app.post(&format!("/chats/{id}/messages"), json!({"message": "x"}))
-            .await,
+        app.post(&format!("/chats/{id}/messages"), json!({"message": "x"})).await,
         app.get(&format!("/chats/{id}/messages")).await,
-        app.post(&format!("/chats/{id}/input"), json!({"message": "x"}))
-            .await,
+        app.post(&format!("/chats/{id}/input"), json!({"message": "x"})).await,
         app.post(&format!("/chats/{id}/cancel"), json!({})).await,
         app.post(&format!("/chats/{id}/abort"), json!({})).await,
         app.get(&format!("/chats/{id}/events")).await,
@@ -126,32 +91,17 @@ async fn twenty_racing_posts_start_exactly_one_run() {
     let id = app.create_chat("slow").await;
     let url = app.url(&format!("/chats/{id}/messages"));
     let posts = (0..20).map(|i| {
-        let req = app
-            .client
-            .post(&url)
-            .json(&json!({"message": format!("hi {i}")}));
+        let req = app.client.post(&url).json(&json!({"message": format!("hi {i}")}));
         async move { send(req).await }
     });
     let results = futures::future::join_all(posts).await;
     let accepted = results.iter().filter(|(s, _)| *s == 202).count();
-    let busy = results
-        .iter()
-        .filter(|(s, b)| *s == 409 && code(b) == "chat_busy")
-        .count();
+    let busy = results.iter().filter(|(s, b)| *s == 409 && code(b) == "chat_busy").count();
     assert_eq!((accepted, busy), (1, 19), "{results:?}");
-    let runs = app
-        .events(&id)
-        .await
-        .iter()
-        .filter(|e| e.kind == flowgate::model::EventKind::RunStarted)
-        .count();
+    let runs =
+        app.events(&id).await.iter().filter(|e| e.kind == flowgate::model::EventKind::RunStarted).count();
     assert_eq!(runs, 1);
-    let users = app
-        .messages(&id)
-        .await
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .count();
+    let users = app.messages(&id).await.iter().filter(|m| m["role"] == "user").count();
     assert_eq!(users, 1);
 }
 
@@ -159,39 +109,21 @@ async fn twenty_racing_posts_start_exactly_one_run() {
 async fn wrong_states_get_their_409s() {
     let app = spawn_app().await;
     let id = app.create_chat("demo").await;
-    let (status, err) = app
-        .post(&format!("/chats/{id}/input"), json!({"message": "x"}))
-        .await;
+    let (status, err) = app.post(&format!("/chats/{id}/input"), json!({"message": "x"})).await;
     assert_eq!((status, code(&err)), (409, "not_waiting_for_input"));
     let (status, err) = app.post(&format!("/chats/{id}/cancel"), json!({})).await;
     assert_eq!((status, code(&err)), (409, "no_active_run"));
     app.say(&id, "hi").await;
-    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput)
-        .await;
+    app.wait_for_status(&id, 0, ChatStatus::WaitForHumanInput).await;
     let pending = app.chat(&id).await["pending_input"].clone();
-    let (status, err) = app
-        .post(
-            &format!("/chats/{id}/messages"),
-            json!({"message": "again"}),
-        )
-        .await;
+    let (status, err) = app.post(&format!("/chats/{id}/messages"), json!({"message": "again"})).await;
     assert_eq!((status, code(&err)), (409, "input_required"));
-    assert_eq!(
-        err["error"]["pending_input"]["request_id"],
-        pending["request_id"]
-    );
-    let (status, err) = app
-        .post(
-            &format!("/chats/{id}/input"),
-            json!({"message": "x", "request_id": "inp_stale"}),
-        )
-        .await;
+    assert_eq!(err["error"]["pending_input"]["request_id"], pending["request_id"]);
+    let (status, err) =
+        app.post(&format!("/chats/{id}/input"), json!({"message": "x", "request_id": "inp_stale"})).await;
     assert_eq!((status, code(&err)), (409, "input_request_mismatch"));
     let (status, _) = app
-        .post(
-            &format!("/chats/{id}/input"),
-            json!({"message": "exit", "request_id": pending["request_id"]}),
-        )
+        .post(&format!("/chats/{id}/input"), json!({"message": "exit", "request_id": pending["request_id"]}))
         .await;
     assert_eq!(status, 202);
 }
@@ -202,9 +134,7 @@ async fn a_busy_chat_refuses_a_second_message() {
     app.put_flow("slow", support::flows::slow(50)).await;
     let id = app.create_chat("slow").await;
     app.say(&id, "one").await;
-    let (status, err) = app
-        .post(&format!("/chats/{id}/messages"), json!({"message": "two"}))
-        .await;
+    let (status, err) = app.post(&format!("/chats/{id}/messages"), json!({"message": "two"})).await;
     assert_eq!((status, code(&err)), (409, "chat_busy"));
     assert_eq!(err["error"]["retryable"], false);
 }
@@ -217,12 +147,8 @@ async fn an_invalid_flow_is_422_listing_its_issues() {
     let (status, err) = app.post("/flows", flow).await;
     assert_eq!((status, code(&err)), (422, "invalid_flow"));
     assert_eq!(err["error"]["issues"][0]["path"], "agents[1].model");
-    let (status, err) = app
-        .post(
-            "/flows",
-            json!({"name": "x", "agents": [], "chat": {"kind": "triangle"}}),
-        )
-        .await;
+    let (status, err) =
+        app.post("/flows", json!({"name": "x", "agents": [], "chat": {"kind": "triangle"}})).await;
     assert_eq!((status, code(&err)), (422, "invalid_request"), "{err}");
     assert_eq!(err["error"]["param"], "chat.kind");
 }
@@ -244,8 +170,6 @@ async fn an_oversized_body_is_413() {
     let app = spawn_app().await;
     let id = app.create_chat("demo").await;
     let huge = "x".repeat(2 << 20);
-    let (status, err) = app
-        .post(&format!("/chats/{id}/messages"), json!({"message": huge}))
-        .await;
+    let (status, err) = app.post(&format!("/chats/{id}/messages"), json!({"message": huge})).await;
     assert_eq!((status, code(&err)), (413, "payload_too_large"));
 }

@@ -26,7 +26,10 @@ async fn every_op_gets_its_reply() {
     let mut ws = connect(&app, "/ws").await;
     assert_eq!(ws.call(json!({"op": "ping"})).await["type"], "pong");
     let sub = ws.call(json!({"op": "subscribe", "chat_id": chat, "after_seq": 0})).await;
-    assert_eq!((sub["type"].as_str(), sub["chat_id"].as_str(), sub["last_seq"].as_u64()), (Some("subscribed"), Some(chat.as_str()), Some(1)));
+    assert_eq!(
+        (sub["type"].as_str(), sub["chat_id"].as_str(), sub["last_seq"].as_u64()),
+        (Some("subscribed"), Some(chat.as_str()), Some(1))
+    );
     assert_eq!(ws.call(json!({"op": "watch_status"})).await["type"], "ack");
     let ack = ws.call(json!({"op": "message", "chat_id": chat, "message": "hi"})).await;
     assert_eq!((ack["type"].as_str(), ack["op"].as_str()), (Some("ack"), Some("message")));
@@ -61,7 +64,11 @@ async fn refused_commands_get_the_rest_error_codes() {
     ];
     for (command, code) in cases {
         let reply = ws.call(command.clone()).await;
-        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some(code)), "{command}");
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{command}"
+        );
     }
     ws.call(json!({"op": "message", "chat_id": chat, "message": "one"})).await;
     let busy = ws.call(json!({"op": "message", "chat_id": chat, "message": "two"})).await;
@@ -98,11 +105,26 @@ async fn an_unauthenticated_or_badly_tokened_upgrade_is_401() {
     let expired = jwt(json!({"sub": "default", "chat_id": chat, "exp": now() - 120}));
     let wrong = {
         let key = jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another!!").unwrap();
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &json!({"sub": "default", "exp": now() + 60}), &key).unwrap()
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": "default", "exp": now() + 60}),
+            &key,
+        )
+        .unwrap()
     };
-    for path in ["/ws".to_owned(), format!("/ws?token={expired}"), format!("/ws?token={wrong}"), format!("/chats/{chat}/ws?token={expired}"), format!("/ws?token={}", support::app::KEY)] {
+    for path in [
+        "/ws".to_owned(),
+        format!("/ws?token={expired}"),
+        format!("/ws?token={wrong}"),
+        format!("/chats/{chat}/ws?token={expired}"),
+        format!("/ws?token={}", support::app::KEY),
+    ] {
         let refused = connect_with(&app, &path, None).await.err().expect("refused");
-        assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{path}");
+        assert_eq!(
+            (refused.status, refused.body["error"]["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{path}"
+        );
     }
 }
 
@@ -134,7 +156,10 @@ async fn another_tenants_chat_is_refused_on_both_sockets() {
     assert_eq!(refused.status, 404);
     let mut ws = connect_with(&app, &format!("/ws?token={other}"), None).await.unwrap();
     assert_eq!(ws.call(json!({"op": "subscribe", "chat_id": chat})).await["code"], "chat_not_found");
-    assert_eq!(ws.call(json!({"op": "message", "chat_id": chat, "message": "x"})).await["code"], "chat_not_found");
+    assert_eq!(
+        ws.call(json!({"op": "message", "chat_id": chat, "message": "x"})).await["code"],
+        "chat_not_found"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +174,10 @@ async fn subscriptions_and_connections_are_limited() {
     for chat in &chats[..2] {
         assert_eq!(ws.call(json!({"op": "subscribe", "chat_id": chat})).await["type"], "subscribed");
     }
-    assert_eq!(ws.call(json!({"op": "subscribe", "chat_id": chats[2]})).await["code"], "too_many_subscriptions");
+    assert_eq!(
+        ws.call(json!({"op": "subscribe", "chat_id": chats[2]})).await["code"],
+        "too_many_subscriptions"
+    );
     let _second = connect(&app, "/ws").await;
     let refused = connect_with(&app, "/ws", Some(support::app::KEY)).await.err().unwrap();
     assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (503, Some("too_many_connections")));

@@ -36,11 +36,7 @@ pub struct ListChats {
 
 /// Checks a chat-scoped caller only reaches its own chat (404 otherwise).
 pub fn check_chat(caller: &Caller, chat_id: &str) -> Result<(), ApiError> {
-    if caller.may_access_chat(chat_id) {
-        Ok(())
-    } else {
-        Err(ApiError::chat_not_found(chat_id))
-    }
+    if caller.may_access_chat(chat_id) { Ok(()) } else { Err(ApiError::chat_not_found(chat_id)) }
 }
 
 /// `POST /chats` → 201 with the chat.
@@ -51,25 +47,18 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_tenant_scope()?;
     if let Some(t) = body.from_type.as_deref().filter(|t| *t != "flow") {
-        return Err(ApiError::invalid(
-            "from_type",
-            format!("`{t}` is not supported; use \"flow\""),
-        ));
+        return Err(ApiError::invalid("from_type", format!("`{t}` is not supported; use \"flow\"")));
     }
     let from_flow = body.from_flow.filter(|f| !f.trim().is_empty());
-    let from_flow = from_flow
-        .ok_or_else(|| ApiError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
+    let from_flow =
+        from_flow.ok_or_else(|| ApiError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
     if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
         return Err(ApiError::invalid("metadata", "must be a JSON object"));
     }
     if body.name.as_ref().is_some_and(|n| n.len() > 256) {
         return Err(ApiError::invalid("name", "at most 256 characters"));
     }
-    let new = NewChat {
-        name: body.name,
-        from_flow,
-        metadata: body.metadata,
-    };
+    let new = NewChat { name: body.name, from_flow, metadata: body.metadata };
     let chat = state.chats.create(&caller.tenant, new).await?;
     Metrics::inc(&state.metrics.chats_created);
     Ok((StatusCode::CREATED, Json(chat)))
@@ -87,9 +76,7 @@ pub async fn list(
         Some(s) => Some(ChatStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(
                 "status",
-                format!(
-                    "`{s}` is not one of ready, running, wait_for_human_input, completed, error"
-                ),
+                format!("`{s}` is not one of ready, running, wait_for_human_input, completed, error"),
             )
         })?),
     };
@@ -97,13 +84,7 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
     }
-    let query = ChatQuery {
-        status,
-        from_flow: q.from_flow,
-        after: q.after,
-        before: q.before,
-        limit,
-    };
+    let query = ChatQuery { status, from_flow: q.from_flow, after: q.after, before: q.before, limit };
     Ok(Json(state.chats.list(&caller.tenant, &query).await?))
 }
 

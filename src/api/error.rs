@@ -28,13 +28,7 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: Map::new(),
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), details: Map::new(), retry_after: None }
     }
 
     /// Adds a field to the error object.
@@ -50,20 +44,12 @@ impl ApiError {
 
     /// 404 `chat_not_found`.
     pub fn chat_not_found(chat_id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "chat_not_found",
-            format!("no chat {chat_id}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "chat_not_found", format!("no chat {chat_id}"))
     }
 
     /// 404 for an unknown route.
     pub fn route_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route; see /openapi.json",
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
     }
 
     /// Whether retrying the same request may succeed.
@@ -81,9 +67,7 @@ impl IntoResponse for ApiError {
         error.extend(self.details);
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -102,18 +86,10 @@ impl From<StoreError> for ApiError {
             return err;
         }
         if matches!(e, StoreError::Conflict) {
-            return ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "the record changed concurrently; retry",
-            );
+            return ApiError::new(StatusCode::CONFLICT, "conflict", "the record changed concurrently; retry");
         }
         tracing::error!(error = %e, "store failure");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 }
 
@@ -154,12 +130,10 @@ impl From<ChatsError> for ApiError {
     fn from(e: ChatsError) -> Self {
         match e {
             ChatsError::ChatNotFound(id) => ApiError::chat_not_found(&id),
-            ChatsError::FlowNotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "flow_not_found",
-                format!("no flow {id}"),
-            )
-            .with("param", "from_flow"),
+            ChatsError::FlowNotFound(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "flow_not_found", format!("no flow {id}"))
+                    .with("param", "from_flow")
+            }
             ChatsError::Refused(r) => r.into(),
             ChatsError::Store(s) => s.into(),
         }

@@ -36,13 +36,9 @@ pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
         return Ok(Value::Object(Default::default()));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )
-        .with("line", e.line())
-        .with("column", e.column())
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}"))
+            .with("line", e.line())
+            .with("column", e.column())
     })
 }
 
@@ -51,11 +47,7 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = e.inner().to_string();
         let path = e.path().to_string();
-        let param = if path == "." {
-            missing_field(&message).unwrap_or_default()
-        } else {
-            path
-        };
+        let param = if path == "." { missing_field(&message).unwrap_or_default() } else { path };
         ApiError::invalid(&param, message)
     })
 }
@@ -66,6 +58,24 @@ fn missing_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
+/// The raw body, with the size limit's rejection as a 413 `payload_too_large`.
+#[derive(Debug)]
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(BodyBytes).map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+            }
+        })
+    }
+}
+
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
     S: Send + Sync,
@@ -74,17 +84,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the body is too large",
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
-            }
-        })?;
+        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -106,16 +106,8 @@ where
             Err(e) => {
                 let text = e.body_text();
                 let detail = text.trim_start_matches("Failed to deserialize query string: ");
-                let param = detail
-                    .split(':')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned();
-                Err(ApiError::invalid(
-                    &param,
-                    format!("bad query parameter: {detail}"),
-                ))
+                let param = detail.split(':').next().unwrap_or_default().trim().to_owned();
+                Err(ApiError::invalid(&param, format!("bad query parameter: {detail}")))
             }
         }
     }

@@ -2,7 +2,6 @@
 //! replace and delete a tenant's flows.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{from_value, parse_value};
-use super::{ApiError, QueryParams};
+use super::{ApiError, BodyBytes, QueryParams};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::flow::flowgen::{self, ModelCatalog};
@@ -26,11 +25,7 @@ pub struct ListFlows {
 }
 
 fn flow_not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "flow_not_found",
-        format!("no flow {id}"),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "flow_not_found", format!("no flow {id}"))
 }
 
 /// A flow read from a request body.
@@ -43,12 +38,8 @@ struct ReadFlow {
 }
 
 fn invalid_flow(issues: Vec<FlowIssue>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_flow",
-        "the flow cannot run as written",
-    )
-    .with("issues", json!(issues))
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_flow", "the flow cannot run as written")
+        .with("issues", json!(issues))
 }
 
 /// Reads a body into a validated native flow: native JSON, or a FlowGen
@@ -56,36 +47,21 @@ fn invalid_flow(issues: Vec<FlowIssue>) -> ApiError {
 fn read_flow(state: &AppState, body: &[u8]) -> Result<ReadFlow, ApiError> {
     let value = parse_value(body)?;
     if !value.is_object() {
-        return Err(ApiError::invalid(
-            "",
-            "the body must be a JSON object: a flow or a FlowGen graph",
-        ));
+        return Err(ApiError::invalid("", "the body must be a JSON object: a flow or a FlowGen graph"));
     }
     let known = state.engine.known_models();
     if flowgen::is_graph(&value) {
         let default = known.contains("default").then_some("default");
         let catalog = ModelCatalog::new(known.iter().cloned(), default);
         let imported = flowgen::import(&value, &catalog).map_err(invalid_flow)?;
-        return Ok(ReadFlow {
-            flow: imported.flow,
-            source: Some(value),
-            warnings: imported.warnings,
-        });
+        return Ok(ReadFlow { flow: imported.flow, source: Some(value), warnings: imported.warnings });
     }
     let flow: Flow = from_value(value)?;
     flow.validate(&known).map_err(invalid_flow)?;
-    Ok(ReadFlow {
-        flow,
-        source: None,
-        warnings: Vec::new(),
-    })
+    Ok(ReadFlow { flow, source: None, warnings: Vec::new() })
 }
 
-fn respond(
-    status: StatusCode,
-    rec: &FlowRecord,
-    warnings: &[FlowIssue],
-) -> impl IntoResponse + use<> {
+fn respond(status: StatusCode, rec: &FlowRecord, warnings: &[FlowIssue]) -> impl IntoResponse + use<> {
     let mut body = json!(rec);
     if !warnings.is_empty() {
         body["warnings"] = json!(warnings);
@@ -116,17 +92,11 @@ fn record(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_tenant_scope()?;
     let read = read_flow(&state, &body)?;
-    let rec = record(
-        &caller.tenant,
-        new_id(IdKind::Flow),
-        &read.flow,
-        read.source,
-        None,
-    )?;
+    let rec = record(&caller.tenant, new_id(IdKind::Flow), &read.flow, read.source, None)?;
     state.store.put_flow(&rec).await?;
     Ok(respond(StatusCode::CREATED, &rec, &read.warnings))
 }
@@ -136,27 +106,18 @@ pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,
     Path(flow_id): Path<String>,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_tenant_scope()?;
     let valid_id = !flow_id.is_empty()
         && flow_id.len() <= 64
-        && flow_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && flow_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid_id {
-        return Err(ApiError::invalid(
-            "flow_id",
-            "1 to 64 characters of [A-Za-z0-9_-]",
-        ));
+        return Err(ApiError::invalid("flow_id", "1 to 64 characters of [A-Za-z0-9_-]"));
     }
     let read = read_flow(&state, &body)?;
     let existing = state.store.get_flow(&caller.tenant, &flow_id).await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     let created = existing.map(|e| e.created_at);
     let rec = record(&caller.tenant, flow_id, &read.flow, read.source, created)?;
     state.store.put_flow(&rec).await?;
@@ -174,12 +135,7 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
     }
-    Ok(Json(
-        state
-            .store
-            .list_flows(&caller.tenant, q.after.as_deref(), limit)
-            .await?,
-    ))
+    Ok(Json(state.store.list_flows(&caller.tenant, q.after.as_deref(), limit).await?))
 }
 
 /// `GET /flows/{flow_id}` → the flow.
@@ -200,26 +156,11 @@ pub async fn delete(
     Path(flow_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_tenant_scope()?;
-    if state
-        .store
-        .get_flow(&caller.tenant, &flow_id)
-        .await?
-        .is_none()
-    {
+    if state.store.get_flow(&caller.tenant, &flow_id).await?.is_none() {
         return Err(flow_not_found(&flow_id));
     }
-    let users = ChatQuery {
-        from_flow: Some(flow_id.clone()),
-        limit: 1,
-        ..Default::default()
-    };
-    if !state
-        .store
-        .list_chats(&caller.tenant, &users)
-        .await?
-        .data
-        .is_empty()
-    {
+    let users = ChatQuery { from_flow: Some(flow_id.clone()), limit: 1, ..Default::default() };
+    if !state.store.list_chats(&caller.tenant, &users).await?.data.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "flow_in_use",

@@ -21,17 +21,10 @@ pub struct CreateKey {
 }
 
 /// `GET /api-keys` → every key of the tenant, without secrets.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.require_tenant_scope()?;
     let data = state.store.list_keys(&caller.tenant).await?;
-    Ok(Json(Page {
-        data,
-        has_more: false,
-        next_cursor: None,
-    }))
+    Ok(Json(Page { data, has_more: false, next_cursor: None }))
 }
 
 /// `POST /api-keys` → 201 with the key and its `secret` (shown only now).
@@ -49,8 +42,7 @@ pub async fn create(
         return Err(ApiError::invalid("name", "at most 128 characters"));
     }
     let environment = body.environment.filter(|e| !e.trim().is_empty());
-    let (key, secret) =
-        create_key(state.store.as_ref(), &caller.tenant, &name, environment).await?;
+    let (key, secret) = create_key(state.store.as_ref(), &caller.tenant, &name, environment).await?;
     let mut body = json!(key);
     body["secret"] = json!(secret);
     Ok((StatusCode::CREATED, Json(body)))
@@ -66,10 +58,6 @@ pub async fn delete(
     if state.store.delete_key(&caller.tenant, &key_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "key_not_found",
-            format!("no key {key_id}"),
-        ))
+        Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key {key_id}")))
     }
 }

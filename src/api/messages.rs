@@ -33,9 +33,7 @@ impl MessageBody {
     pub fn text(&self) -> Result<&str, ApiError> {
         match self.message.as_deref().or(self.content.as_deref()) {
             None => Err(ApiError::invalid("message", "message is required")),
-            Some(t) if t.trim().is_empty() => {
-                Err(ApiError::invalid("message", "message must not be empty"))
-            }
+            Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
             Some(t) => Ok(t),
         }
     }
@@ -50,10 +48,7 @@ pub async fn post(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let message = state
-        .chats
-        .post_message(&caller.tenant, &chat_id, body.text()?)
-        .await?;
+    let message = state.chats.post_message(&caller.tenant, &chat_id, body.text()?).await?;
     Metrics::inc(&state.metrics.messages_posted);
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
@@ -71,10 +66,7 @@ pub async fn list(
     let query = params.query()?;
     let wait = params.wait.unwrap_or(0.0);
     if !(0.0..=3600.0).contains(&wait) {
-        return Err(ApiError::invalid(
-            "wait",
-            "seconds, between 0 and 3600 (capped by the server)",
-        ));
+        return Err(ApiError::invalid("wait", "seconds, between 0 and 3600 (capped by the server)"));
     }
     let wait = Duration::from_secs_f64(wait.min(state.config.limits.long_poll_max_secs as f64));
     // Subscribe before reading, so a message stored in between wakes us.
@@ -82,25 +74,13 @@ pub async fn list(
         None
     } else {
         let channel = Channel::Chat(chat_id.clone());
-        Some(
-            state
-                .bus
-                .subscribe(&channel)
-                .await
-                .map_err(bus_unavailable)?,
-        )
+        Some(state.bus.subscribe(&channel).await.map_err(bus_unavailable)?)
     };
-    let (mut items, mut last_seq) = state
-        .chats
-        .messages(&caller.tenant, &chat_id, &query)
-        .await?;
+    let (mut items, mut last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
     if let (true, Some(sub)) = (items.is_empty(), sub) {
         let after = query.after_seq.unwrap_or(0);
         crate::realtime::longpoll::wait_for_message(sub, after, wait, &state.shutdown).await;
-        (items, last_seq) = state
-            .chats
-            .messages(&caller.tenant, &chat_id, &query)
-            .await?;
+        (items, last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
     }
     Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq)))
 }
@@ -122,15 +102,8 @@ pub async fn input(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let text = if body.auto_reply {
-        None
-    } else {
-        Some(body.text()?)
-    };
-    let chat = state
-        .chats
-        .submit_input(&caller.tenant, &chat_id, body.request_id.as_deref(), text)
-        .await?;
+    let text = if body.auto_reply { None } else { Some(body.text()?) };
+    let chat = state.chats.submit_input(&caller.tenant, &chat_id, body.request_id.as_deref(), text).await?;
     Ok((StatusCode::ACCEPTED, Json(chat)))
 }
 

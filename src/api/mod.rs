@@ -8,7 +8,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
 
@@ -23,7 +22,7 @@ mod page;
 mod tokens;
 
 pub use error::ApiError;
-pub use extract::{JsonBody, QueryParams, parse_json};
+pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json};
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;
 /// a test keeps the two in step.
@@ -62,10 +61,7 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/chats", get(chats::list).post(chats::create))
         .route("/chats/{chat_id}", get(chats::show).delete(chats::delete))
-        .route(
-            "/chats/{chat_id}/messages",
-            get(messages::list).post(messages::post),
-        )
+        .route("/chats/{chat_id}/messages", get(messages::list).post(messages::post))
         .route("/chats/{chat_id}/input", post(messages::input))
         .route("/chats/{chat_id}/cancel", post(messages::cancel))
         .route("/chats/{chat_id}/abort", post(messages::cancel))
@@ -74,10 +70,7 @@ fn routes() -> Router<AppState> {
         .route("/chats/{chat_id}/tokens", post(tokens::mint))
         .route("/ws", get(crate::realtime::ws::multiplexed))
         .route("/flows", get(flows::list).post(flows::create))
-        .route(
-            "/flows/{flow_id}",
-            get(flows::show).put(flows::replace).delete(flows::delete),
-        )
+        .route("/flows/{flow_id}", get(flows::show).put(flows::replace).delete(flows::delete))
         .route("/api-keys", get(keys::list).post(keys::create))
         .route("/api-keys/{key_id}", axum::routing::delete(keys::delete))
         .route("/healthz", get(health::healthz))
@@ -101,7 +94,6 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -28,22 +28,14 @@ impl SeqParams {
             None | Some("asc") => false,
             Some("desc") => true,
             Some(other) => {
-                return Err(ApiError::invalid(
-                    "order",
-                    format!("`{other}` is not `asc` or `desc`"),
-                ));
+                return Err(ApiError::invalid("order", format!("`{other}` is not `asc` or `desc`")));
             }
         };
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
         }
-        Ok(SeqQuery {
-            after_seq: self.after_seq,
-            before_seq: self.before_seq,
-            limit: limit + 1,
-            descending,
-        })
+        Ok(SeqQuery { after_seq: self.after_seq, before_seq: self.before_seq, limit: limit + 1, descending })
     }
 }
 
@@ -62,24 +54,10 @@ pub struct SeqPage<T> {
 
 impl<T> SeqPage<T> {
     /// Cuts the extra item and sets the cursor from `seq_of` the last kept one.
-    pub fn new(
-        mut items: Vec<T>,
-        query: &SeqQuery,
-        last_seq: u64,
-        seq_of: impl Fn(&T) -> u64,
-    ) -> Self {
+    pub fn new(mut items: Vec<T>, query: &SeqQuery, last_seq: u64, seq_of: impl Fn(&T) -> u64) -> Self {
         let has_more = items.len() >= query.limit;
         items.truncate(query.limit - 1);
-        let next_cursor = if has_more {
-            items.last().map(|i| seq_of(i).to_string())
-        } else {
-            None
-        };
-        SeqPage {
-            data: items,
-            has_more,
-            next_cursor,
-            last_seq,
-        }
+        let next_cursor = if has_more { items.last().map(|i| seq_of(i).to_string()) } else { None };
+        SeqPage { data: items, has_more, next_cursor, last_seq }
     }
 }

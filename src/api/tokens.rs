@@ -33,20 +33,14 @@ pub async fn mint(
     check_chat(&caller, &chat_id)?;
     state.chats.get(&caller.tenant, &chat_id).await?;
     if body.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
-        return Err(ApiError::invalid(
-            "ttl_secs",
-            format!("between 1 and {MAX_TTL_SECS}"),
-        ));
+        return Err(ApiError::invalid("ttl_secs", format!("between 1 and {MAX_TTL_SECS}")));
     }
     let jwt = state.auth.jwt();
     let (token, exp) = jwt.mint_chat_token(&caller.tenant, &chat_id, body.ttl_secs);
-    let expires_at =
-        chrono::DateTime::from_timestamp(exp as i64, 0).map(|t| crate::model::Timestamp(t));
+    let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0).map(crate::model::Timestamp);
     let expires_in = body.ttl_secs.unwrap_or(jwt.chat_ttl_secs());
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"token": token, "chat_id": chat_id, "expires_at": expires_at, "expires_in": expires_in}),
-        ),
+        Json(json!({"token": token, "chat_id": chat_id, "expires_at": expires_at, "expires_in": expires_in})),
     ))
 }

@@ -45,10 +45,7 @@ pub struct Claims {
 impl Claims {
     /// The tenant the token speaks for.
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant
-            .as_deref()
-            .or(self.sub.as_deref())
-            .filter(|t| !t.is_empty())
+        self.tenant.as_deref().or(self.sub.as_deref()).filter(|t| !t.is_empty())
     }
 }
 
@@ -61,20 +58,14 @@ pub struct Jwt {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Jwt {
     /// Builds the verifier from config. Without a configured secret, a random
     /// per-process HS256 secret signs (and alone verifies) minted tokens.
     pub fn from_config(config: &JwtConfig) -> Result<Self, JwtError> {
-        let secret = config
-            .secret
-            .clone()
-            .unwrap_or_else(super::keys::mint_secret);
+        let secret = config.secret.clone().unwrap_or_else(super::keys::mint_secret);
         let validation = |alg| {
             let mut v = Validation::new(alg);
             v.leeway = 5;
@@ -88,8 +79,7 @@ impl Jwt {
         let hs_decoding = DecodingKey::from_secret(secret.as_bytes()).map_err(key_err)?;
         let mut decoders = vec![(hs_decoding, validation(Algorithm::HS256))];
         if let Some(path) = &config.rs256_public_key {
-            let pem = std::fs::read(path)
-                .map_err(|e| JwtError::Key(format!("{}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| JwtError::Key(format!("{}: {e}", path.display())))?;
             let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| JwtError::Key(e.to_string()))?;
             decoders.push((key, validation(Algorithm::RS256)));
         }
@@ -103,16 +93,13 @@ impl Jwt {
 
     /// Verifies a token: signature, algorithm, expiry, issuer, and a tenant.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
-        let alg = jsonwebtoken::decode_header(token)
-            .map_err(|e| JwtError::Invalid(e.to_string()))?
-            .alg;
+        let alg = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?.alg;
         let (key, validation) = self
             .decoders
             .iter()
             .find(|(_, v)| v.algorithms.contains(&alg))
             .ok_or_else(|| JwtError::Invalid(format!("algorithm {alg:?} is not accepted")))?;
-        let data = decode::<Claims>(token, key, validation)
-            .map_err(|e| JwtError::Invalid(e.to_string()))?;
+        let data = decode::<Claims>(token, key, validation).map_err(|e| JwtError::Invalid(e.to_string()))?;
         if data.claims.tenant().is_none() {
             return Err(JwtError::Invalid("no `sub` or `tenant` claim".into()));
         }
@@ -120,12 +107,7 @@ impl Jwt {
     }
 
     /// Mints a token for one chat of one tenant; returns it with its expiry.
-    pub fn mint_chat_token(
-        &self,
-        tenant: &str,
-        chat_id: &str,
-        ttl_secs: Option<u64>,
-    ) -> (String, u64) {
+    pub fn mint_chat_token(&self, tenant: &str, chat_id: &str, ttl_secs: Option<u64>) -> (String, u64) {
         let iat = now_secs();
         let exp = iat + ttl_secs.unwrap_or(self.chat_ttl_secs).clamp(1, 86_400);
         let claims = Claims {
@@ -152,11 +134,7 @@ mod tests {
     use super::*;
 
     fn jwt(secret: &str) -> Jwt {
-        Jwt::from_config(&JwtConfig {
-            secret: Some(secret.into()),
-            ..Default::default()
-        })
-        .unwrap()
+        Jwt::from_config(&JwtConfig { secret: Some(secret.into()), ..Default::default() }).unwrap()
     }
 
     #[test]
@@ -171,11 +149,7 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
         let (token, _) = jwt("0123456789abcdef0123456789abcdef").mint_chat_token("acme", "c", None);
-        assert!(
-            jwt("ffffffffffffffffffffffffffffffff")
-                .verify(&token)
-                .is_err()
-        );
+        assert!(jwt("ffffffffffffffffffffffffffffffff").verify(&token).is_err());
     }
 
     #[test]

@@ -93,11 +93,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds it on the store's keys and the token verifier.
     pub fn new(store: Arc<dyn Store>, jwt: Jwt) -> Self {
-        Self {
-            store,
-            jwt,
-            touched: DashMap::new(),
-        }
+        Self { store, jwt, touched: DashMap::new() }
     }
 
     /// The token verifier and minter.
@@ -112,12 +108,7 @@ impl Authenticator {
         headers: &HeaderMap,
         query_token: Option<&str>,
     ) -> Result<Caller, AuthError> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         if let Some(key) = header("x-api-key") {
             return self.api_key(key).await;
         }
@@ -142,33 +133,18 @@ impl Authenticator {
         let claims = self.jwt.verify(token)?;
         let tenant = claims.tenant().unwrap_or_default().to_owned();
         let scope = claims.chat_id.map_or(Scope::Tenant, Scope::Chat);
-        Ok(Caller {
-            tenant,
-            scope,
-            key_id: None,
-        })
+        Ok(Caller { tenant, scope, key_id: None })
     }
 
     async fn api_key(&self, secret: &str) -> Result<Caller, AuthError> {
         let hash = keys::hash_secret(secret);
-        let key = self
-            .store
-            .key_by_hash(&hash)
-            .await?
-            .ok_or(AuthError::InvalidKey)?;
+        let key = self.store.key_by_hash(&hash).await?.ok_or(AuthError::InvalidKey)?;
         self.touch(&key).await;
-        Ok(Caller {
-            tenant: key.tenant,
-            scope: Scope::Tenant,
-            key_id: Some(key.id),
-        })
+        Ok(Caller { tenant: key.tenant, scope: Scope::Tenant, key_id: Some(key.id) })
     }
 
     async fn touch(&self, key: &ApiKey) {
-        let due = self
-            .touched
-            .get(&key.id)
-            .is_none_or(|at| at.elapsed() >= TOUCH_EVERY);
+        let due = self.touched.get(&key.id).is_none_or(|at| at.elapsed() >= TOUCH_EVERY);
         if due {
             self.touched.insert(key.id.clone(), Instant::now());
             if let Err(e) = self.store.touch_key(&key.id, now()).await {

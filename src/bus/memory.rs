@@ -26,10 +26,7 @@ pub struct MemoryBus {
 
 impl Default for MemoryBus {
     fn default() -> Self {
-        Self {
-            channels: Arc::default(),
-            resync: Arc::new(tokio::sync::watch::channel(0).0),
-        }
+        Self { channels: Arc::default(), resync: Arc::new(tokio::sync::watch::channel(0).0) }
     }
 }
 
@@ -41,10 +38,7 @@ impl MemoryBus {
 
     /// How many channels have live subscribers (for metrics and tests).
     pub fn channel_count(&self) -> usize {
-        self.channels
-            .iter()
-            .filter(|e| e.value().strong_count() > 0)
-            .count()
+        self.channels.iter().filter(|e| e.value().strong_count() > 0).count()
     }
 }
 
@@ -89,16 +83,9 @@ impl Bus for MemoryBus {
             }
         };
         let receiver = sender.subscribe();
-        let guard = Guard {
-            _sender: sender,
-            channel: channel.clone(),
-            channels: Arc::downgrade(&self.channels),
-        };
-        Ok(Subscription {
-            receiver,
-            resync: self.resync.subscribe(),
-            guard: Box::new(guard),
-        })
+        let guard =
+            Guard { _sender: sender, channel: channel.clone(), channels: Arc::downgrade(&self.channels) };
+        Ok(Subscription { receiver, resync: self.resync.subscribe(), guard: Box::new(guard) })
     }
 
     async fn ping(&self) -> Result<(), BusError> {

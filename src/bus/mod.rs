@@ -70,12 +70,7 @@ impl Frame {
     pub fn parse(bytes: Bytes) -> Result<Arc<Frame>, FrameError> {
         let json = Utf8Bytes::try_from(bytes).map_err(|_| FrameError::NotUtf8)?;
         let event: Event = serde_json::from_str(json.as_str())?;
-        Ok(Arc::new(Frame {
-            chat_id: event.chat_id,
-            seq: event.seq,
-            kind: event.kind,
-            json,
-        }))
+        Ok(Arc::new(Frame { chat_id: event.chat_id, seq: event.seq, kind: event.kind, json }))
     }
 
     /// The frame's bytes, for publishing to Redis.

@@ -57,11 +57,7 @@ impl Journal {
         mut plan: impl FnMut(&ChatRecord) -> Result<ChatChange, E>,
     ) -> Result<ChatRecord, UpdateError<E>> {
         for _ in 0..MAX_ATTEMPTS {
-            let current = self
-                .store
-                .get_chat(chat_id)
-                .await?
-                .ok_or(UpdateError::NotFound)?;
+            let current = self.store.get_chat(chat_id).await?.ok_or(UpdateError::NotFound)?;
             let change = plan(&current).map_err(UpdateError::Refused)?;
             let record = change.record.clone();
             match self.commit(change).await {
@@ -71,9 +67,7 @@ impl Journal {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(UpdateError::Store(StoreError::Unavailable(
-            "the chat is changing too fast; retry".into(),
-        )))
+        Err(UpdateError::Store(StoreError::Unavailable("the chat is changing too fast; retry".into())))
     }
 
     /// Publishes an event (durable after its commit, or ephemeral) to the chat's
@@ -82,21 +76,13 @@ impl Journal {
     /// up by seq.
     pub async fn publish(&self, tenant: &str, event: &Event) {
         let frame = Frame::from_event(event);
-        if let Err(e) = self
-            .bus
-            .publish(&Channel::Chat(event.chat_id.clone()), frame.clone())
-            .await
-        {
+        if let Err(e) = self.bus.publish(&Channel::Chat(event.chat_id.clone()), frame.clone()).await {
             tracing::warn!(chat_id = %event.chat_id, error = %e, "publish failed; listeners will catch up from the store");
         }
-        if event.kind == EventKind::ChatStatus {
-            if let Err(e) = self
-                .bus
-                .publish(&Channel::TenantStatus(tenant.to_owned()), frame)
-                .await
-            {
-                tracing::warn!(tenant, error = %e, "status publish failed");
-            }
+        if event.kind == EventKind::ChatStatus
+            && let Err(e) = self.bus.publish(&Channel::TenantStatus(tenant.to_owned()), frame).await
+        {
+            tracing::warn!(tenant, error = %e, "status publish failed");
         }
     }
 }

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::engine::Engine;
-use crate::model::{
-    Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, Message, Page, new_id, now,
-};
+use crate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, Message, Page, new_id, now};
 use crate::store::{ChatQuery, SeqQuery, StoreError};
 
 mod journal;
@@ -156,11 +154,8 @@ impl ChatService {
         message: Option<&str>,
     ) -> Result<Chat, ChatsError> {
         self.get(tenant, chat_id).await?;
-        let record = self
-            .update(chat_id, |current| {
-                transitions::submit_input(current, request_id, message)
-            })
-            .await?;
+        let record =
+            self.update(chat_id, |current| transitions::submit_input(current, request_id, message)).await?;
         self.engine.start(chat_id);
         Ok(record.chat)
     }
@@ -202,13 +197,10 @@ impl ChatService {
         chat_id: &str,
         plan: impl FnMut(&ChatRecord) -> Result<crate::store::ChatChange, Refusal>,
     ) -> Result<ChatRecord, ChatsError> {
-        self.journal
-            .update(chat_id, plan)
-            .await
-            .map_err(|e| match e {
-                UpdateError::NotFound => ChatsError::ChatNotFound(chat_id.to_owned()),
-                UpdateError::Refused(r) => ChatsError::Refused(r),
-                UpdateError::Store(s) => ChatsError::Store(s),
-            })
+        self.journal.update(chat_id, plan).await.map_err(|e| match e {
+            UpdateError::NotFound => ChatsError::ChatNotFound(chat_id.to_owned()),
+            UpdateError::Refused(r) => ChatsError::Refused(r),
+            UpdateError::Store(s) => ChatsError::Store(s),
+        })
     }
 }

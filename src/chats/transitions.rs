@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::model::{
-    Chat, ChatError, ChatRecord, ChatStatus, Event, EventKind, HumanReply, IdKind, InputKind,
-    InputRequest, Message, Role, RunInfo, Timestamp, new_id, now,
+    Chat, ChatError, ChatRecord, ChatStatus, Event, EventKind, HumanReply, IdKind, InputKind, InputRequest,
+    Message, Role, RunInfo, Timestamp, new_id, now,
 };
 use crate::store::ChatChange;
 
@@ -152,17 +152,10 @@ pub struct MessageDraft {
 
 /// A new chat, `ready`, announced by its first `chat.status` event.
 pub fn create(tenant: &str, chat: Chat) -> ChatChange {
-    let record = ChatRecord {
-        tenant: tenant.to_owned(),
-        chat,
-        run: None,
-    };
+    let record = ChatRecord { tenant: tenant.to_owned(), chat, run: None };
     let mut p = Planner::new(&record);
     p.expected_seq = None;
-    p.event(
-        EventKind::ChatStatus,
-        json!({"status": ChatStatus::Ready, "previous": null}),
-    );
+    p.event(EventKind::ChatStatus, json!({"status": ChatStatus::Ready, "previous": null}));
     p.finish()
 }
 
@@ -171,11 +164,7 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
     match current.chat.status {
         ChatStatus::Running => return Err(Refusal::ChatBusy),
         ChatStatus::WaitForHumanInput => {
-            let pending = current
-                .chat
-                .pending_input
-                .clone()
-                .ok_or(Refusal::ChatBusy)?;
+            let pending = current.chat.pending_input.clone().ok_or(Refusal::ChatBusy)?;
             return Err(Refusal::InputRequired(Box::new(pending)));
         }
         ChatStatus::Ready | ChatStatus::Completed | ChatStatus::Error => {}
@@ -193,11 +182,7 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
     });
     p.event(EventKind::RunStarted, json!({"run_id": run_id}));
     p.status(ChatStatus::Running, None);
-    p.record_mut().run = Some(RunInfo {
-        run_id,
-        state: Value::Null,
-        reply: None,
-    });
+    p.record_mut().run = Some(RunInfo { run_id, state: Value::Null, reply: None });
     Ok(p.finish())
 }
 
@@ -271,10 +256,7 @@ pub fn submit_input(
         _ => return Err(Refusal::NotWaitingForInput),
     };
     if let Some(given) = request_id.filter(|g| *g != pending.request_id) {
-        return Err(Refusal::InputRequestMismatch {
-            given: given.to_owned(),
-            pending: pending.request_id,
-        });
+        return Err(Refusal::InputRequestMismatch { given: given.to_owned(), pending: pending.request_id });
     }
     if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices)
         && !message.is_some_and(|m| choices.iter().any(|c| c == m.trim()))
@@ -295,49 +277,29 @@ pub fn submit_input(
         });
     }
     let answer = message.map(|m| m.trim().to_owned());
-    p.event(
-        EventKind::InputResolved,
-        json!({"request_id": pending.request_id, "message": answer}),
-    );
+    p.event(EventKind::InputResolved, json!({"request_id": pending.request_id, "message": answer}));
     p.status(ChatStatus::Running, None);
     let record = p.record_mut();
     record.chat.pending_input = None;
     if let Some(run) = record.run.as_mut() {
-        run.reply = Some(HumanReply {
-            request_id: pending.request_id,
-            message: answer,
-        });
+        run.reply = Some(HumanReply { request_id: pending.request_id, message: answer });
     }
     Ok(p.finish())
 }
 
 /// The flow terminated.
-pub fn complete_run(
-    current: &ChatRecord,
-    run_id: &str,
-    stop_reason: &str,
-) -> Result<ChatChange, Refusal> {
+pub fn complete_run(current: &ChatRecord, run_id: &str, stop_reason: &str) -> Result<ChatChange, Refusal> {
     let mut p = for_run(current, run_id)?;
-    p.event(
-        EventKind::RunCompleted,
-        json!({"run_id": run_id, "stop_reason": stop_reason}),
-    );
+    p.event(EventKind::RunCompleted, json!({"run_id": run_id, "stop_reason": stop_reason}));
     p.status(ChatStatus::Completed, None);
     p.record_mut().run = None;
     Ok(p.finish())
 }
 
 /// The run failed (model error, bad flow): status `error` with the reason.
-pub fn fail_run(
-    current: &ChatRecord,
-    run_id: &str,
-    error: ChatError,
-) -> Result<ChatChange, Refusal> {
+pub fn fail_run(current: &ChatRecord, run_id: &str, error: ChatError) -> Result<ChatChange, Refusal> {
     let mut p = for_run(current, run_id)?;
-    p.event(
-        EventKind::RunFailed,
-        json!({"run_id": run_id, "code": error.code, "message": error.message}),
-    );
+    p.event(EventKind::RunFailed, json!({"run_id": run_id, "code": error.code, "message": error.message}));
     p.status(ChatStatus::Error, Some(error));
     p.record_mut().run = None;
     Ok(p.finish())

@@ -96,20 +96,14 @@ impl Engine {
             Entry::Vacant(vacant) => {
                 let task = shared.next_task.fetch_add(1, Ordering::Relaxed);
                 let cancel = shared.closing.child_token();
-                vacant.insert(Slot {
-                    task,
-                    cancel: cancel.clone(),
-                    kicked: false,
-                });
+                vacant.insert(Slot { task, cancel: cancel.clone(), kicked: false });
                 Some((task, cancel))
             }
         };
         if let Some((task, cancel)) = spawn {
             let shared = Arc::clone(shared);
             let chat_id = chat_id.to_owned();
-            self.shared
-                .tracker
-                .spawn(run_task(shared, chat_id, task, cancel));
+            self.shared.tracker.spawn(run_task(shared, chat_id, task, cancel));
         }
     }
 

@@ -27,10 +27,7 @@ pub struct Models {
 impl Models {
     /// A resolver over the configured registry.
     pub fn new(registry: BTreeMap<String, ModelSpec>) -> Self {
-        Self {
-            registry,
-            cache: DashMap::new(),
-        }
+        Self { registry, cache: DashMap::new() }
     }
 
     /// The configured model names (for flow validation).
@@ -44,21 +41,12 @@ impl Models {
     }
 
     /// The provider for `name` within `flow`.
-    pub fn resolve(
-        &self,
-        flow: &Flow,
-        name: &str,
-    ) -> Result<Arc<dyn ModelProvider>, ProviderError> {
-        let spec = self
-            .spec(flow, name)
-            .ok_or_else(|| ProviderError::Connect {
-                model: name.to_owned(),
-                message: "no such model in the flow or the gateway's registry".into(),
-            })?;
-        let key = format!(
-            "{name}\u{0}{}",
-            serde_json::to_string(spec).unwrap_or_default()
-        );
+    pub fn resolve(&self, flow: &Flow, name: &str) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+        let spec = self.spec(flow, name).ok_or_else(|| ProviderError::Connect {
+            model: name.to_owned(),
+            message: "no such model in the flow or the gateway's registry".into(),
+        })?;
+        let key = format!("{name}\u{0}{}", serde_json::to_string(spec).unwrap_or_default());
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit.value().clone());
         }
@@ -73,16 +61,9 @@ impl Models {
 
 fn build(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
     match spec {
-        ModelSpec::Scripted {
-            replies,
-            echo,
-            delay_ms,
-        } => Ok(Arc::new(ScriptedProvider::new(
-            name,
-            replies.clone(),
-            *echo,
-            *delay_ms,
-        ))),
+        ModelSpec::Scripted { replies, echo, delay_ms } => {
+            Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, *delay_ms)))
+        }
         ModelSpec::Openai { .. } => build_openai(name, spec),
     }
 }
@@ -92,10 +73,8 @@ fn build(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, Provide
 /// URL) is reported like a connection failure: the run fails with
 /// `model_error`.
 fn build_openai(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
-    let setup_failed = |e: OpenAiConfigError| ProviderError::Connect {
-        model: name.to_owned(),
-        message: e.to_string(),
-    };
+    let setup_failed =
+        |e: OpenAiConfigError| ProviderError::Connect { model: name.to_owned(), message: e.to_string() };
     let config = openai::from_spec(name, spec).map_err(setup_failed)?;
     let provider = OpenAiProvider::new(config).map_err(setup_failed)?;
     Ok(Arc::new(provider))
@@ -123,11 +102,7 @@ mod tests {
         let flow = flow_with(r#"{"m":{"provider":"scripted","replies":["flow"]}}"#);
         assert_eq!(
             models.spec(&flow, "m"),
-            Some(&ModelSpec::Scripted {
-                replies: vec!["flow".into()],
-                echo: false,
-                delay_ms: 0
-            })
+            Some(&ModelSpec::Scripted { replies: vec!["flow".into()], echo: false, delay_ms: 0 })
         );
         let a = models.resolve(&flow, "r").unwrap();
         let b = models.resolve(&flow, "r").unwrap();

@@ -51,8 +51,7 @@ use crate::flow::{AgentKind, AgentSpec, ChatKind, Flow, HumanInputMode, SpeakerS
 use crate::model::{HumanReply, InputKind, Message, Role};
 
 pub use super::step::{
-    Ask, AskReason, Decision, PendingAsk, PolicyError, RunState, Selection, Speak, Step,
-    StopReason, Via,
+    Ask, AskReason, Decision, PendingAsk, PolicyError, RunState, Selection, Speak, Step, StopReason, Via,
 };
 
 #[cfg(test)]
@@ -92,10 +91,7 @@ pub fn decide(ctx: &Context<'_>) -> Decided {
 
 /// The step once `agent` is chosen to speak next in a group.
 pub fn speaker_step(ctx: &Context<'_>, agent: &str, selection: Selection) -> Decided {
-    let spec = ctx
-        .flow
-        .agent(agent)
-        .ok_or_else(|| PolicyError::UnknownAgent(agent.to_owned()))?;
+    let spec = ctx.flow.agent(agent).ok_or_else(|| PolicyError::UnknownAgent(agent.to_owned()))?;
     match (spec.kind, ctx.history.last()) {
         (AgentKind::UserProxy, Some(last)) => proxy_turn(ctx, spec, last, None, Some(selection)),
         _ => assistant_turn(ctx, spec, None, Some(selection)),
@@ -155,16 +151,13 @@ fn next(ctx: &Context<'_>) -> Decided {
 
 fn two_agent_next(ctx: &Context<'_>, last: &Message) -> Decided {
     let flow = ctx.flow;
-    let proxy = flow
-        .user_proxy()
-        .ok_or(PolicyError::Missing("user_proxy"))?;
+    let proxy = flow.user_proxy().ok_or(PolicyError::Missing("user_proxy"))?;
     let assistant = flow
         .agents
         .iter()
         .find(|a| a.kind == AgentKind::Assistant)
         .ok_or(PolicyError::Missing("assistant"))?;
-    let from_proxy_side =
-        matches!(last.role, Role::User | Role::HumanInput) || last.sender == proxy.name;
+    let from_proxy_side = matches!(last.role, Role::User | Role::HumanInput) || last.sender == proxy.name;
     if from_proxy_side {
         if terminates(flow, last) {
             return finish(StopReason::Termination);
@@ -180,12 +173,9 @@ fn group_next(ctx: &Context<'_>, last: &Message) -> Decided {
     let rounds = run_messages(ctx).len();
     let max_round = flow.chat.max_round.unwrap_or(DEFAULT_MAX_ROUND) as usize;
     if terminates(flow, last) {
-        let asking = flow.user_proxy().filter(|p| {
-            matches!(
-                p.human_input_mode,
-                HumanInputMode::Always | HumanInputMode::Terminate
-            )
-        });
+        let asking = flow
+            .user_proxy()
+            .filter(|p| matches!(p.human_input_mode, HumanInputMode::Always | HumanInputMode::Terminate));
         return match asking {
             Some(proxy) if rounds < max_round => Ok(ask(proxy, AskReason::Termination, last, None)),
             _ => finish(StopReason::Termination),
@@ -195,20 +185,16 @@ fn group_next(ctx: &Context<'_>, last: &Message) -> Decided {
         return finish(StopReason::MaxRound);
     }
     match flow.chat.speaker_selection {
-        SpeakerSelection::RoundRobin => speaker_step(
-            ctx,
-            &round_robin_next(ctx),
-            Selection::by(SpeakerSelection::RoundRobin),
-        ),
-        SpeakerSelection::Random => speaker_step(
-            ctx,
-            &random_next(ctx, rounds),
-            Selection::by(SpeakerSelection::Random),
-        ),
+        SpeakerSelection::RoundRobin => {
+            speaker_step(ctx, &round_robin_next(ctx), Selection::by(SpeakerSelection::RoundRobin))
+        }
+        SpeakerSelection::Random => {
+            speaker_step(ctx, &random_next(ctx, rounds), Selection::by(SpeakerSelection::Random))
+        }
         SpeakerSelection::Manual => Ok(select_manually(flow, last)),
-        SpeakerSelection::Auto => Ok(plain(Step::SelectAuto {
-            candidates: flow.agents.iter().map(|a| a.name.clone()).collect(),
-        })),
+        SpeakerSelection::Auto => {
+            Ok(plain(Step::SelectAuto { candidates: flow.agents.iter().map(|a| a.name.clone()).collect() }))
+        }
     }
 }
 
@@ -243,10 +229,7 @@ fn assistant_turn(
     {
         return finish(StopReason::MaxConsecutiveAutoReply);
     }
-    let model = agent
-        .model
-        .clone()
-        .ok_or_else(|| PolicyError::NoModel(agent.name.clone()))?;
+    let model = agent.model.clone().ok_or_else(|| PolicyError::NoModel(agent.name.clone()))?;
     Ok(plain(Step::Speak(Speak {
         agent: agent.name.clone(),
         receiver,
@@ -264,9 +247,7 @@ fn proxy_turn(
     selection: Option<Selection>,
 ) -> Decided {
     let terminating = terminates(ctx.flow, m);
-    let limit = proxy
-        .max_consecutive_auto_reply
-        .unwrap_or(DEFAULT_PROXY_AUTO_REPLY_LIMIT);
+    let limit = proxy.max_consecutive_auto_reply.unwrap_or(DEFAULT_PROXY_AUTO_REPLY_LIMIT);
     let at_limit = auto_replies(ctx, &proxy.name) >= limit;
     let reason = match (proxy.human_input_mode, terminating, at_limit) {
         (HumanInputMode::Always, true, _) | (HumanInputMode::Terminate, true, _) => {
@@ -287,9 +268,9 @@ fn proxy_turn(
 fn ask(proxy: &AgentSpec, why: AskReason, m: &Message, selection: Option<Selection>) -> Decision {
     let to = &m.sender;
     let prompt = match why {
-        AskReason::Termination => format!(
-            "Please give feedback to {to}. Press enter or type 'exit' to stop the conversation."
-        ),
+        AskReason::Termination => {
+            format!("Please give feedback to {to}. Press enter or type 'exit' to stop the conversation.")
+        }
         AskReason::AutoReplyLimit => format!(
             "Please give feedback to {to}. Press enter to skip and use auto-reply, or type 'exit' to stop the conversation."
         ),
@@ -306,12 +287,7 @@ fn ask(proxy: &AgentSpec, why: AskReason, m: &Message, selection: Option<Selecti
             choices: None,
         }),
         state: RunState {
-            pending: Some(PendingAsk {
-                agent: proxy.name.clone(),
-                why,
-                about_seq: m.seq,
-                selection,
-            }),
+            pending: Some(PendingAsk { agent: proxy.name.clone(), why, about_seq: m.seq, selection }),
         },
     }
 }
@@ -321,32 +297,18 @@ fn auto_reply(proxy: &AgentSpec, receiver: Option<String>, selection: Option<Sel
         Some(model) => Via::Model(model.clone()),
         None => Via::Fixed(proxy.default_auto_reply.clone().unwrap_or_default()),
     };
-    Speak {
-        agent: proxy.name.clone(),
-        receiver,
-        via,
-        selection,
-        auto_reply: true,
-    }
+    Speak { agent: proxy.name.clone(), receiver, via, selection, auto_reply: true }
 }
 
 /// Whether `m` is an agent-written message matching the flow's termination rule.
 pub fn terminates(flow: &Flow, m: &Message) -> bool {
-    m.role == Role::Assistant
-        && flow
-            .chat
-            .termination
-            .as_ref()
-            .is_some_and(|t| t.matches(&m.content))
+    m.role == Role::Assistant && flow.chat.termination.as_ref().is_some_and(|t| t.matches(&m.content))
 }
 
 /// This run's messages (the history's tail carrying the run id).
 pub fn run_messages<'a>(ctx: &Context<'a>) -> &'a [Message] {
-    let start = ctx
-        .history
-        .iter()
-        .rposition(|m| m.run_id.as_deref() != Some(ctx.run_id))
-        .map_or(0, |i| i + 1);
+    let start =
+        ctx.history.iter().rposition(|m| m.run_id.as_deref() != Some(ctx.run_id)).map_or(0, |i| i + 1);
     &ctx.history[start..]
 }
 
@@ -363,11 +325,7 @@ pub fn auto_replies(ctx: &Context<'_>, agent: &str) -> u32 {
 
 fn receiver_for(flow: &Flow, proxy: &AgentSpec) -> Option<String> {
     match flow.chat.kind {
-        ChatKind::TwoAgent => flow
-            .agents
-            .iter()
-            .find(|a| a.name != proxy.name)
-            .map(|a| a.name.clone()),
+        ChatKind::TwoAgent => flow.agents.iter().find(|a| a.name != proxy.name).map(|a| a.name.clone()),
         ChatKind::Group => None,
     }
 }
@@ -377,41 +335,26 @@ fn receiver_for(flow: &Flow, proxy: &AgentSpec) -> Option<String> {
 fn last_speaker_index(ctx: &Context<'_>) -> Option<usize> {
     let last = ctx.history.last()?;
     let agents = &ctx.flow.agents;
-    agents
-        .iter()
-        .position(|a| a.name == last.sender)
-        .or_else(|| {
-            (last.role == Role::User)
-                .then(|| agents.iter().position(|a| a.kind == AgentKind::UserProxy))
-                .flatten()
-        })
+    agents.iter().position(|a| a.name == last.sender).or_else(|| {
+        (last.role == Role::User)
+            .then(|| agents.iter().position(|a| a.kind == AgentKind::UserProxy))
+            .flatten()
+    })
 }
 
 fn random_next(ctx: &Context<'_>, round: usize) -> String {
     let last = last_speaker_index(ctx);
-    let candidates: Vec<&AgentSpec> = ctx
-        .flow
-        .agents
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != last)
-        .map(|(_, a)| a)
-        .collect();
+    let candidates: Vec<&AgentSpec> =
+        ctx.flow.agents.iter().enumerate().filter(|(i, _)| Some(*i) != last).map(|(_, a)| a).collect();
     let digest = Sha256::digest(format!("{}:{round}", ctx.run_id).as_bytes());
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&digest[..8]);
     let pick = u64::from_le_bytes(seed) % (candidates.len().max(1) as u64);
-    candidates
-        .get(pick as usize)
-        .map(|a| a.name.clone())
-        .unwrap_or_else(|| round_robin_next(ctx))
+    candidates.get(pick as usize).map(|a| a.name.clone()).unwrap_or_else(|| round_robin_next(ctx))
 }
 
 fn plain(step: Step) -> Decision {
-    Decision {
-        step,
-        state: RunState::default(),
-    }
+    Decision { step, state: RunState::default() }
 }
 
 fn finish(stop_reason: StopReason) -> Decided {

@@ -20,19 +20,12 @@ pub fn agent_request(agent: &AgentSpec, history: &[Message]) -> CompletionReques
         messages.push(system_turn(system));
     }
     messages.extend(history.iter().map(|m| turn_for(&agent.name, m)));
-    CompletionRequest {
-        agent: agent.name.clone(),
-        turn: turns_written(&agent.name, history),
-        messages,
-    }
+    CompletionRequest { agent: agent.name.clone(), turn: turns_written(&agent.name, history), messages }
 }
 
 /// How many messages `agent` has written in the chat (the provider's `turn`).
 pub fn turns_written(agent: &str, history: &[Message]) -> u64 {
-    history
-        .iter()
-        .filter(|m| m.sender == agent && m.role == Role::Assistant)
-        .count() as u64
+    history.iter().filter(|m| m.sender == agent && m.role == Role::Assistant).count() as u64
 }
 
 fn turn_for(agent: &str, m: &Message) -> Turn {
@@ -41,19 +34,11 @@ fn turn_for(agent: &str, m: &Message) -> Turn {
         _ if m.sender == agent => TurnRole::Assistant,
         _ => TurnRole::User,
     };
-    Turn {
-        role,
-        name: Some(m.sender.clone()),
-        content: m.content.clone(),
-    }
+    Turn { role, name: Some(m.sender.clone()), content: m.content.clone() }
 }
 
 fn system_turn(content: &str) -> Turn {
-    Turn {
-        role: TurnRole::System,
-        name: None,
-        content: content.to_owned(),
-    }
+    Turn { role: TurnRole::System, name: None, content: content.to_owned() }
 }
 
 /// The selector's request for attempt `attempt` (0-based): the roles, the
@@ -102,11 +87,7 @@ pub fn selector_request(
 }
 
 fn describe(agent: &AgentSpec) -> &str {
-    agent
-        .description
-        .as_deref()
-        .or(agent.system_message.as_deref())
-        .unwrap_or("")
+    agent.description.as_deref().or(agent.system_message.as_deref()).unwrap_or("")
 }
 
 /// How many selector answers the chat asked for before (from the `attempts`
@@ -127,9 +108,9 @@ pub fn pick(answer: &str, candidates: &[String]) -> Option<String> {
     if let Some(exact) = candidates.iter().find(|c| c.as_str() == answer) {
         return Some(exact.clone());
     }
-    let mut named = candidates.iter().filter(|c| {
-        mentions(answer, c) || (c.contains('_') && mentions(answer, &c.replace('_', " ")))
-    });
+    let mut named = candidates
+        .iter()
+        .filter(|c| mentions(answer, c) || (c.contains('_') && mentions(answer, &c.replace('_', " "))));
     match (named.next(), named.next()) {
         (Some(one), None) => Some(one.clone()),
         _ => None,
@@ -207,18 +188,8 @@ mod tests {
     #[test]
     fn selector_turns_resume_from_recorded_attempts() {
         let history = vec![
-            msg(
-                "writer",
-                Role::Assistant,
-                "a",
-                json!({"selected_by": "auto", "attempts": 2}),
-            ),
-            msg(
-                "critic",
-                Role::Assistant,
-                "b",
-                json!({"selected_by": "round_robin"}),
-            ),
+            msg("writer", Role::Assistant, "a", json!({"selected_by": "auto", "attempts": 2})),
+            msg("critic", Role::Assistant, "b", json!({"selected_by": "round_robin"})),
         ];
         assert_eq!(selector_calls(&history), 2);
         let flow: Flow = serde_json::from_value(json!({

@@ -34,14 +34,7 @@ const MAX_STORE_FAILURES: u32 = 6;
 
 /// Drives one chat until it needs no task.
 pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken) {
-    let mut runner = Runner {
-        shared,
-        chat_id,
-        cancel,
-        run_id: None,
-        flow: None,
-        history: Vec::new(),
-    };
+    let mut runner = Runner { shared, chat_id, cancel, run_id: None, flow: None, history: Vec::new() };
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         match runner.step().await {
@@ -114,11 +107,8 @@ impl Runner<'_> {
         if self.run_id.get_or_insert_with(|| run.run_id.clone()) != &run.run_id {
             return Ok(Next::Stop);
         }
-        let at = At {
-            tenant: record.tenant.clone(),
-            run_id: run.run_id.clone(),
-            seen_seq: record.chat.last_seq,
-        };
+        let at =
+            At { tenant: record.tenant.clone(), run_id: run.run_id.clone(), seen_seq: record.chat.last_seq };
         let flow = match self.load_flow(&record).await? {
             Ok(flow) => flow,
             Err(message) => return self.fail(&at, "flow_invalid", message).await,
@@ -156,24 +146,16 @@ impl Runner<'_> {
         match decision.step {
             Step::Speak(speak) => self.speak(at, flow, speak, state).await,
             Step::AskHuman(ask) => {
-                let ask = InputAsk {
-                    agent: ask.agent,
-                    prompt: ask.prompt,
-                    kind: ask.kind,
-                    choices: ask.choices,
-                };
+                let ask =
+                    InputAsk { agent: ask.agent, prompt: ask.prompt, kind: ask.kind, choices: ask.choices };
                 let done = self
-                    .commit(at, |cur| {
-                        transitions::request_input(cur, run_id, ask.clone(), state.clone())
-                    })
+                    .commit(at, |cur| transitions::request_input(cur, run_id, ask.clone(), state.clone()))
                     .await?;
                 Ok(stop_unless_stale(done))
             }
             Step::Finish { stop_reason } => {
                 let done = self
-                    .commit(at, |cur| {
-                        transitions::complete_run(cur, run_id, stop_reason.as_str())
-                    })
+                    .commit(at, |cur| transitions::complete_run(cur, run_id, stop_reason.as_str()))
                     .await?;
                 Ok(stop_unless_stale(done))
             }
@@ -189,16 +171,11 @@ impl Runner<'_> {
         let message_id = new_id(IdKind::Message);
         let (content, metadata) = match &speak.via {
             Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
-            Via::Model(model) => {
-                match self
-                    .call_agent(at, flow, &speak.agent, model, &message_id)
-                    .await
-                {
-                    Ok(done) => (done.content, done.metadata),
-                    Err(ProviderError::Cancelled) => return Ok(Next::Stop),
-                    Err(e) => return self.fail(at, "model_error", e.to_string()).await,
-                }
-            }
+            Via::Model(model) => match self.call_agent(at, flow, &speak.agent, model, &message_id).await {
+                Ok(done) => (done.content, done.metadata),
+                Err(ProviderError::Cancelled) => return Ok(Next::Stop),
+                Err(e) => return self.fail(at, "model_error", e.to_string()).await,
+            },
         };
         let draft = MessageDraft {
             id: Some(message_id),
@@ -225,14 +202,9 @@ impl Runner<'_> {
     /// Ends the run in `error` with `code`.
     async fn fail(&self, at: &At, code: &str, message: String) -> StoreResult<Next> {
         tracing::warn!(chat_id = self.chat_id, code, %message, "run failed");
-        let error = ChatError {
-            code: code.to_owned(),
-            message,
-        };
+        let error = ChatError { code: code.to_owned(), message };
         let run_id = at.run_id.as_str();
-        let done = self
-            .commit(at, |cur| transitions::fail_run(cur, run_id, error.clone()))
-            .await?;
+        let done = self.commit(at, |cur| transitions::fail_run(cur, run_id, error.clone())).await?;
         Ok(stop_unless_stale(done))
     }
 
@@ -282,14 +254,8 @@ impl Runner<'_> {
             Err(e) => return Ok(Err(format!("flow {flow_id} cannot be read: {e}"))),
         };
         if let Err(issues) = flow.validate(&self.shared.models.known()) {
-            let list: Vec<String> = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect();
-            return Ok(Err(format!(
-                "flow {flow_id} is invalid: {}",
-                list.join("; ")
-            )));
+            let list: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
+            return Ok(Err(format!("flow {flow_id} is invalid: {}", list.join("; "))));
         }
         let flow = Arc::new(flow);
         self.flow = Some(flow.clone());
@@ -305,15 +271,9 @@ impl Runner<'_> {
                 limit: PAGE,
                 descending: false,
             };
-            let page = self
-                .shared
-                .journal
-                .store
-                .messages(self.chat_id, &query)
-                .await?;
+            let page = self.shared.journal.store.messages(self.chat_id, &query).await?;
             let full = page.len() >= PAGE;
-            self.history
-                .extend(page.into_iter().filter(|m| m.seq <= seen_seq));
+            self.history.extend(page.into_iter().filter(|m| m.seq <= seen_seq));
             if !full {
                 return Ok(());
             }

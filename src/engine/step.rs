@@ -74,11 +74,7 @@ pub struct Selection {
 impl Selection {
     /// Chosen by `by` directly.
     pub fn by(by: SpeakerSelection) -> Self {
-        Selection {
-            selected_by: by,
-            attempts: None,
-            fallback: None,
-        }
+        Selection { selected_by: by, attempts: None, fallback: None }
     }
 }
 

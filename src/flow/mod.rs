@@ -182,10 +182,7 @@ pub struct FlowIssue {
 impl FlowIssue {
     /// A new issue.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -210,10 +207,7 @@ impl Flow {
         let mut seen = HashSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             if agent.name.trim().is_empty() {
-                issues.push(FlowIssue::new(
-                    format!("agents[{i}].name"),
-                    "must not be empty",
-                ));
+                issues.push(FlowIssue::new(format!("agents[{i}].name"), "must not be empty"));
             } else if !seen.insert(agent.name.as_str()) {
                 issues.push(FlowIssue::new(
                     format!("agents[{i}].name"),
@@ -222,57 +216,39 @@ impl Flow {
             }
             match (&agent.model, agent.kind) {
                 (Some(m), _) if !self.models.contains_key(m) && !known_models.contains(m) => {
-                    issues.push(FlowIssue::new(
-                        format!("agents[{i}].model"),
-                        format!("unknown model `{m}`"),
-                    ));
+                    issues.push(FlowIssue::new(format!("agents[{i}].model"), format!("unknown model `{m}`")));
                 }
                 (None, AgentKind::Assistant) => {
-                    issues.push(FlowIssue::new(
-                        format!("agents[{i}].model"),
-                        "an assistant needs a model",
-                    ));
+                    issues.push(FlowIssue::new(format!("agents[{i}].model"), "an assistant needs a model"));
                 }
                 _ => {}
             }
         }
-        let proxies = self
-            .agents
-            .iter()
-            .filter(|a| a.kind == AgentKind::UserProxy)
-            .count();
+        let proxies = self.agents.iter().filter(|a| a.kind == AgentKind::UserProxy).count();
         let assistants = self.agents.len() - proxies;
         match self.chat.kind {
             ChatKind::TwoAgent if proxies != 1 || assistants != 1 => issues.push(FlowIssue::new(
                 "chat.kind",
                 "a two_agent chat needs exactly one user_proxy and one assistant",
             )),
-            ChatKind::Group if assistants == 0 || self.agents.len() < 2 => {
-                issues.push(FlowIssue::new(
-                    "chat.kind",
-                    "a group chat needs at least two agents, one of them an assistant",
-                ))
-            }
+            ChatKind::Group if assistants == 0 || self.agents.len() < 2 => issues.push(FlowIssue::new(
+                "chat.kind",
+                "a group chat needs at least two agents, one of them an assistant",
+            )),
             _ => {}
         }
         if self.chat.max_round == Some(0) {
             issues.push(FlowIssue::new("chat.max_round", "must be at least 1"));
         }
-        if let Some(m) = &self.chat.selector_model {
-            if !self.models.contains_key(m) && !known_models.contains(m) {
-                issues.push(FlowIssue::new(
-                    "chat.selector_model",
-                    format!("unknown model `{m}`"),
-                ));
-            }
+        if let Some(m) = &self.chat.selector_model
+            && !self.models.contains_key(m)
+            && !known_models.contains(m)
+        {
+            issues.push(FlowIssue::new("chat.selector_model", format!("unknown model `{m}`")));
         }
         if let Some(t) = &self.chat.termination {
             t.validate("chat.termination", &mut issues);
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
+        if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 }

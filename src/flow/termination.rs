@@ -50,29 +50,22 @@ pub enum Termination {
 }
 
 fn fold(s: &str, ignore_case: bool) -> String {
-    if ignore_case {
-        s.to_lowercase()
-    } else {
-        s.to_owned()
-    }
+    if ignore_case { s.to_lowercase() } else { s.to_owned() }
 }
 
 impl Termination {
     /// Whether a message with this content ends the conversation.
     pub fn matches(&self, content: &str) -> bool {
         match self {
-            Termination::Contains {
-                contains,
-                ignore_case,
-            } => fold(content, *ignore_case).contains(&fold(contains, *ignore_case)),
-            Termination::Endswith {
-                endswith,
-                ignore_case,
-            } => fold(content.trim_end(), *ignore_case).ends_with(&fold(endswith, *ignore_case)),
-            Termination::Equals {
-                equals,
-                ignore_case,
-            } => fold(content.trim(), *ignore_case) == fold(equals, *ignore_case),
+            Termination::Contains { contains, ignore_case } => {
+                fold(content, *ignore_case).contains(&fold(contains, *ignore_case))
+            }
+            Termination::Endswith { endswith, ignore_case } => {
+                fold(content.trim_end(), *ignore_case).ends_with(&fold(endswith, *ignore_case))
+            }
+            Termination::Equals { equals, ignore_case } => {
+                fold(content.trim(), *ignore_case) == fold(equals, *ignore_case)
+            }
             Termination::Any { any } => any.iter().any(|t| t.matches(content)),
             Termination::All { all } => all.iter().all(|t| t.matches(content)),
         }

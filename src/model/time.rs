@@ -21,9 +21,7 @@ impl Timestamp {
 
     /// Parses RFC 3339 text.
     pub fn parse(s: &str) -> Result<Self, chrono::ParseError> {
-        Ok(Timestamp(
-            DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc),
-        ))
+        Ok(Timestamp(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc)))
     }
 
     /// Milliseconds since the Unix epoch.

@@ -118,11 +118,7 @@ impl<S: FrameSink> Follow<'_, S> {
             // `chat.deleted` is never stored: a hole before it is history that
             // went with the chat.
             if *last != seq - 1 && frame.kind != EventKind::ChatDeleted {
-                return Some(FeedEnd::Resubscribe(format!(
-                    "events {}..{} are missing",
-                    *last + 1,
-                    seq - 1
-                )));
+                return Some(FeedEnd::Resubscribe(format!("events {}..{} are missing", *last + 1, seq - 1)));
             }
         }
         let deleted = frame.kind == EventKind::ChatDeleted;
@@ -136,12 +132,7 @@ impl<S: FrameSink> Follow<'_, S> {
     /// Delivers stored events after `last`, up to `up_to`, advancing `last`.
     async fn catch_up(&mut self, last: &mut u64, up_to: u64) -> Result<(), FeedEnd> {
         loop {
-            let query = SeqQuery {
-                after_seq: Some(*last),
-                before_seq: None,
-                limit: PAGE,
-                descending: false,
-            };
+            let query = SeqQuery { after_seq: Some(*last), before_seq: None, limit: PAGE, descending: false };
             let events = self
                 .journal
                 .store
@@ -154,10 +145,7 @@ impl<S: FrameSink> Follow<'_, S> {
                     return Ok(());
                 };
                 if seq != *last + 1 {
-                    return Err(FeedEnd::Resubscribe(format!(
-                        "stored history has a hole at {}",
-                        *last + 1
-                    )));
+                    return Err(FeedEnd::Resubscribe(format!("stored history has a hole at {}", *last + 1)));
                 }
                 if !self.sink.replay(Frame::from_event(&event)).await {
                     return Err(FeedEnd::SinkClosed);

@@ -44,11 +44,7 @@ impl Drop for Permit {
 impl Hub {
     /// A hub admitting at most `max_connections` sockets.
     pub fn new(max_connections: usize) -> Arc<Self> {
-        Arc::new(Hub {
-            connections: AtomicUsize::new(0),
-            max_connections,
-            tracker: TaskTracker::new(),
-        })
+        Arc::new(Hub { connections: AtomicUsize::new(0), max_connections, tracker: TaskTracker::new() })
     }
 
     /// Takes a connection slot, or `None` when the node is full.
@@ -59,10 +55,7 @@ impl Hub {
             return None;
         }
         metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-        Some(Permit {
-            hub: self.clone(),
-            metrics: metrics.clone(),
-        })
+        Some(Permit { hub: self.clone(), metrics: metrics.clone() })
     }
 
     /// Open connections now.

@@ -62,16 +62,9 @@ impl Closer {
     }
 
     fn frame(&self) -> CloseFrame {
-        let (code, reason) = self
-            .reason
-            .get()
-            .cloned()
-            .unwrap_or((code::NORMAL, String::new()));
+        let (code, reason) = self.reason.get().cloned().unwrap_or((code::NORMAL, String::new()));
         let reason: String = reason.chars().take(120).collect();
-        CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
-        }
+        CloseFrame { code, reason: Utf8Bytes::from(reason) }
     }
 }
 
@@ -108,10 +101,7 @@ impl Outbox {
         let len = text.len();
         let total = self.queued.fetch_add(len, Ordering::AcqRel) + len;
         if total > self.limit {
-            self.closer.close(
-                code::TOO_SLOW,
-                format!("too slow: over {} bytes queued", self.limit),
-            );
+            self.closer.close(code::TOO_SLOW, format!("too slow: over {} bytes queued", self.limit));
             return false;
         }
         self.tx.send(text).is_ok()
@@ -197,18 +187,11 @@ pub async fn write_loop(
             }
         }
     }
-    if closer
-        .reason
-        .get()
-        .is_some_and(|(c, _)| *c == code::TOO_SLOW)
-    {
+    if closer.reason.get().is_some_and(|(c, _)| *c == code::TOO_SLOW) {
         Metrics::inc(&metrics.ws_slow_closes);
     }
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        sink.send(Message::Close(Some(closer.frame()))),
-    )
-    .await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(closer.frame())))).await;
 }
 
 /// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.
@@ -234,8 +217,6 @@ async fn write_batch(
     let ok = sink.flush().await.is_ok();
     inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
     inbox.drained.notify_waiters();
-    metrics
-        .ws_frames_sent
-        .fetch_add(frames as u64, Ordering::Relaxed);
+    metrics.ws_frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
     ok
 }

@@ -7,20 +7,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// The ops a client may send.
-pub const OPS: &[&str] = &[
-    "subscribe",
-    "unsubscribe",
-    "message",
-    "input",
-    "cancel",
-    "watch_status",
-    "unwatch_status",
-    "ping",
-];
+pub const OPS: &[&str] =
+    &["subscribe", "unsubscribe", "message", "input", "cancel", "watch_status", "unwatch_status", "ping"];
 
 /// One client command.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Replay every durable event after `after_seq`, then live.
     Subscribe {
@@ -38,23 +29,18 @@ pub enum Op {
     Message {
         /// The chat.
         chat_id: Option<String>,
-        /// The text.
-        message: Option<String>,
-        /// FlowGen's spelling of the text.
-        content: Option<String>,
+        /// The text (`message`, or FlowGen's `content`).
+        text: Option<String>,
     },
     /// Same rules as `POST /input`.
     Input {
         /// The chat.
         chat_id: Option<String>,
-        /// The answer.
-        message: Option<String>,
-        /// FlowGen's spelling of the answer.
-        content: Option<String>,
+        /// The answer; `None` with `auto_reply`.
+        text: Option<String>,
         /// The request answered (guards against a stale answer).
         request_id: Option<String>,
         /// Use the agent's auto reply instead of a text.
-        #[serde(default)]
         auto_reply: bool,
     },
     /// Stop the active run.
@@ -68,6 +54,36 @@ pub enum Op {
     UnwatchStatus,
     /// Liveness: answered with `pong`.
     Ping,
+}
+
+/// Every field any op takes, read flat so a bad one is named exactly.
+#[derive(Debug, Deserialize)]
+struct Fields {
+    op: String,
+    chat_id: Option<String>,
+    after_seq: Option<u64>,
+    message: Option<String>,
+    content: Option<String>,
+    request_id: Option<String>,
+    #[serde(default)]
+    auto_reply: bool,
+}
+
+impl Fields {
+    fn into_op(self) -> Op {
+        let chat_id = self.chat_id;
+        let text = self.message.or(self.content);
+        match self.op.as_str() {
+            "subscribe" => Op::Subscribe { chat_id, after_seq: self.after_seq },
+            "unsubscribe" => Op::Unsubscribe { chat_id },
+            "message" => Op::Message { chat_id, text },
+            "input" => Op::Input { chat_id, text, request_id: self.request_id, auto_reply: self.auto_reply },
+            "cancel" => Op::Cancel { chat_id },
+            "watch_status" => Op::WatchStatus,
+            "unwatch_status" => Op::UnwatchStatus,
+            _ => Op::Ping,
+        }
+    }
 }
 
 /// A parsed command with its optional `ref`, echoed in the reply.
@@ -93,19 +109,11 @@ pub struct BadFrame {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, BadFrame> {
-    let bad = |reference, code, message: String| BadFrame {
-        reference,
-        code,
-        message,
-    };
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| bad(None, "invalid_json", format!("malformed JSON: {e}")))?;
+    let bad = |reference, code, message: String| BadFrame { reference, code, message };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad(None, "invalid_json", format!("malformed JSON: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err(bad(
-            None,
-            "invalid_request",
-            "a command is a JSON object with an `op`".into(),
-        ));
+        return Err(bad(None, "invalid_request", "a command is a JSON object with an `op`".into()));
     };
     let reference = object.remove("ref");
     match object.get("op").and_then(Value::as_str) {
@@ -119,14 +127,9 @@ pub fn parse(text: &str) -> Result<Command, BadFrame> {
         }
         Some(_) => {}
     }
-    let op = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
-        bad(
-            reference.clone(),
-            "invalid_request",
-            format!("{}: {}", e.path(), e.inner()),
-        )
-    })?;
-    Ok(Command { reference, op })
+    let fields: Fields = serde_path_to_error::deserialize(Value::Object(object))
+        .map_err(|e| bad(reference.clone(), "invalid_request", format!("{}: {}", e.path(), e.inner())))?;
+    Ok(Command { reference, op: fields.into_op() })
 }
 
 fn render(kind: &str, reference: Option<&Value>, fields: Value) -> Utf8Bytes {
@@ -154,20 +157,11 @@ pub fn ack(reference: Option<&Value>, op: &str, fields: Value) -> Utf8Bytes {
 
 /// `{"type":"subscribed","ref","chat_id","last_seq"}`
 pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64) -> Utf8Bytes {
-    render(
-        "subscribed",
-        reference,
-        json!({"chat_id": chat_id, "last_seq": last_seq}),
-    )
+    render("subscribed", reference, json!({"chat_id": chat_id, "last_seq": last_seq}))
 }
 
 /// `{"type":"error","ref","code","message",...details}`
-pub fn error(
-    reference: Option<&Value>,
-    code: &str,
-    message: &str,
-    details: Map<String, Value>,
-) -> Utf8Bytes {
+pub fn error(reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) -> Utf8Bytes {
     let mut fields = details;
     fields.insert("code".into(), json!(code));
     fields.insert("message".into(), json!(message));
@@ -187,13 +181,7 @@ mod tests {
     fn a_subscribe_with_a_ref_parses() {
         let c = parse(r#"{"op":"subscribe","chat_id":"chat_1","after_seq":4,"ref":7}"#).unwrap();
         assert_eq!(c.reference, Some(json!(7)));
-        assert_eq!(
-            c.op,
-            Op::Subscribe {
-                chat_id: Some("chat_1".into()),
-                after_seq: Some(4)
-            }
-        );
+        assert_eq!(c.op, Op::Subscribe { chat_id: Some("chat_1".into()), after_seq: Some(4) });
     }
 
     #[test]
@@ -211,10 +199,7 @@ mod tests {
     fn replies_echo_the_ref() {
         let v: Value =
             serde_json::from_str(&ack(Some(&json!(3)), "cancel", json!({"chat_id": "c"}))).unwrap();
-        assert_eq!(
-            v,
-            json!({"type": "ack", "ref": 3, "op": "cancel", "chat_id": "c"})
-        );
+        assert_eq!(v, json!({"type": "ack", "ref": 3, "op": "cancel", "chat_id": "c"}));
         let v: Value = serde_json::from_str(&pong(None)).unwrap();
         assert_eq!(v, json!({"type": "pong"}));
     }

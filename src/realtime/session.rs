@@ -53,12 +53,7 @@ struct Session {
 
 /// Runs a connection to its end.
 pub async fn run(socket: WebSocket, init: SessionInit) {
-    let SessionInit {
-        state,
-        caller,
-        bound,
-        permit,
-    } = init;
+    let SessionInit { state, caller, bound, permit } = init;
     let limits = state.config.limits.clone();
     let closer = Closer::default();
     let (outbox, inbox) = outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone());
@@ -71,13 +66,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         last_pong_ms: last_pong.clone(),
         epoch,
     };
-    let writer = tokio::spawn(outbox::write_loop(
-        sink,
-        inbox,
-        closer.clone(),
-        live,
-        state.metrics.clone(),
-    ));
+    let writer = tokio::spawn(outbox::write_loop(sink, inbox, closer.clone(), live, state.metrics.clone()));
     let token = state.shutdown.child_token();
     let mut session = Session {
         state: state.clone(),
@@ -150,15 +139,8 @@ impl Session {
         self.window.1 <= COMMANDS_PER_SEC
     }
 
-    fn send_error(
-        &self,
-        reference: Option<&Value>,
-        code: &str,
-        message: &str,
-        details: Map<String, Value>,
-    ) {
-        self.outbox
-            .push(protocol::error(reference, code, message, details));
+    fn send_error(&self, reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) {
+        self.outbox.push(protocol::error(reference, code, message, details));
     }
 
     fn send_api_error(&self, reference: Option<&Value>, e: ApiError) {
@@ -195,8 +177,7 @@ impl Session {
             }
             Op::Subscribe { chat_id, after_seq } => match self.target(chat_id) {
                 Ok(id) => {
-                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0))
-                        .await;
+                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0)).await;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -207,27 +188,12 @@ impl Session {
                 if let Some(t) = self.status_feed.take() {
                     t.cancel();
                 }
-                self.outbox
-                    .push(protocol::ack(r, "unwatch_status", json!({})));
+                self.outbox.push(protocol::ack(r, "unwatch_status", json!({})));
                 Ok(())
             }
-            Op::Message {
-                chat_id,
-                message,
-                content,
-            } => self.message(r, chat_id, message.or(content)).await,
-            Op::Input {
-                chat_id,
-                message,
-                content,
-                request_id,
-                auto_reply,
-            } => {
-                let text = if auto_reply {
-                    None
-                } else {
-                    Some(message.or(content))
-                };
+            Op::Message { chat_id, text } => self.message(r, chat_id, text).await,
+            Op::Input { chat_id, text, request_id, auto_reply } => {
+                let text = if auto_reply { None } else { Some(text) };
                 self.input(r, chat_id, text, request_id).await
             }
             Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
@@ -242,13 +208,7 @@ impl Session {
         if !self.caller.may_access_chat(chat_id) {
             return Err(ApiError::chat_not_found(chat_id));
         }
-        Ok(self
-            .state
-            .chats
-            .get(&self.caller.tenant, chat_id)
-            .await?
-            .chat
-            .last_seq)
+        Ok(self.state.chats.get(&self.caller.tenant, chat_id).await?.chat.last_seq)
     }
 
     async fn subscribe(&mut self, reference: Option<Value>, chat_id: String, after_seq: u64) {
@@ -263,9 +223,7 @@ impl Session {
             Ok(seq) => seq,
             Err(e) => {
                 if self.bound.is_some() {
-                    self.outbox
-                        .closer()
-                        .close(code::CHAT_GONE, "chat not found");
+                    self.outbox.closer().close(code::CHAT_GONE, "chat not found");
                 }
                 return self.send_api_error(r, e);
             }
@@ -280,15 +238,11 @@ impl Session {
         if let Some(old) = self.subscriptions.remove(&chat_id) {
             old.cancel();
         }
-        self.outbox
-            .push(protocol::subscribed(r, &chat_id, last_seq));
+        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq));
         let token = self.token.child_token();
         self.subscriptions.insert(chat_id.clone(), token.clone());
-        let (journal, outbox, bound) = (
-            self.state.chats.journal().clone(),
-            self.outbox.clone(),
-            self.bound.is_some(),
-        );
+        let (journal, outbox, bound) =
+            (self.state.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
         self.state.hub.spawn(async move {
             let follow = Follow {
                 journal: &journal,
@@ -311,8 +265,7 @@ impl Session {
         if let Some(t) = self.subscriptions.remove(&id) {
             t.cancel();
         }
-        self.outbox
-            .push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
+        self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
         Ok(())
     }
 
@@ -321,16 +274,11 @@ impl Session {
         if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
             let token = self.token.child_token();
             self.status_feed = Some(token.clone());
-            let (bus, outbox, tenant) = (
-                self.state.bus.clone(),
-                self.outbox.clone(),
-                self.caller.tenant.clone(),
-            );
+            let (bus, outbox, tenant) =
+                (self.state.bus.clone(), self.outbox.clone(), self.caller.tenant.clone());
             self.state.hub.spawn(async move {
                 let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
-                    return outbox
-                        .closer()
-                        .close(code::RESUBSCRIBE, "status feed unavailable");
+                    return outbox.closer().close(code::RESUBSCRIBE, "status feed unavailable");
                 };
                 loop {
                     let frame = tokio::select! {
@@ -341,16 +289,13 @@ impl Session {
                         Ok(f) if !outbox.push(f.json.clone()) => return,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(_) => {
-                            return outbox
-                                .closer()
-                                .close(code::RESUBSCRIBE, "status feed closed");
+                            return outbox.closer().close(code::RESUBSCRIBE, "status feed closed");
                         }
                     }
                 }
             });
         }
-        self.outbox
-            .push(protocol::ack(r, "watch_status", json!({})));
+        self.outbox.push(protocol::ack(r, "watch_status", json!({})));
         Ok(())
     }
 
@@ -363,16 +308,8 @@ impl Session {
         let id = self.target(chat_id)?;
         let text = required_text(text)?;
         self.check_chat(&id).await?;
-        let message = self
-            .state
-            .chats
-            .post_message(&self.caller.tenant, &id, &text)
-            .await?;
-        self.outbox.push(protocol::ack(
-            r,
-            "message",
-            json!({"chat_id": id, "message": message}),
-        ));
+        let message = self.state.chats.post_message(&self.caller.tenant, &id, &text).await?;
+        self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
         Ok(())
     }
 
@@ -392,18 +329,9 @@ impl Session {
         let chat = self
             .state
             .chats
-            .submit_input(
-                &self.caller.tenant,
-                &id,
-                request_id.as_deref(),
-                text.as_deref(),
-            )
+            .submit_input(&self.caller.tenant, &id, request_id.as_deref(), text.as_deref())
             .await?;
-        self.outbox.push(protocol::ack(
-            r,
-            "input",
-            json!({"chat_id": id, "status": chat.status}),
-        ));
+        self.outbox.push(protocol::ack(r, "input", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
 
@@ -411,11 +339,7 @@ impl Session {
         let id = self.target(chat_id)?;
         self.check_chat(&id).await?;
         let chat = self.state.chats.cancel(&self.caller.tenant, &id).await?;
-        self.outbox.push(protocol::ack(
-            r,
-            "cancel",
-            json!({"chat_id": id, "status": chat.status}),
-        ));
+        self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
 }
@@ -423,9 +347,7 @@ impl Session {
 fn required_text(text: Option<String>) -> Result<String, ApiError> {
     match text {
         None => Err(ApiError::invalid("message", "message is required")),
-        Some(t) if t.trim().is_empty() => {
-            Err(ApiError::invalid("message", "message must not be empty"))
-        }
+        Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
         Some(t) => Ok(t),
     }
 }

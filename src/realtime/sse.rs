@@ -29,13 +29,8 @@ pub fn stream(state: &AppState, chat_id: String, after_seq: u64) -> Response {
     let guard = token.clone().drop_guard();
     let journal = state.chats.journal().clone();
     state.hub.spawn(async move {
-        let follow = Follow {
-            journal: &journal,
-            chat_id: &chat_id,
-            after_seq,
-            sink: ChannelSink(tx),
-            cancel: &token,
-        };
+        let follow =
+            Follow { journal: &journal, chat_id: &chat_id, after_seq, sink: ChannelSink(tx), cancel: &token };
         follow.run().await;
     });
     let events = ReceiverStream::new(rx).map(move |frame| {
@@ -43,11 +38,7 @@ pub fn stream(state: &AppState, chat_id: String, after_seq: u64) -> Response {
         Ok::<_, Infallible>(to_sse(&frame))
     });
     Sse::new(events)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(15))
-                .text("ping"),
-        )
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("ping"))
         .into_response()
 }
 
@@ -66,9 +57,7 @@ impl FrameSink for ChannelSink {
 }
 
 fn to_sse(frame: &Frame) -> SseEvent {
-    let event = SseEvent::default()
-        .event(frame.kind.as_str())
-        .data(frame.json.as_str());
+    let event = SseEvent::default().event(frame.kind.as_str()).data(frame.json.as_str());
     match frame.seq {
         Some(seq) => event.id(seq.to_string()),
         None => event,

@@ -32,16 +32,12 @@ pub struct WsParams {
 fn configure(ws: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(
-            WRITE_BUFFER + limits.ws_outbound_queue_bytes.max(limits.ws_frame_bytes),
-        )
+        .max_write_buffer_size(WRITE_BUFFER + limits.ws_outbound_queue_bytes.max(limits.ws_frame_bytes))
         .max_message_size(limits.ws_frame_bytes)
         .max_frame_size(limits.ws_frame_bytes)
 }
 
-fn upgrade(
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<WebSocketUpgrade, ApiError> {
+fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|e| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -58,24 +54,12 @@ pub async fn multiplexed(
     QueryParams(params): QueryParams<WsParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state
-        .auth
-        .authenticate(&headers, params.token.as_deref())
-        .await?;
+    let caller = state.auth.authenticate(&headers, params.token.as_deref()).await?;
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
     let limits = state.config.limits.clone();
-    Ok(configure(ws, &limits).on_upgrade(move |socket| {
-        session::run(
-            socket,
-            SessionInit {
-                state,
-                caller,
-                bound: None,
-                permit,
-            },
-        )
-    }))
+    Ok(configure(ws, &limits)
+        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound: None, permit })))
 }
 
 /// `GET /chats/{chat_id}/ws`: a socket bound to one chat, auto-subscribed
@@ -87,19 +71,11 @@ pub async fn chat_bound(
     QueryParams(params): QueryParams<WsParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state
-        .auth
-        .authenticate(&headers, params.token.as_deref())
-        .await?;
+    let caller = state.auth.authenticate(&headers, params.token.as_deref()).await?;
     if !caller.may_access_chat(&chat_id) {
         return Err(ApiError::chat_not_found(&chat_id));
     }
-    let last_seq = state
-        .chats
-        .get(&caller.tenant, &chat_id)
-        .await?
-        .chat
-        .last_seq;
+    let last_seq = state.chats.get(&caller.tenant, &chat_id).await?.chat.last_seq;
     let after_seq = params.after_seq.unwrap_or(0);
     if after_seq > last_seq {
         return Err(ApiError::invalid(
@@ -111,17 +87,8 @@ pub async fn chat_bound(
     let permit = admit(&state)?;
     let limits = state.config.limits.clone();
     let bound = Some((chat_id, after_seq));
-    Ok(configure(ws, &limits).on_upgrade(move |socket| {
-        session::run(
-            socket,
-            SessionInit {
-                state,
-                caller,
-                bound,
-                permit,
-            },
-        )
-    }))
+    Ok(configure(ws, &limits)
+        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound, permit })))
 }
 
 fn admit(state: &AppState) -> Result<super::Permit, ApiError> {

@@ -9,12 +9,7 @@ use super::{pairs, statuses};
 #[tokio::test]
 async fn a_never_mode_group_runs_round_robin_to_max_round() {
     let h = Harness::new().await;
-    let flow = group(
-        "NEVER",
-        script(&["draft"], 0),
-        script(&["needs work"], 0),
-        json!({"max_round": 5}),
-    );
+    let flow = group("NEVER", script(&["draft"], 0), script(&["needs work"], 0), json!({"max_round": 5}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -30,25 +25,14 @@ async fn a_never_mode_group_runs_round_robin_to_max_round() {
             ("writer", "draft")
         ])
     );
-    assert_eq!(
-        h.messages(&chat).await[1].metadata["selected_by"],
-        "round_robin"
-    );
-    assert_eq!(
-        h.statuses(&chat).await,
-        statuses(&["ready", "running", "completed"])
-    );
+    assert_eq!(h.messages(&chat).await[1].metadata["selected_by"], "round_robin");
+    assert_eq!(h.statuses(&chat).await, statuses(&["ready", "running", "completed"]));
 }
 
 #[tokio::test]
 async fn a_terminate_mode_group_asks_the_human_on_a_termination_message() {
     let h = Harness::new().await;
-    let flow = group(
-        "TERMINATE",
-        script(&["draft"], 0),
-        script(&["ok TERMINATE"], 0),
-        json!({}),
-    );
+    let flow = group("TERMINATE", script(&["draft"], 0), script(&["ok TERMINATE"], 0), json!({}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -57,25 +41,14 @@ async fn a_terminate_mode_group_asks_the_human_on_a_termination_message() {
     assert_eq!(w.settled().await, "completed");
     assert_eq!(h.stop_reason(&chat).await.as_deref(), Some("termination"));
     assert_eq!(h.messages(&chat).await.len(), 3);
-    let expected = [
-        "ready",
-        "running",
-        "wait_for_human_input",
-        "running",
-        "completed",
-    ];
+    let expected = ["ready", "running", "wait_for_human_input", "running", "completed"];
     assert_eq!(h.statuses(&chat).await, statuses(&expected));
 }
 
 #[tokio::test]
 async fn an_always_mode_group_asks_the_human_on_the_proxys_turn() {
     let h = Harness::new().await;
-    let flow = group(
-        "ALWAYS",
-        script(&["draft"], 0),
-        script(&["fine"], 0),
-        json!({}),
-    );
+    let flow = group("ALWAYS", script(&["draft"], 0), script(&["fine"], 0), json!({}));
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
@@ -130,21 +103,14 @@ async fn auto_selection_falls_back_to_round_robin_after_three_bad_answers() {
         script(&["review"], 0),
         json!({"speaker_selection": "auto", "selector_model": "selector", "max_round": 2}),
     );
-    flow["models"]["selector"] =
-        script(&["nobody", "still nobody", "writer or critic", "critic"], 0);
+    flow["models"]["selector"] = script(&["nobody", "still nobody", "writer or critic", "critic"], 0);
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "completed");
     let messages = h.messages(&chat).await;
-    assert_eq!(
-        messages[1].sender, "writer",
-        "round robin after the user proxy"
-    );
+    assert_eq!(messages[1].sender, "writer", "round robin after the user proxy");
     let meta = &messages[1].metadata;
-    assert_eq!(
-        (meta["selected_by"].as_str(), meta["attempts"].as_u64()),
-        (Some("auto"), Some(3))
-    );
+    assert_eq!((meta["selected_by"].as_str(), meta["attempts"].as_u64()), (Some("auto"), Some(3)));
     assert_eq!(meta["fallback"], "round_robin");
 }

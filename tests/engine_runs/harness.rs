@@ -43,26 +43,16 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flowgate.db");
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        let journal = Journal {
-            store: Arc::new(store),
-            bus: Arc::new(MemoryBus::new()),
-        };
+        let journal = Journal { store: Arc::new(store), bus: Arc::new(MemoryBus::new()) };
         let engine = engine_on(&journal);
         let chats = ChatService::new(journal.clone(), engine.clone());
-        Harness {
-            _dir: dir,
-            journal,
-            engine,
-            chats,
-        }
+        Harness { _dir: dir, journal, engine, chats }
     }
 
     /// A process restart: shuts the engine down, builds a new one on the same
     /// store and resumes; returns how many runs it resumed.
     pub async fn restart(&mut self) -> usize {
-        tokio::time::timeout(WAIT, self.engine.shutdown())
-            .await
-            .expect("the engine shuts down");
+        tokio::time::timeout(WAIT, self.engine.shutdown()).await.expect("the engine shuts down");
         self.engine = engine_on(&self.journal);
         self.chats = ChatService::new(self.journal.clone(), self.engine.clone());
         self.engine.resume_all().await.unwrap()
@@ -81,62 +71,42 @@ impl Harness {
             updated_at: at,
         };
         self.journal.store.put_flow(&record).await.unwrap();
-        let new = NewChat {
-            from_flow: record.id,
-            ..Default::default()
-        };
+        let new = NewChat { from_flow: record.id, ..Default::default() };
         self.chats.create(TENANT, new).await.unwrap().id
     }
 
     /// Starts listening to the chat's events (before acting on it).
     pub async fn watch(&self, chat_id: &str) -> Watch {
         let channel = Channel::Chat(chat_id.to_owned());
-        Watch {
-            sub: self.journal.bus.subscribe(&channel).await.unwrap(),
-        }
+        Watch { sub: self.journal.bus.subscribe(&channel).await.unwrap() }
     }
 
     /// Posts a user message.
     pub async fn say(&self, chat_id: &str, text: &str) {
-        self.chats
-            .post_message(TENANT, chat_id, text)
-            .await
-            .unwrap();
+        self.chats.post_message(TENANT, chat_id, text).await.unwrap();
     }
 
     /// Answers the pending input request (`None`: the auto reply).
     pub async fn answer(&self, chat_id: &str, text: Option<&str>) {
-        self.chats
-            .submit_input(TENANT, chat_id, None, text)
-            .await
-            .unwrap();
+        self.chats.submit_input(TENANT, chat_id, None, text).await.unwrap();
     }
 
     /// Every durable event of the chat, by seq.
     pub async fn events(&self, chat_id: &str) -> Vec<Event> {
-        let query = SeqQuery {
-            limit: 1000,
-            ..Default::default()
-        };
+        let query = SeqQuery { limit: 1000, ..Default::default() };
         self.journal.store.events(chat_id, &query).await.unwrap()
     }
 
     /// Every message of the chat, by seq.
     pub async fn messages(&self, chat_id: &str) -> Vec<Message> {
-        let query = SeqQuery {
-            limit: 1000,
-            ..Default::default()
-        };
+        let query = SeqQuery { limit: 1000, ..Default::default() };
         self.journal.store.messages(chat_id, &query).await.unwrap()
     }
 
     /// `(sender, content)` of every message.
     pub async fn transcript(&self, chat_id: &str) -> Vec<(String, String)> {
         let messages = self.messages(chat_id).await;
-        messages
-            .into_iter()
-            .map(|m| (m.sender, m.content))
-            .collect()
+        messages.into_iter().map(|m| (m.sender, m.content)).collect()
     }
 
     /// The `status` of every `chat.status` event, in order.
@@ -152,10 +122,7 @@ impl Harness {
     /// The `stop_reason` of the last `run.completed`.
     pub async fn stop_reason(&self, chat_id: &str) -> Option<String> {
         let events = self.events(chat_id).await;
-        let done = events
-            .iter()
-            .rev()
-            .find(|e| e.kind == EventKind::RunCompleted)?;
+        let done = events.iter().rev().find(|e| e.kind == EventKind::RunCompleted)?;
         done.data["stop_reason"].as_str().map(str::to_owned)
     }
 
@@ -206,17 +173,15 @@ impl Watch {
 
     /// Waits until the chat leaves `running`; returns the status it settled in.
     pub async fn settled(&mut self) -> String {
-        let event = self
-            .next_where(|e| e.kind == EventKind::ChatStatus && e.data["status"] != "running")
-            .await;
+        let event =
+            self.next_where(|e| e.kind == EventKind::ChatStatus && e.data["status"] != "running").await;
         event.data["status"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Waits for the next `message.created` from `sender`; returns the message.
     pub async fn message_from(&mut self, sender: &str) -> Value {
-        let event = self
-            .next_where(|e| e.kind == EventKind::MessageCreated && e.data["sender"] == sender)
-            .await;
+        let event =
+            self.next_where(|e| e.kind == EventKind::MessageCreated && e.data["sender"] == sender).await;
         event.data
     }
 }

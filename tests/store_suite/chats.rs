@@ -48,18 +48,12 @@ pub async fn a_stale_expected_seq_conflicts_and_leaves_the_chat_unchanged(store:
 pub async fn a_change_to_a_missing_chat_is_chat_not_found(store: DynStore) {
     let never = transitions::create("tenant_a", chat_of("flow_a")).record;
     let result = store.commit(post(&never, "hello")).await;
-    assert!(
-        matches!(result, Err(StoreError::ChatNotFound)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(StoreError::ChatNotFound)), "{result:?}");
 
     let record = create_chat(&store, "tenant_a", "flow_a").await;
     assert!(store.delete_chat(&record.chat.id).await.expect("deletes"));
     let result = store.commit(post(&record, "hello")).await;
-    assert!(
-        matches!(result, Err(StoreError::ChatNotFound)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(StoreError::ChatNotFound)), "{result:?}");
     assert!(all_events(&store, &record.chat.id).await.is_empty());
 }
 
@@ -70,11 +64,8 @@ pub async fn twenty_concurrent_changes_from_the_same_seq_commit_exactly_one(stor
         let store = Arc::clone(&store);
         tokio::spawn(async move { store.commit(change).await })
     });
-    let results: Vec<_> = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|joined| joined.expect("the task ran"))
-        .collect();
+    let results: Vec<_> =
+        join_all(tasks).await.into_iter().map(|joined| joined.expect("the task ran")).collect();
     let winners: Vec<usize> = (0..20).filter(|&i| results[i].is_ok()).collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     assert_eq!(results.iter().filter(|r| is_conflict(r)).count(), 19);
@@ -82,14 +73,8 @@ pub async fn twenty_concurrent_changes_from_the_same_seq_commit_exactly_one(stor
     let winner = &changes[winners[0]];
     let got = store.get_chat(&record.chat.id).await.expect("reads");
     assert_same(&got.expect("the chat is there"), &winner.record);
-    assert_same(
-        &all_messages(&store, &record.chat.id).await,
-        &winner.messages,
-    );
-    assert_eq!(
-        all_events(&store, &record.chat.id).await.len() as u64,
-        winner.record.chat.last_seq
-    );
+    assert_same(&all_messages(&store, &record.chat.id).await, &winner.messages);
+    assert_eq!(all_events(&store, &record.chat.id).await.len() as u64, winner.record.chat.last_seq);
 }
 
 pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStore) {
@@ -105,60 +90,26 @@ pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStor
     assert_eq!(messages.len(), 5);
     assert!(messages.windows(2).all(|w| w[0].seq < w[1].seq));
 
-    let q = |after_seq, before_seq, limit, descending| SeqQuery {
-        after_seq,
-        before_seq,
-        limit,
-        descending,
-    };
-    let seqs_of = |events: Vec<Event>| {
-        events
-            .iter()
-            .map(|e| e.seq.expect("durable"))
-            .collect::<Vec<_>>()
-    };
-    let got = store
-        .events(&id, &q(Some(10), None, 5, false))
-        .await
-        .expect("reads");
+    let q = |after_seq, before_seq, limit, descending| SeqQuery { after_seq, before_seq, limit, descending };
+    let seqs_of = |events: Vec<Event>| events.iter().map(|e| e.seq.expect("durable")).collect::<Vec<_>>();
+    let got = store.events(&id, &q(Some(10), None, 5, false)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![11, 12, 13, 14, 15]);
-    let got = store
-        .events(&id, &q(Some(20), Some(24), 100, false))
-        .await
-        .expect("reads");
+    let got = store.events(&id, &q(Some(20), Some(24), 100, false)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![21, 22, 23]);
-    let got = store
-        .events(&id, &q(None, None, 3, true))
-        .await
-        .expect("reads");
+    let got = store.events(&id, &q(None, None, 3, true)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![26, 25, 24]);
-    let got = store
-        .events(&id, &q(None, Some(5), 2, true))
-        .await
-        .expect("reads");
+    let got = store.events(&id, &q(None, Some(5), 2, true)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![4, 3]);
-    let got = store
-        .events(&id, &q(Some(26), None, 10, false))
-        .await
-        .expect("reads");
+    let got = store.events(&id, &q(Some(26), None, 10, false)).await.expect("reads");
     assert!(got.is_empty());
 
     let message_seqs = |m: Vec<Message>| m.iter().map(|m| m.seq).collect::<Vec<_>>();
     let all: Vec<u64> = message_seqs(messages);
-    let got = store
-        .messages(&id, &q(Some(all[1]), None, 2, false))
-        .await
-        .expect("reads");
+    let got = store.messages(&id, &q(Some(all[1]), None, 2, false)).await.expect("reads");
     assert_eq!(message_seqs(got), all[2..4].to_vec());
-    let got = store
-        .messages(&id, &q(None, Some(all[4]), 10, true))
-        .await
-        .expect("reads");
+    let got = store.messages(&id, &q(None, Some(all[4]), 10, true)).await.expect("reads");
     assert_eq!(message_seqs(got), vec![all[3], all[2], all[1], all[0]]);
-    let got = store
-        .messages("chat_other", &q(None, None, 10, false))
-        .await
-        .expect("reads");
+    let got = store.messages("chat_other", &q(None, None, 10, false)).await.expect("reads");
     assert!(got.is_empty());
 }
 
@@ -182,31 +133,15 @@ pub async fn chat_listing_is_newest_first_and_filters_by_status_and_flow(store: 
     assert_eq!(ids, newest_first(&all));
     assert!(!has_more && cursor.is_none());
 
-    let running: Vec<ChatRecord> = all
-        .iter()
-        .filter(|r| r.chat.status == ChatStatus::Running)
-        .cloned()
-        .collect();
+    let running: Vec<ChatRecord> =
+        all.iter().filter(|r| r.chat.status == ChatStatus::Running).cloned().collect();
     let (ids, ..) = chat_ids(&store, "tenant_a", query(Some(ChatStatus::Running), None)).await;
     assert_eq!(ids, newest_first(&running));
-    let odd: Vec<ChatRecord> = all
-        .iter()
-        .filter(|r| r.chat.from_flow == "flow_odd")
-        .cloned()
-        .collect();
+    let odd: Vec<ChatRecord> = all.iter().filter(|r| r.chat.from_flow == "flow_odd").cloned().collect();
     let (ids, ..) = chat_ids(&store, "tenant_a", query(None, Some("flow_odd"))).await;
     assert_eq!(ids, newest_first(&odd));
-    let both: Vec<ChatRecord> = running
-        .iter()
-        .filter(|r| r.chat.from_flow == "flow_odd")
-        .cloned()
-        .collect();
-    let (ids, ..) = chat_ids(
-        &store,
-        "tenant_a",
-        query(Some(ChatStatus::Running), Some("flow_odd")),
-    )
-    .await;
+    let both: Vec<ChatRecord> = running.iter().filter(|r| r.chat.from_flow == "flow_odd").cloned().collect();
+    let (ids, ..) = chat_ids(&store, "tenant_a", query(Some(ChatStatus::Running), Some("flow_odd"))).await;
     assert_eq!(ids, newest_first(&both));
     let (ids, ..) = chat_ids(&store, "tenant_a", query(Some(ChatStatus::Error), None)).await;
     assert!(ids.is_empty());
@@ -226,25 +161,16 @@ pub async fn chat_pages_follow_after_and_before_without_overlap_or_gap(store: Dy
         ..ChatQuery::default()
     };
     let (p1, more1, c1) = chat_ids(&store, "tenant_a", page(None, None)).await;
-    assert_eq!(
-        (p1.as_slice(), more1, c1.as_ref()),
-        (&ids[0..3], true, Some(&ids[2]))
-    );
+    assert_eq!((p1.as_slice(), more1, c1.as_ref()), (&ids[0..3], true, Some(&ids[2])));
     let (p2, more2, c2) = chat_ids(&store, "tenant_a", page(c1.as_ref(), None)).await;
-    assert_eq!(
-        (p2.as_slice(), more2, c2.as_ref()),
-        (&ids[3..6], true, Some(&ids[5]))
-    );
+    assert_eq!((p2.as_slice(), more2, c2.as_ref()), (&ids[3..6], true, Some(&ids[5])));
     let (p3, more3, c3) = chat_ids(&store, "tenant_a", page(c2.as_ref(), None)).await;
     assert_eq!((p3.as_slice(), more3, c3), (&ids[6..7], false, None));
 
     // Back toward newer chats: the page just before, still newest first; the
     // cursor is its newest id, to pass as `before` again.
     let (b1, more, cursor) = chat_ids(&store, "tenant_a", page(None, Some(&ids[6]))).await;
-    assert_eq!(
-        (b1.as_slice(), more, cursor.as_ref()),
-        (&ids[3..6], true, Some(&ids[3]))
-    );
+    assert_eq!((b1.as_slice(), more, cursor.as_ref()), (&ids[3..6], true, Some(&ids[3])));
     let (b2, more, cursor) = chat_ids(&store, "tenant_a", page(None, cursor.as_ref())).await;
     assert_eq!((b2.as_slice(), more, cursor), (&ids[0..3], false, None));
     // Both bounds: the chats strictly between them.
@@ -258,10 +184,7 @@ pub async fn chat_listing_never_shows_another_tenants_chats(store: DynStore) {
         create_chat(&store, "tenant_a", "flow_a").await,
     ];
     let theirs = create_chat(&store, "tenant_b", "flow_a").await;
-    let query = ChatQuery {
-        limit: 100,
-        ..ChatQuery::default()
-    };
+    let query = ChatQuery { limit: 100, ..ChatQuery::default() };
     let (ids, ..) = chat_ids(&store, "tenant_a", query.clone()).await;
     assert_eq!(ids, newest_first(&mine));
     let (ids, ..) = chat_ids(&store, "tenant_b", query.clone()).await;
@@ -283,10 +206,7 @@ pub async fn running_chats_finds_exactly_the_running_ones_of_every_tenant(store:
     let got_ids = id_set(got.iter().map(|r| &r.chat.id));
     assert_eq!(got_ids, id_set(running.iter().map(|r| &r.chat.id)));
     for record in &got {
-        let want = running
-            .iter()
-            .find(|r| r.chat.id == record.chat.id)
-            .expect("listed");
+        let want = running.iter().find(|r| r.chat.id == record.chat.id).expect("listed");
         assert_same(record, want);
     }
 }
@@ -303,9 +223,6 @@ pub async fn deleting_a_chat_removes_its_messages_and_events(store: DynStore) {
     assert!(all_messages(&store, &doomed.chat.id).await.is_empty());
     assert!(!store.delete_chat(&doomed.chat.id).await.expect("deletes"));
 
-    assert_eq!(
-        all_events(&store, &kept.chat.id).await.len() as u64,
-        kept.chat.last_seq
-    );
+    assert_eq!(all_events(&store, &kept.chat.id).await.len() as u64, kept.chat.last_seq);
     assert_eq!(all_messages(&store, &kept.chat.id).await.len(), 1);
 }

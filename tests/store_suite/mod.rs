@@ -23,8 +23,7 @@ use serde_json::json;
 
 use flowgate::chats::transitions;
 use flowgate::model::{
-    ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Timestamp, new_id,
-    now,
+    ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Timestamp, new_id, now,
 };
 use flowgate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError};
 
@@ -76,10 +75,8 @@ pub type DynStore = Arc<dyn Store>;
 /// Compares two records by their stored (wire) form: timestamps keep
 /// milliseconds, so a record read back equals its JSON round trip.
 pub fn assert_same<T: Serialize + std::fmt::Debug>(got: &T, want: &T) {
-    let (g, w) = (
-        serde_json::to_value(got).expect("serializes"),
-        serde_json::to_value(want).expect("serializes"),
-    );
+    let (g, w) =
+        (serde_json::to_value(got).expect("serializes"), serde_json::to_value(want).expect("serializes"));
     assert_eq!(g, w, "\n got: {got:?}\nwant: {want:?}");
 }
 
@@ -130,23 +127,14 @@ pub async fn post_and_cancel(store: &DynStore, current: &ChatRecord, content: &s
 
 /// Every event of a chat, ascending.
 pub async fn all_events(store: &DynStore, chat_id: &str) -> Vec<Event> {
-    let query = SeqQuery {
-        limit: 10_000,
-        ..SeqQuery::default()
-    };
+    let query = SeqQuery { limit: 10_000, ..SeqQuery::default() };
     store.events(chat_id, &query).await.expect("events read")
 }
 
 /// Every message of a chat, ascending.
 pub async fn all_messages(store: &DynStore, chat_id: &str) -> Vec<Message> {
-    let query = SeqQuery {
-        limit: 10_000,
-        ..SeqQuery::default()
-    };
-    store
-        .messages(chat_id, &query)
-        .await
-        .expect("messages read")
+    let query = SeqQuery { limit: 10_000, ..SeqQuery::default() };
+    store.messages(chat_id, &query).await.expect("messages read")
 }
 
 /// One page of a tenant's chats, as ids.

@@ -40,12 +40,14 @@ pub struct TestApp {
 
 /// The config every test app starts from.
 pub fn test_config(data_dir: PathBuf) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data_dir;
-    config.api_key = Some(KEY.into());
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir,
+        api_key: Some(KEY.into()),
+        log: "warn".into(),
+        ..Default::default()
+    };
     config.jwt.secret = Some(JWT_SECRET.into());
-    config.log = "warn".into();
     config
 }
 
@@ -80,9 +82,7 @@ pub async fn spawn_on(config: Config, listener: tokio::net::TcpListener) -> Test
     let stop = CancellationToken::new();
     let signal = stop.clone();
     let server = tokio::spawn(async move {
-        app.serve(listener, async move { signal.cancelled().await })
-            .await
-            .unwrap();
+        app.serve(listener, async move { signal.cancelled().await }).await.unwrap();
     });
     TestApp {
         base: format!("http://{addr}"),
@@ -100,10 +100,7 @@ pub async fn spawn_on(config: Config, listener: tokio::net::TcpListener) -> Test
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-api-key", key.parse().unwrap());
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 impl TestApp {
@@ -112,10 +109,7 @@ impl TestApp {
     pub async fn stop(mut self) -> (PathBuf, Option<Arc<tempfile::TempDir>>) {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
-            tokio::time::timeout(WAIT, server)
-                .await
-                .expect("the server stops")
-                .unwrap();
+            tokio::time::timeout(WAIT, server).await.expect("the server stops").unwrap();
         }
         (self.data_dir.clone(), self._dir.take())
     }
@@ -150,41 +144,28 @@ impl TestApp {
 
     /// Registers a flow under an id (PUT /flows/{id}).
     pub async fn put_flow(&self, id: &str, flow: Value) {
-        let (status, body) = send(
-            self.client
-                .put(self.url(&format!("/flows/{id}")))
-                .json(&flow),
-        )
-        .await;
+        let (status, body) = send(self.client.put(self.url(&format!("/flows/{id}"))).json(&flow)).await;
         assert!(status == 200 || status == 201, "flow {id}: {status} {body}");
     }
 
     /// Creates a chat from a flow; returns its id.
     pub async fn create_chat(&self, flow: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/chats",
-                json!({"name": "t", "from_type": "flow", "from_flow": flow}),
-            )
-            .await;
+        let (status, body) =
+            self.post("/chats", json!({"name": "t", "from_type": "flow", "from_flow": flow})).await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
     /// Posts a user message; asserts 202.
     pub async fn say(&self, chat: &str, text: &str) -> Value {
-        let (status, body) = self
-            .post(&format!("/chats/{chat}/messages"), json!({"message": text}))
-            .await;
+        let (status, body) = self.post(&format!("/chats/{chat}/messages"), json!({"message": text})).await;
         assert_eq!(status, 202, "{body}");
         body
     }
 
     /// Answers the pending input; asserts 202.
     pub async fn answer(&self, chat: &str, text: &str) -> Value {
-        let (status, body) = self
-            .post(&format!("/chats/{chat}/input"), json!({"message": text}))
-            .await;
+        let (status, body) = self.post(&format!("/chats/{chat}/input"), json!({"message": text})).await;
         assert_eq!(status, 202, "{body}");
         body
     }
@@ -193,9 +174,7 @@ impl TestApp {
     /// after seq `after`; returns the chat's durable events so far.
     pub async fn wait_for_status(&self, chat: &str, after: u64, status: ChatStatus) -> Vec<Event> {
         self.wait_for(chat, |e| {
-            e.kind == EventKind::ChatStatus
-                && e.seq > Some(after)
-                && e.data["status"] == json!(status)
+            e.kind == EventKind::ChatStatus && e.seq > Some(after) && e.data["status"] == json!(status)
         })
         .await
     }
@@ -203,12 +182,7 @@ impl TestApp {
     /// Waits (bounded) until an event matching `pred` is stored; subscribes to
     /// the bus before reading the store so nothing slips between the two.
     pub async fn wait_for(&self, chat: &str, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let mut sub = self
-            .state
-            .bus
-            .subscribe(&Channel::Chat(chat.to_owned()))
-            .await
-            .unwrap();
+        let mut sub = self.state.bus.subscribe(&Channel::Chat(chat.to_owned())).await.unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let events = self.events(chat).await;
@@ -217,28 +191,20 @@ impl TestApp {
             }
             match tokio::time::timeout_at(deadline, sub.receiver.recv()).await {
                 Ok(_) => continue,
-                Err(_) => panic!(
-                    "timed out waiting on chat {chat}; events: {:#?}",
-                    kinds(&events)
-                ),
+                Err(_) => panic!("timed out waiting on chat {chat}; events: {:#?}", kinds(&events)),
             }
         }
     }
 
     /// Every durable event of a chat, read from the store.
     pub async fn events(&self, chat: &str) -> Vec<Event> {
-        let q = SeqQuery {
-            limit: 10_000,
-            ..Default::default()
-        };
+        let q = SeqQuery { limit: 10_000, ..Default::default() };
         self.state.store.events(chat, &q).await.unwrap()
     }
 
     /// Every message of a chat, via the API.
     pub async fn messages(&self, chat: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!("/chats/{chat}/messages?limit=1000"))
-            .await;
+        let (status, body) = self.get(&format!("/chats/{chat}/messages?limit=1000")).await;
         assert_eq!(status, 200, "{body}");
         body["data"].as_array().unwrap().clone()
     }
@@ -273,10 +239,7 @@ pub fn kinds(events: &[Event]) -> Vec<String> {
                 "{} {} {}",
                 e.seq.unwrap_or(0),
                 e.kind.as_str(),
-                e.data
-                    .get("status")
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
+                e.data.get("status").map(|s| s.to_string()).unwrap_or_default()
             )
         })
         .collect()

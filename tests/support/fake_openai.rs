@@ -77,9 +77,7 @@ pub struct FakeOpenAi {
 impl FakeOpenAi {
     /// Starts a fake with an empty script (unscripted requests get a 500).
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake");
         let addr = listener.local_addr().expect("fake address");
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
@@ -88,20 +86,12 @@ impl FakeOpenAi {
             shutdown: CancellationToken::new(),
             cut: CancellationToken::new(),
         });
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .with_state(shared.clone());
+        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
         let stop = shared.shutdown.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
         });
-        Self {
-            addr,
-            shared,
-            server,
-        }
+        Self { addr, shared, server }
     }
 
     /// The base URL to configure a provider with (`http://127.0.0.1:PORT/v1`).
@@ -145,9 +135,7 @@ impl Drop for FakeOpenAi {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -155,31 +143,18 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         path: "/v1/chat/completions".into(),
         headers: headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     let wants_usage = recorded.body["stream_options"]["include_usage"] == json!(true);
     let prompt_tokens = recorded.body["messages"].as_array().map_or(0, Vec::len);
-    let auth = recorded
-        .headers
-        .get("authorization")
-        .cloned()
-        .unwrap_or_default();
+    let auth = recorded.headers.get("authorization").cloned().unwrap_or_default();
     lock(&shared.requests).push(recorded);
     shared.count.send_modify(|c| *c += 1);
     let next = lock(&shared.script).pop_front();
     let Some(behaviour) = next else {
-        return status(
-            500,
-            r#"{"error":{"message":"fake: nothing scripted"}}"#.into(),
-            None,
-        );
+        return status(500, r#"{"error":{"message":"fake: nothing scripted"}}"#.into(), None);
     };
     match behaviour {
         Behaviour::Stream(chunks) => {
@@ -198,19 +173,13 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
                 stop.cancelled_owned().await;
                 Ok(Bytes::new())
             });
-            sse(stream::iter(opening(&chunks).into_iter().map(Ok))
-                .chain(silence)
-                .boxed())
+            sse(stream::iter(opening(&chunks).into_iter().map(Ok)).chain(silence).boxed())
         }
         Behaviour::MalformedChunk => sse(stream::iter([Ok(event("{\"choices\": [oops"))]).boxed()),
         Behaviour::CloseMidStream(chunks) => close_mid_stream(&shared, &chunks),
         Behaviour::EchoAuth(code) => {
             let message = format!("Incorrect API key provided: {auth}");
-            status(
-                code,
-                json!({"error": {"message": message}}).to_string(),
-                None,
-            )
+            status(code, json!({"error": {"message": message}}).to_string(), None)
         }
         Behaviour::RawEvents(events) => {
             sse(stream::iter(events.iter().map(|e| Ok(event(e))).collect::<Vec<_>>()).boxed())
@@ -227,17 +196,11 @@ fn close_mid_stream(shared: &Shared, chunks: &[String]) -> Response {
         }
         Err(io::Error::other("fake: connection dropped"))
     });
-    sse(stream::iter(opening(chunks).into_iter().map(Ok))
-        .chain(broken)
-        .boxed())
+    sse(stream::iter(opening(chunks).into_iter().map(Ok)).chain(broken).boxed())
 }
 
 fn sse(body: BoxStream<'static, Result<Bytes, io::Error>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/event-stream")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(body)).into_response()
 }
 
 fn status(code: u16, body: String, retry_after: Option<String>) -> Response {
@@ -256,11 +219,7 @@ fn whole(text: &str, usage: Value) -> Response {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": usage,
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn usage(prompt: usize, completion: usize) -> Value {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::app::{KEY, TestApp, WAIT};
@@ -43,7 +43,11 @@ pub async fn connect_with(app: &TestApp, path: &str, key: Option<&str>) -> Resul
         Ok((socket, _)) => Ok(Ws { socket }),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
-            let body = resp.body().as_ref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
             Err(Refused { status, body })
         }
         Err(e) => panic!("connect failed: {e}"),
@@ -84,7 +88,9 @@ impl Ws {
             let msg = tokio::time::timeout(wait, self.socket.next()).await.expect("a frame arrives in time");
             match msg {
                 Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
-                Some(Ok(Message::Close(frame))) => return Err(Ended::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Ended::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005)));
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Err(Ended::Dropped),
             }

@@ -30,12 +30,7 @@ pub struct ScriptedProvider {
 impl ScriptedProvider {
     /// A scripted model named `name` (its name in the flow or registry).
     pub fn new(name: impl Into<String>, replies: Vec<String>, echo: bool, delay_ms: u64) -> Self {
-        Self {
-            name: name.into(),
-            replies,
-            echo,
-            delay: Duration::from_millis(delay_ms),
-        }
+        Self { name: name.into(), replies, echo, delay: Duration::from_millis(delay_ms) }
     }
 
     /// The whole text it answers `request` with.
@@ -105,16 +100,8 @@ mod tests {
             agent: "writer".into(),
             turn,
             messages: vec![
-                Turn {
-                    role: TurnRole::System,
-                    name: None,
-                    content: "be brief".into(),
-                },
-                Turn {
-                    role: TurnRole::User,
-                    name: Some("user".into()),
-                    content: last.into(),
-                },
+                Turn { role: TurnRole::System, name: None, content: "be brief".into() },
+                Turn { role: TurnRole::User, name: Some("user".into()), content: last.into() },
             ],
         }
     }
@@ -143,10 +130,7 @@ mod tests {
     #[tokio::test]
     async fn echo_repeats_the_last_message_and_nothing_scripted_says_so() {
         let echo = ScriptedProvider::new("e", vec![], true, 0);
-        assert_eq!(
-            run(&echo, request(0, "hello there")).await.0.content,
-            "hello there"
-        );
+        assert_eq!(run(&echo, request(0, "hello there")).await.0.content, "hello there");
         let plain = ScriptedProvider::new("p", vec![], false, 0);
         assert_eq!(run(&plain, request(0, "x")).await.0.content, DEFAULT_REPLY);
     }

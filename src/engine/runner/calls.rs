@@ -43,11 +43,7 @@ impl Runner<'_> {
         })?;
         let provider = self.shared.models.resolve(flow, model)?;
         let request = prompt::agent_request(spec, &self.history);
-        let target = DeltaTarget {
-            tenant: &at.tenant,
-            message_id,
-            sender: agent,
-        };
+        let target = DeltaTarget { tenant: &at.tenant, message_id, sender: agent };
         self.stream(provider, request, Some(target)).await
     }
 
@@ -64,10 +60,7 @@ impl Runner<'_> {
             .selector_model
             .clone()
             .or_else(|| {
-                flow.agents
-                    .iter()
-                    .find(|a| a.kind == AgentKind::Assistant)
-                    .and_then(|a| a.model.clone())
+                flow.agents.iter().find(|a| a.kind == AgentKind::Assistant).and_then(|a| a.model.clone())
             })
             .ok_or_else(|| ProviderError::Connect {
                 model: "(selector)".into(),

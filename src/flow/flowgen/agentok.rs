@@ -13,10 +13,7 @@ use super::settings::group_settings;
 
 /// Whether the graph is Agentok's: it has an initializer or `converse` edges.
 pub(super) fn is_agentok(g: &Graph) -> bool {
-    g.of_kind("initializer").next().is_some()
-        || g.edges
-            .iter()
-            .any(|e| e.kind.as_deref() == Some("converse"))
+    g.of_kind("initializer").next().is_some() || g.edges.iter().any(|e| e.kind.as_deref() == Some("converse"))
 }
 
 /// The conversation, or `None` (reported) when the graph has no usable shape.
@@ -24,30 +21,18 @@ pub(super) fn shape<'g>(g: &'g Graph, r: &mut Report) -> Option<Draft<'g>> {
     check_edges(g, r);
     let mut initializers = g.of_kind("initializer");
     let Some(init) = initializers.next() else {
-        r.issue(
-            "nodes",
-            "no initializer: an Agentok flow starts at an `initializer` node",
-        );
+        r.issue("nodes", "no initializer: an Agentok flow starts at an `initializer` node");
         return None;
     };
     for extra in initializers {
         r.warn(extra.at(), "a second initializer; ignored");
     }
     let Some(first) = g.targets_of(&init.id).into_iter().next() else {
-        r.issue(
-            init.at(),
-            "no edge leaves the initializer: connect it to the first agent",
-        );
+        r.issue(init.at(), "no edge leaves the initializer: connect it to the first agent");
         return None;
     };
     if role(first).is_none() {
-        r.issue(
-            first.at(),
-            format!(
-                "the initializer must lead to an agent, not a `{}` node",
-                first.kind
-            ),
-        );
+        r.issue(first.at(), format!("the initializer must lead to an agent, not a `{}` node", first.kind));
         return None;
     }
     let targets = g.targets_of(&first.id);
@@ -71,11 +56,9 @@ pub(super) fn shape<'g>(g: &'g Graph, r: &mut Report) -> Option<Draft<'g>> {
     };
     match partner.kind.as_str() {
         "groupchat" => group(g, first, partner, r),
-        _ if role(partner).is_some() => Some(Draft {
-            members: vec![first, partner],
-            group: None,
-            opener: first,
-        }),
+        _ if role(partner).is_some() => {
+            Some(Draft { members: vec![first, partner], group: None, opener: first })
+        }
         // Nested chats are reported with the node types.
         "nestedchat" => None,
         kind => {
@@ -95,17 +78,10 @@ fn group<'g>(g: &'g Graph, first: &'g Node, group: &'g Node, r: &mut Report) -> 
         .filter(|n| n.parent.as_deref() == Some(group.id.as_str()) && role(n).is_some())
         .collect();
     if members.is_empty() {
-        r.issue(
-            group.at(),
-            "the group has no members: place the agents inside it",
-        );
+        r.issue(group.at(), "the group has no members: place the agents inside it");
         return None;
     }
-    Some(Draft {
-        members,
-        group: Some((group, settings)),
-        opener: first,
-    })
+    Some(Draft { members, group: Some((group, settings)), opener: first })
 }
 
 /// Tools and retrieval on edges are unsupported; chat options the native flow
@@ -115,10 +91,7 @@ fn check_edges(g: &Graph, r: &mut Report) {
         match edge.get("tools") {
             None => {}
             Some(serde_json::Value::Array(t)) if t.is_empty() => {}
-            Some(_) => r.issue(
-                edge.field("tools"),
-                "tools are not supported: Flowgate never runs flow code",
-            ),
+            Some(_) => r.issue(edge.field("tools"), "tools are not supported: Flowgate never runs flow code"),
         }
         if edge.get("enable_rag") == Some(&serde_json::Value::Bool(true)) {
             r.issue(edge.field("enable_rag"), "retrieval (RAG) is not supported");
@@ -145,12 +118,6 @@ const IGNORED_OPTIONS: [(&str, &str); 3] = [
         "not supported; ignored: the native flow stops on its termination rule, \
          max_consecutive_auto_reply and max_round",
     ),
-    (
-        "summary_method",
-        "not supported; ignored: the native flow keeps the whole conversation",
-    ),
-    (
-        "message",
-        "ignored: the chat opens with the human's message",
-    ),
+    ("summary_method", "not supported; ignored: the native flow keeps the whole conversation"),
+    ("message", "ignored: the chat opens with the human's message"),
 ];

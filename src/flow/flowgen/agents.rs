@@ -36,9 +36,7 @@ pub(super) fn role(node: &Node) -> Option<AgentKind> {
             Some(AgentKind::Assistant)
         }
         "user" | "retrieve_user" => Some(AgentKind::UserProxy),
-        "conversable" if node.get("disable_llm") == Some(&Value::Bool(true)) => {
-            Some(AgentKind::UserProxy)
-        }
+        "conversable" if node.get("disable_llm") == Some(&Value::Bool(true)) => Some(AgentKind::UserProxy),
         "conversable" => Some(AgentKind::Assistant),
         _ => None,
     }
@@ -51,16 +49,11 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
     let kind = role(node).unwrap_or(AgentKind::Assistant);
     let conversable = node.kind == "conversable";
     let system_message = match kind {
-        AgentKind::Assistant if node.get("enable_system_message") == Some(&Value::Bool(false)) => {
-            None
-        }
+        AgentKind::Assistant if node.get("enable_system_message") == Some(&Value::Bool(false)) => None,
         AgentKind::Assistant => node.nonblank("system_message", r),
         AgentKind::UserProxy => {
             if dialect == Dialect::Agentok && node.nonblank("system_message", r).is_some() {
-                r.warn(
-                    node.field("system_message"),
-                    "ignored: an imported user proxy has no model",
-                );
+                r.warn(node.field("system_message"), "ignored: an imported user proxy has no model");
             }
             None
         }
@@ -73,19 +66,14 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
     let spec = AgentSpec {
         name: node.text("name", r).unwrap_or_default(),
         kind,
-        model: (kind == AgentKind::Assistant)
-            .then(|| model.map(str::to_owned))
-            .flatten(),
+        model: (kind == AgentKind::Assistant).then(|| model.map(str::to_owned)).flatten(),
         system_message,
         description: node.nonblank("description", r),
         human_input_mode,
         max_consecutive_auto_reply: auto_reply_limit(node, dialect, kind, r),
         default_auto_reply: None,
     };
-    Mapped {
-        spec,
-        rules: termination_rules(node, r),
-    }
+    Mapped { spec, rules: termination_rules(node, r) }
 }
 
 /// Reports node types, classes and features that cannot run natively.
@@ -97,10 +85,7 @@ fn check_supported(node: &Node, r: &mut Report) {
         _ => None,
     };
     if let Some(reason) = type_reason {
-        r.issue(
-            format!("{}.type", node.at()),
-            format!("`{}` nodes are not supported: {reason}", node.kind),
-        );
+        r.issue(format!("{}.type", node.at()), format!("`{}` nodes are not supported: {reason}", node.kind));
     } else {
         check_class(node, r);
     }
@@ -118,19 +103,12 @@ fn check_supported(node: &Node, r: &mut Report) {
         );
     }
     if node.get("retrieve_config").is_some() {
-        r.issue(
-            node.field("retrieve_config"),
-            "retrieval (RAG) is not supported",
-        );
+        r.issue(node.field("retrieve_config"), "retrieval (RAG) is not supported");
     }
 }
 
 fn check_class(node: &Node, r: &mut Report) {
-    let key = if node.get("class_type").is_some() {
-        "class_type"
-    } else {
-        "class"
-    };
+    let key = if node.get("class_type").is_some() { "class_type" } else { "class" };
     let Some(class) = node.text(key, r) else {
         return;
     };
@@ -144,10 +122,7 @@ fn check_class(node: &Node, r: &mut Report) {
         "MathUserProxyAgent" => "it executes code",
         _ => "only AssistantAgent, UserProxyAgent and ConversableAgent run natively",
     };
-    r.issue(
-        node.field(key),
-        format!("class `{class}` is not supported: {reason}"),
-    );
+    r.issue(node.field(key), format!("class `{class}` is not supported: {reason}"));
 }
 
 fn human_input_mode(node: &Node, r: &mut Report) -> HumanInputMode {
@@ -192,10 +167,7 @@ fn termination_rules(node: &Node, r: &mut Report) -> Vec<Termination> {
         }
     }
     if let Some(word) = node.nonblank("termination_msg", r) {
-        rules.push(Termination::Contains {
-            contains: word.trim().to_owned(),
-            ignore_case: true,
-        });
+        rules.push(Termination::Contains { contains: word.trim().to_owned(), ignore_case: true });
     }
     rules
 }

@@ -44,11 +44,7 @@ pub(super) fn shape<'g>(g: &'g Graph, r: &mut Report) -> Option<Draft<'g>> {
         );
         return None;
     }
-    Some(Draft {
-        members: vec![user, first],
-        group: None,
-        opener: user,
-    })
+    Some(Draft { members: vec![user, first], group: None, opener: user })
 }
 
 fn group<'g>(g: &'g Graph, user: &'g Node, group: &'g Node, r: &mut Report) -> Option<Draft<'g>> {
@@ -58,25 +54,15 @@ fn group<'g>(g: &'g Graph, user: &'g Node, group: &'g Node, r: &mut Report) -> O
         if role(node).is_some() {
             members.push(node);
         } else {
-            r.issue(
-                node.at(),
-                format!("a `{}` node cannot join a group chat", node.kind),
-            );
+            r.issue(node.at(), format!("a `{}` node cannot join a group chat", node.kind));
         }
     }
     if members.is_empty() {
-        r.issue(
-            group.at(),
-            "the group chat has no members: draw edges from the agents into it",
-        );
+        r.issue(group.at(), "the group chat has no members: draw edges from the agents into it");
         return None;
     }
     if settings.involve_user {
         members.push(user);
     }
-    Some(Draft {
-        members,
-        group: Some((group, settings)),
-        opener: user,
-    })
+    Some(Draft { members, group: Some((group, settings)), opener: user })
 }

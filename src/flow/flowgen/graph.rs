@@ -100,44 +100,23 @@ impl Graph {
         for (i, v) in items("edges").unwrap_or_default().iter().enumerate() {
             match Edge::deserialize(v).map(|e| Edge { index: i, ..e }) {
                 Ok(edge) if !ids.contains(&edge.source) || !ids.contains(&edge.target) => {
-                    r.warn(
-                        edge.at(),
-                        "connects a node that is not in the graph; ignored",
-                    );
+                    r.warn(edge.at(), "connects a node that is not in the graph; ignored");
                 }
                 Ok(edge) => edges.push(edge),
                 Err(e) => r.issue(format!("edges[#{i}]"), format!("not an edge: {e}")),
             }
         }
-        Self {
-            nodes,
-            edges,
-            record_name: record_name.map(str::to_owned),
-        }
+        Self { nodes, edges, record_name: record_name.map(str::to_owned) }
     }
 
     /// Nodes (in node order) with an edge into `id`.
     pub fn sources_into(&self, id: &str) -> Vec<&Node> {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                self.edges
-                    .iter()
-                    .any(|e| e.source == n.id && e.target == id)
-            })
-            .collect()
+        self.nodes.iter().filter(|n| self.edges.iter().any(|e| e.source == n.id && e.target == id)).collect()
     }
 
     /// Nodes (in node order) an edge from `id` points to.
     pub fn targets_of(&self, id: &str) -> Vec<&Node> {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                self.edges
-                    .iter()
-                    .any(|e| e.source == id && e.target == n.id)
-            })
-            .collect()
+        self.nodes.iter().filter(|n| self.edges.iter().any(|e| e.source == id && e.target == n.id)).collect()
     }
 
     /// Whether any edge leaves `id`.
@@ -219,11 +198,9 @@ impl Node {
     pub fn count(&self, key: &str, r: &mut Report) -> Option<u32> {
         let value = self.get(key)?;
         let parsed = match value {
-            Value::Number(n) => n.as_u64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f as u64)
-            }),
+            Value::Number(n) => {
+                n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            }
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };

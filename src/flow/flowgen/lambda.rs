@@ -27,10 +27,7 @@ pub fn recognise(source: &str) -> Option<Termination> {
         // `endswith("")` is true of every message: never what the editor meant.
         return None;
     }
-    Some(Termination::Endswith {
-        endswith: word,
-        ignore_case: false,
-    })
+    Some(Termination::Endswith { endswith: word, ignore_case: false })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +93,7 @@ struct Parser<'t> {
 
 impl<'t> Parser<'t> {
     fn new(tokens: &'t [Tok]) -> Self {
-        Self {
-            tokens,
-            pos: 0,
-            param: String::new(),
-        }
+        Self { tokens, pos: 0, param: String::new() }
     }
 
     fn attempt<T>(&mut self, rule: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
@@ -300,10 +293,7 @@ mod tests {
 
     #[test]
     fn the_word_is_whatever_the_editor_wrote() {
-        assert_eq!(
-            word("lambda x: x.get('content', '').rstrip().endswith('DONE!')"),
-            Some("DONE!".into())
-        );
+        assert_eq!(word("lambda x: x.get('content', '').rstrip().endswith('DONE!')"), Some("DONE!".into()));
     }
 
     #[test]
@@ -334,10 +324,7 @@ mod tests {
     #[test]
     fn huge_or_deeply_nested_input_is_refused() {
         let deep = format!("lambda x: {}x{}", "(".repeat(100_000), ")".repeat(100_000));
-        let long = format!(
-            "lambda x: x.get('content', '').rstrip().endswith('{}')",
-            "A".repeat(2_000)
-        );
+        let long = format!("lambda x: x.get('content', '').rstrip().endswith('{}')", "A".repeat(2_000));
         for src in [deep, long] {
             assert_eq!(recognise(&src), None);
         }

@@ -14,9 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{
-    AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection, Termination,
-};
+use super::{AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection, Termination};
 
 mod agentok;
 mod agents;
@@ -46,10 +44,7 @@ impl ModelCatalog {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self {
-            known: known.into_iter().map(Into::into).collect(),
-            default: default.map(str::to_owned),
-        }
+        Self { known: known.into_iter().map(Into::into).collect(), default: default.map(str::to_owned) }
     }
 }
 
@@ -80,11 +75,7 @@ pub fn import(graph: &Value, models: &ModelCatalog) -> Result<Imported, Vec<Flow
     };
     let mut r = Report::default();
     let g = Graph::parse(body, record_name, &mut r);
-    let dialect = if agentok::is_agentok(&g) {
-        Dialect::Agentok
-    } else {
-        Dialect::FlowGen
-    };
+    let dialect = if agentok::is_agentok(&g) { Dialect::Agentok } else { Dialect::FlowGen };
     check_node_types(&g, &mut r);
     let settings = settings::flow_settings(&g, models, &mut r);
     let mapped: HashMap<&str, Mapped> = g
@@ -107,19 +98,10 @@ pub fn import(graph: &Value, models: &ModelCatalog) -> Result<Imported, Vec<Flow
     warn_idle_opener(&draft, &mapped, &mut r);
     let flow = assemble(&settings, &draft, &mapped);
     if let Err(issues) = flow.validate(&models.known) {
-        let translated = issues
-            .into_iter()
-            .filter_map(|i| translate(i, &draft, &settings));
+        let translated = issues.into_iter().filter_map(|i| translate(i, &draft, &settings));
         r.issues.extend(translated);
     }
-    if r.issues.is_empty() {
-        Ok(Imported {
-            flow,
-            warnings: r.warnings,
-        })
-    } else {
-        Err(dedup(r.issues))
-    }
+    if r.issues.is_empty() { Ok(Imported { flow, warnings: r.warnings }) } else { Err(dedup(r.issues)) }
 }
 
 /// The conversation a graph describes, as nodes.
@@ -178,9 +160,8 @@ fn warn_unused(g: &Graph, draft: &Draft, r: &mut Report) {
 fn warn_idle_opener(draft: &Draft, mapped: &HashMap<&str, Mapped>, r: &mut Report) {
     let opener = draft.opener;
     let joined = draft.members.iter().any(|m| m.id == opener.id);
-    let asks = mapped
-        .get(opener.id.as_str())
-        .is_some_and(|m| m.spec.human_input_mode != HumanInputMode::Never);
+    let asks =
+        mapped.get(opener.id.as_str()).is_some_and(|m| m.spec.human_input_mode != HumanInputMode::Never);
     if !joined && asks {
         r.warn(
             opener.field("human_input_mode"),
@@ -213,19 +194,8 @@ fn assemble(settings: &Settings, draft: &Draft, mapped: &HashMap<&str, Mapped>) 
         name: settings.name.clone(),
         description: settings.description.clone(),
         models: Default::default(),
-        agents: draft
-            .members
-            .iter()
-            .filter_map(|n| of(n))
-            .map(|m| m.spec.clone())
-            .collect(),
-        chat: ChatSpec {
-            kind,
-            speaker_selection,
-            max_round,
-            termination,
-            selector_model: None,
-        },
+        agents: draft.members.iter().filter_map(|n| of(n)).map(|m| m.spec.clone()).collect(),
+        chat: ChatSpec { kind, speaker_selection, max_round, termination, selector_model: None },
     }
 }
 
@@ -233,20 +203,11 @@ fn assemble(settings: &Settings, draft: &Draft, mapped: &HashMap<&str, Mapped>) 
 /// Issues about a model that could not be chosen are already reported.
 fn translate(issue: FlowIssue, draft: &Draft, settings: &Settings) -> Option<FlowIssue> {
     let FlowIssue { path, message } = issue;
-    if let Some((index, field)) = path
-        .strip_prefix("agents[")
-        .and_then(|rest| rest.split_once("]."))
-    {
+    if let Some((index, field)) = path.strip_prefix("agents[").and_then(|rest| rest.split_once("].")) {
         if field == "model" {
-            return settings
-                .model
-                .is_some()
-                .then(|| FlowIssue::new(settings.model_path.clone(), message));
+            return settings.model.is_some().then(|| FlowIssue::new(settings.model_path.clone(), message));
         }
-        let node = index
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| draft.members.get(i));
+        let node = index.parse::<usize>().ok().and_then(|i| draft.members.get(i));
         if let Some(node) = node {
             return Some(FlowIssue::new(node.field(field), message));
         }

@@ -29,10 +29,7 @@ pub(super) fn flow_settings(g: &Graph, catalog: &ModelCatalog, r: &mut Report) -
     let mut configs = g.of_kind("config");
     let config = configs.next();
     for extra in configs {
-        r.warn(
-            extra.at(),
-            "a second config node; only the first one is read, this one is ignored",
-        );
+        r.warn(extra.at(), "a second config node; only the first one is read, this one is ignored");
     }
     let name_path = config.map_or("config.flow_name".to_owned(), |c| c.field("flow_name"));
     let name = config
@@ -49,31 +46,18 @@ pub(super) fn flow_settings(g: &Graph, catalog: &ModelCatalog, r: &mut Report) -
         reject_functions(c, r);
         warn_tuning(c, model.as_deref(), r);
     }
-    Settings {
-        name,
-        description,
-        model,
-        model_path,
-    }
+    Settings { name, description, model, model_path }
 }
 
 /// The first `filter_dict` name the gateway knows; `default` when there is none.
-fn choose_model(
-    config: Option<&Node>,
-    catalog: &ModelCatalog,
-    path: &str,
-    r: &mut Report,
-) -> Option<String> {
+fn choose_model(config: Option<&Node>, catalog: &ModelCatalog, path: &str, r: &mut Report) -> Option<String> {
     let Some(tried) = requested_models(config.and_then(|c| c.get("filter_dict"))) else {
         r.issue(path, "must be a comma-separated list of model names");
         return None;
     };
     if tried.is_empty() {
         if catalog.default.is_none() {
-            r.issue(
-                path,
-                "no model: filter_dict is empty and the gateway has no default model",
-            );
+            r.issue(path, "no model: filter_dict is empty and the gateway has no default model");
         }
         return catalog.default.clone();
     }
@@ -97,20 +81,14 @@ fn choose_model(
 /// none of these.
 fn requested_models(value: Option<&Value>) -> Option<Vec<String>> {
     let names = |s: &str| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
+        s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect::<Vec<_>>()
     };
     match value {
         None => Some(Vec::new()),
         Some(Value::String(s)) => Some(names(s)),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_str().map(names))
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.concat()),
+        Some(Value::Array(items)) => {
+            items.iter().map(|i| i.as_str().map(names)).collect::<Option<Vec<_>>>().map(|v| v.concat())
+        }
         Some(Value::Object(o)) => requested_models(o.get("model").filter(|m| !m.is_object())),
         Some(_) => None,
     }
@@ -118,11 +96,7 @@ fn requested_models(value: Option<&Value>) -> Option<Vec<String>> {
 
 fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let list: Vec<String> = names.map(|n| format!("`{n}`")).collect();
-    if list.is_empty() {
-        "none".to_owned()
-    } else {
-        list.join(", ")
-    }
+    if list.is_empty() { "none".to_owned() } else { list.join(", ") }
 }
 
 /// `functions` are Python the flow would run as tools.
@@ -130,11 +104,9 @@ fn reject_functions(config: &Node, r: &mut Report) {
     let names = match config.get("functions") {
         None => return,
         Some(Value::Array(items)) if items.is_empty() => return,
-        Some(Value::Array(items)) => quoted(
-            items
-                .iter()
-                .filter_map(|f| f.get("name").and_then(Value::as_str)),
-        ),
+        Some(Value::Array(items)) => {
+            quoted(items.iter().filter_map(|f| f.get("name").and_then(Value::as_str)))
+        }
         Some(_) => "none".to_owned(),
     };
     r.issue(

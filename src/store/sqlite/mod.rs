@@ -93,10 +93,7 @@ impl SqliteStore {
     /// Finishes the queued writes, stops the writer thread and closes the file.
     /// `Err(Closed)` if the writer thread had died.
     pub fn close(self) -> StoreResult<()> {
-        let SqliteStore {
-            readers,
-            mut writer,
-        } = self;
+        let SqliteStore { readers, mut writer } = self;
         drop(readers);
         writer.close()
     }
@@ -120,9 +117,7 @@ impl Store for SqliteStore {
 
     async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
         let (tenant, query) = (tenant.to_owned(), query.clone());
-        self.readers
-            .read(move |c| read::list_chats(c, &tenant, &query))
-            .await
+        self.readers.read(move |c| read::list_chats(c, &tenant, &query)).await
     }
 
     async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>> {
@@ -131,16 +126,12 @@ impl Store for SqliteStore {
 
     async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>> {
         let (id, query) = (chat_id.to_owned(), *query);
-        self.readers
-            .read(move |c| read::by_seq(c, read::SeqTable::Messages, &id, &query))
-            .await
+        self.readers.read(move |c| read::by_seq(c, read::SeqTable::Messages, &id, &query)).await
     }
 
     async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>> {
         let (id, query) = (chat_id.to_owned(), *query);
-        self.readers
-            .read(move |c| read::by_seq(c, read::SeqTable::Events, &id, &query))
-            .await
+        self.readers.read(move |c| read::by_seq(c, read::SeqTable::Events, &id, &query)).await
     }
 
     async fn put_flow(&self, flow: &FlowRecord) -> StoreResult<()> {
@@ -150,9 +141,7 @@ impl Store for SqliteStore {
 
     async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
         let (tenant, id) = (tenant.to_owned(), flow_id.to_owned());
-        self.readers
-            .read(move |c| read::get_flow(c, &tenant, &id))
-            .await
+        self.readers.read(move |c| read::get_flow(c, &tenant, &id)).await
     }
 
     async fn list_flows(
@@ -162,59 +151,43 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>> {
         let (tenant, after) = (tenant.to_owned(), after.map(str::to_owned));
-        self.readers
-            .read(move |c| read::list_flows(c, &tenant, after.as_deref(), limit))
-            .await
+        self.readers.read(move |c| read::list_flows(c, &tenant, after.as_deref(), limit)).await
     }
 
     async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
         let (tenant, id) = (tenant.to_owned(), flow_id.to_owned());
-        self.writer
-            .call(move |c| write::delete_flow(c, &tenant, &id))
-            .await
+        self.writer.call(move |c| write::delete_flow(c, &tenant, &id)).await
     }
 
     async fn insert_key(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()> {
         let (key, hash) = (key.clone(), secret_hash.to_owned());
-        self.writer
-            .call(move |c| write::insert_key(c, &key, &hash))
-            .await
+        self.writer.call(move |c| write::insert_key(c, &key, &hash)).await
     }
 
     async fn key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
         let hash = secret_hash.to_owned();
-        self.readers
-            .read(move |c| read::key_by_hash(c, &hash))
-            .await
+        self.readers.read(move |c| read::key_by_hash(c, &hash)).await
     }
 
     async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
         let tenant = tenant.to_owned();
-        self.readers
-            .read(move |c| read::list_keys(c, &tenant))
-            .await
+        self.readers.read(move |c| read::list_keys(c, &tenant)).await
     }
 
     async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
         let (tenant, id) = (tenant.to_owned(), key_id.to_owned());
-        self.writer
-            .call(move |c| write::delete_key(c, &tenant, &id))
-            .await
+        self.writer.call(move |c| write::delete_key(c, &tenant, &id)).await
     }
 
     async fn touch_key(&self, key_id: &str, at: Timestamp) -> StoreResult<()> {
         let id = key_id.to_owned();
-        self.writer
-            .call(move |c| write::touch_key(c, &id, at))
-            .await
+        self.writer.call(move |c| write::touch_key(c, &id, at)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
         if !self.writer.is_running() {
             return Err(StoreError::Closed);
         }
-        self.readers
-            .read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.readers.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 }

@@ -35,10 +35,7 @@ impl ReadPool {
             schema::configure(&conn, options)?;
             conns.push(Mutex::new(conn));
         }
-        Ok(ReadPool {
-            conns,
-            next: AtomicUsize::new(0),
-        })
+        Ok(ReadPool { conns, next: AtomicUsize::new(0) })
     }
 
     /// Runs `query` on a free connection, on a blocking thread.
@@ -48,9 +45,7 @@ impl ReadPool {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let pool = Arc::clone(self);
-        tokio::task::spawn_blocking(move || query(&pool.checkout()))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || query(&pool.checkout())).await.map_err(|_| StoreError::Closed)?
     }
 
     /// A free connection if there is one, else waits for the next in turn.
@@ -62,9 +57,7 @@ impl ReadPool {
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         // A panic while holding a connection leaves it usable: ignore poison.
-        self.conns[turn]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conns[turn].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -72,11 +65,7 @@ impl ReadPool {
 const ID_MAX: &str = "\u{10FFFF}";
 
 /// Every row's first column, parsed as JSON.
-fn json_rows<T: DeserializeOwned>(
-    conn: &Connection,
-    sql: &str,
-    args: impl Params,
-) -> StoreResult<Vec<T>> {
+fn json_rows<T: DeserializeOwned>(conn: &Connection, sql: &str, args: impl Params) -> StoreResult<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(args)?;
     let mut out = Vec::new();
@@ -87,15 +76,8 @@ fn json_rows<T: DeserializeOwned>(
     Ok(out)
 }
 
-fn json_row<T: DeserializeOwned>(
-    conn: &Connection,
-    sql: &str,
-    args: impl Params,
-) -> StoreResult<Option<T>> {
-    let text: Option<String> = conn
-        .prepare_cached(sql)?
-        .query_row(args, |row| row.get(0))
-        .optional()?;
+fn json_row<T: DeserializeOwned>(conn: &Connection, sql: &str, args: impl Params) -> StoreResult<Option<T>> {
+    let text: Option<String> = conn.prepare_cached(sql)?.query_row(args, |row| row.get(0)).optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
@@ -114,11 +96,7 @@ pub fn get_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<ChatReco
 
 /// Every running chat, any tenant.
 pub fn running_chats(conn: &Connection) -> StoreResult<Vec<ChatRecord>> {
-    json_rows(
-        conn,
-        "SELECT record FROM chats WHERE status = 'running' ORDER BY id",
-        [],
-    )
+    json_rows(conn, "SELECT record FROM chats WHERE status = 'running' ORDER BY id", [])
 }
 
 /// A page of a tenant's chats, newest first.
@@ -154,17 +132,9 @@ pub fn list_chats(conn: &Connection, tenant: &str, query: &ChatQuery) -> StoreRe
     if toward_newer {
         data.reverse();
     }
-    let edge = if toward_newer {
-        data.first()
-    } else {
-        data.last()
-    };
+    let edge = if toward_newer { data.first() } else { data.last() };
     let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
-    Ok(Page {
-        data,
-        has_more,
-        next_cursor,
-    })
+    Ok(Page { data, has_more, next_cursor })
 }
 
 /// The tables read by seq.
@@ -246,47 +216,25 @@ pub fn list_flows(
          ORDER BY created_at DESC, id DESC LIMIT ?4",
     )?;
     let rows: Vec<String> = stmt
-        .query_map(
-            params![tenant, start.0, start.1, sql_limit(limit).saturating_add(1)],
-            |row| row.get(0),
-        )?
+        .query_map(params![tenant, start.0, start.1, sql_limit(limit).saturating_add(1)], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut data = rows
-        .iter()
-        .map(|json| flow_from(tenant, json))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut data = rows.iter().map(|json| flow_from(tenant, json)).collect::<StoreResult<Vec<_>>>()?;
     let has_more = data.len() > limit;
     data.truncate(limit);
     let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
-    Ok(Page {
-        data,
-        has_more,
-        next_cursor,
-    })
+    Ok(Page { data, has_more, next_cursor })
 }
 
 fn empty_page<T>() -> Page<T> {
-    Page {
-        data: Vec::new(),
-        has_more: false,
-        next_cursor: None,
-    }
+    Page { data: Vec::new(), has_more: false, next_cursor: None }
 }
 
 /// The key stored with this secret hash.
 pub fn key_by_hash(conn: &Connection, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
-    json_row(
-        conn,
-        "SELECT json FROM api_keys WHERE hash = ?1",
-        [secret_hash],
-    )
+    json_row(conn, "SELECT json FROM api_keys WHERE hash = ?1", [secret_hash])
 }
 
 /// A tenant's keys, oldest first (key ids sort by creation).
 pub fn list_keys(conn: &Connection, tenant: &str) -> StoreResult<Vec<ApiKey>> {
-    json_rows(
-        conn,
-        "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id",
-        [tenant],
-    )
+    json_rows(conn, "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id", [tenant])
 }

@@ -81,12 +81,9 @@ pub fn configure(conn: &Connection, options: &SqliteOptions) -> StoreResult<()> 
 
 /// Puts the file in WAL mode; run once, on the writer connection.
 pub fn enable_wal(conn: &Connection) -> StoreResult<()> {
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "sqlite refused WAL journal mode (got {mode:?})"
-        )));
+        return Err(StoreError::Unavailable(format!("sqlite refused WAL journal mode (got {mode:?})")));
     }
     Ok(())
 }

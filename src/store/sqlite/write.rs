@@ -63,14 +63,9 @@ pub fn commit(conn: &Connection, change: &ChatChange) -> StoreResult<()> {
         }
     }
     insert_events(conn, &chat.id, &change.events)?;
-    let mut insert =
-        conn.prepare_cached("INSERT INTO messages (chat_id, seq, json) VALUES (?1, ?2, ?3)")?;
+    let mut insert = conn.prepare_cached("INSERT INTO messages (chat_id, seq, json) VALUES (?1, ?2, ?3)")?;
     for message in &change.messages {
-        insert.execute(params![
-            chat.id,
-            message.seq,
-            serde_json::to_string(message)?
-        ])?;
+        insert.execute(params![chat.id, message.seq, serde_json::to_string(message)?])?;
     }
     Ok(())
 }
@@ -82,22 +77,14 @@ fn missing_or_moved(conn: &Connection, chat_id: &str) -> StoreResult<StoreError>
         .query_row([chat_id], |_| Ok(()))
         .optional()?
         .is_some();
-    Ok(if exists {
-        StoreError::Conflict
-    } else {
-        StoreError::ChatNotFound
-    })
+    Ok(if exists { StoreError::Conflict } else { StoreError::ChatNotFound })
 }
 
 fn insert_events(conn: &Connection, chat_id: &str, events: &[Event]) -> StoreResult<()> {
-    let mut insert =
-        conn.prepare_cached("INSERT INTO events (chat_id, seq, json) VALUES (?1, ?2, ?3)")?;
+    let mut insert = conn.prepare_cached("INSERT INTO events (chat_id, seq, json) VALUES (?1, ?2, ?3)")?;
     for event in events {
         let Some(seq) = event.seq else {
-            let why = EphemeralEvent {
-                kind: event.kind.as_str(),
-                chat_id: chat_id.to_owned(),
-            };
+            let why = EphemeralEvent { kind: event.kind.as_str(), chat_id: chat_id.to_owned() };
             return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(why)).into());
         };
         insert.execute(params![chat_id, seq, serde_json::to_string(event)?])?;
@@ -107,13 +94,9 @@ fn insert_events(conn: &Connection, chat_id: &str, events: &[Event]) -> StoreRes
 
 /// Removes the chat, its messages and its events; `false` if there was no chat.
 pub fn delete_chat(conn: &Connection, chat_id: &str) -> StoreResult<bool> {
-    let removed = conn
-        .prepare_cached("DELETE FROM chats WHERE id = ?1")?
-        .execute([chat_id])?;
-    conn.prepare_cached("DELETE FROM messages WHERE chat_id = ?1")?
-        .execute([chat_id])?;
-    conn.prepare_cached("DELETE FROM events WHERE chat_id = ?1")?
-        .execute([chat_id])?;
+    let removed = conn.prepare_cached("DELETE FROM chats WHERE id = ?1")?.execute([chat_id])?;
+    conn.prepare_cached("DELETE FROM messages WHERE chat_id = ?1")?.execute([chat_id])?;
+    conn.prepare_cached("DELETE FROM events WHERE chat_id = ?1")?.execute([chat_id])?;
     Ok(removed > 0)
 }
 
@@ -124,32 +107,21 @@ pub fn put_flow(conn: &Connection, flow: &FlowRecord) -> StoreResult<()> {
          ON CONFLICT (tenant, id) DO UPDATE
          SET created_at = excluded.created_at, json = excluded.json",
     )?
-    .execute(params![
-        flow.tenant,
-        flow.id,
-        flow.created_at.millis(),
-        serde_json::to_string(flow)?
-    ])?;
+    .execute(params![flow.tenant, flow.id, flow.created_at.millis(), serde_json::to_string(flow)?])?;
     Ok(())
 }
 
 /// Removes one flow of one tenant.
 pub fn delete_flow(conn: &Connection, tenant: &str, flow_id: &str) -> StoreResult<bool> {
-    let removed = conn
-        .prepare_cached("DELETE FROM flows WHERE tenant = ?1 AND id = ?2")?
-        .execute([tenant, flow_id])?;
+    let removed =
+        conn.prepare_cached("DELETE FROM flows WHERE tenant = ?1 AND id = ?2")?.execute([tenant, flow_id])?;
     Ok(removed > 0)
 }
 
 /// Stores a new key beside the hash of its secret.
 pub fn insert_key(conn: &Connection, key: &ApiKey, secret_hash: &str) -> StoreResult<()> {
     conn.prepare_cached("INSERT INTO api_keys (id, tenant, hash, json) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            key.id,
-            key.tenant,
-            secret_hash,
-            serde_json::to_string(key)?
-        ])?;
+        .execute(params![key.id, key.tenant, secret_hash, serde_json::to_string(key)?])?;
     Ok(())
 }
 
@@ -163,9 +135,7 @@ pub fn delete_key(conn: &Connection, tenant: &str, key_id: &str) -> StoreResult<
 
 /// Sets a key's `last_used_at`; a missing key is not an error.
 pub fn touch_key(conn: &Connection, key_id: &str, at: Timestamp) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE api_keys SET json = json_set(json, '$.last_used_at', ?2) WHERE id = ?1",
-    )?
-    .execute(params![key_id, at.to_rfc3339()])?;
+    conn.prepare_cached("UPDATE api_keys SET json = json_set(json, '$.last_used_at', ?2) WHERE id = ?1")?
+        .execute(params![key_id, at.to_rfc3339()])?;
     Ok(())
 }

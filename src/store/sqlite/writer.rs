@@ -53,13 +53,11 @@ where
 
     fn answer(self: Box<Self>, batch: Result<(), &str>) {
         let result = match (self.result, batch) {
-            (Some(Ok(_)), Err(why)) => Err(StoreError::Unavailable(format!(
-                "sqlite write not committed: {why}"
-            ))),
+            (Some(Ok(_)), Err(why)) => {
+                Err(StoreError::Unavailable(format!("sqlite write not committed: {why}")))
+            }
             (Some(result), _) => result,
-            (None, Err(why)) => Err(StoreError::Unavailable(format!(
-                "sqlite write not run: {why}"
-            ))),
+            (None, Err(why)) => Err(StoreError::Unavailable(format!("sqlite write not run: {why}"))),
             (None, Ok(())) => Err(StoreError::Closed),
         };
         // The caller may have gone away (cancelled); nothing to do then.
@@ -81,10 +79,7 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, max_batch.max(1)))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the sqlite writer: {e}")))?;
-        Ok(Writer {
-            jobs: Some(tx),
-            thread: Some(thread),
-        })
+        Ok(Writer { jobs: Some(tx), thread: Some(thread) })
     }
 
     /// Runs `work` on the writer connection in its own savepoint and returns its
@@ -96,11 +91,7 @@ impl Writer {
     {
         let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        let op: Box<dyn Job> = Box::new(Op {
-            work: Some(work),
-            result: None,
-            reply,
-        });
+        let op: Box<dyn Job> = Box::new(Op { work: Some(work), result: None, reply });
         jobs.send(op).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -157,9 +148,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>) {
         if step.is_err() || conn.is_autocommit() {
             // SQLite ended the transaction (I/O error, disk full): the work of
             // the jobs before this one is gone too. Tell them, start afresh.
-            let why = step
-                .err()
-                .unwrap_or_else(|| "transaction rolled back".into());
+            let why = step.err().unwrap_or_else(|| "transaction rolled back".into());
             rollback(conn);
             answer_all(done.drain(..), Err(&why));
             job.answer(Err(&why));
@@ -182,13 +171,8 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>) {
 
 /// One job inside its savepoint. `Err` only when the savepoint itself failed.
 fn run_one(conn: &Connection, job: &mut dyn Job) -> Result<(), String> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(|e| e.to_string())?;
-    let end = if job.run(conn) {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
+    conn.execute_batch("SAVEPOINT job").map_err(|e| e.to_string())?;
+    let end = if job.run(conn) { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
     conn.execute_batch(end).map_err(|e| e.to_string())
 }
 

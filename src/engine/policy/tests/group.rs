@@ -20,22 +20,13 @@ fn round_robin_follows_agent_order() {
     let f = group("round_robin", "NEVER", 20);
     let mut h = History::default();
     h.user("hi");
-    assert_eq!(
-        speaker(&step(&f, &h)),
-        "writer",
-        "after the proxy's opening message"
-    );
+    assert_eq!(speaker(&step(&f, &h)), "writer", "after the proxy's opening message");
     h.said("writer", "a");
     assert_eq!(speaker(&step(&f, &h)), "critic");
     h.said("critic", "b");
     assert_eq!(speaker(&step(&f, &h)), "user", "wraps around to the proxy");
-    let Step::Speak(speak) = step(&f, &h) else {
-        panic!()
-    };
-    assert_eq!(
-        speak.selection,
-        Some(Selection::by(SpeakerSelection::RoundRobin))
-    );
+    let Step::Speak(speak) = step(&f, &h) else { panic!() };
+    assert_eq!(speak.selection, Some(Selection::by(SpeakerSelection::RoundRobin)));
     assert!(speak.receiver.is_none());
 }
 
@@ -66,15 +57,8 @@ fn random_selection_never_picks_the_last_speaker() {
 #[test]
 fn manual_selection_asks_the_human_with_the_agent_names() {
     let f = group("manual", "NEVER", 20);
-    let d = decide_on(
-        &f,
-        History::default().user("hi"),
-        &RunState::default(),
-        None,
-    );
-    let Step::AskHuman(ask) = d.step else {
-        panic!("{:?}", d.step)
-    };
+    let d = decide_on(&f, History::default().user("hi"), &RunState::default(), None);
+    let Step::AskHuman(ask) = d.step else { panic!("{:?}", d.step) };
     assert_eq!(ask.kind, InputKind::SelectSpeaker);
     assert_eq!(ask.agent, MANAGER);
     assert_eq!(ask.choices.unwrap(), vec!["user", "writer", "critic"]);
@@ -87,10 +71,7 @@ fn a_manual_choice_makes_that_agent_speak() {
     let d = answered(&f, History::default().user("hi"), Some("critic"));
     let Step::Speak(speak) = d.step else { panic!() };
     assert_eq!(speak.agent, "critic");
-    assert_eq!(
-        speak.selection,
-        Some(Selection::by(SpeakerSelection::Manual))
-    );
+    assert_eq!(speak.selection, Some(Selection::by(SpeakerSelection::Manual)));
 }
 
 #[test]
@@ -114,10 +95,7 @@ fn max_round_counts_the_opening_message() {
 #[test]
 fn a_group_termination_message_finishes_when_the_proxy_never_asks() {
     let f = group("round_robin", "NEVER", 20);
-    let s = step(
-        &f,
-        History::default().user("hi").said("writer", "TERMINATE"),
-    );
+    let s = step(&f, History::default().user("hi").said("writer", "TERMINATE"));
     assert_eq!(s, finished(StopReason::Termination));
 }
 
@@ -130,14 +108,8 @@ fn a_group_termination_message_asks_a_terminate_or_always_human_first() {
         let d = decide_on(&f, &h, &RunState::default(), None);
         assert!(is_reply_ask(&d.step), "{mode}");
         assert_eq!(d.state.pending.unwrap().why, AskReason::Termination);
-        assert_eq!(
-            answered(&f, &h, None).step,
-            finished(StopReason::Termination)
-        );
-        assert_eq!(
-            answered(&f, &h, Some("exit")).step,
-            finished(StopReason::HumanExit)
-        );
+        assert_eq!(answered(&f, &h, None).step, finished(StopReason::Termination));
+        assert_eq!(answered(&f, &h, Some("exit")).step, finished(StopReason::HumanExit));
     }
 }
 
@@ -148,10 +120,7 @@ fn text_after_a_group_termination_continues_the_conversation() {
     h.user("hi").said("writer", "TERMINATE");
     let asked = decide_on(&f, &h, &RunState::default(), None);
     h.human("one more thing");
-    let reply = HumanReply {
-        request_id: "inp_1".into(),
-        message: Some("one more thing".into()),
-    };
+    let reply = HumanReply { request_id: "inp_1".into(), message: Some("one more thing".into()) };
     let d = decide_on(&f, &h, &asked.state, Some(&reply));
     assert_eq!(speaker(&d.step), "writer", "round robin after the proxy");
 }
@@ -159,10 +128,7 @@ fn text_after_a_group_termination_continues_the_conversation() {
 #[test]
 fn a_termination_message_in_the_last_round_finishes_without_asking() {
     let f = group("round_robin", "TERMINATE", 2);
-    let s = step(
-        &f,
-        History::default().user("hi").said("writer", "TERMINATE"),
-    );
+    let s = step(&f, History::default().user("hi").said("writer", "TERMINATE"));
     assert_eq!(s, finished(StopReason::Termination));
 }
 
@@ -176,22 +142,13 @@ fn a_selected_always_mode_proxy_asks_and_keeps_its_selection_for_the_auto_reply(
     let d = answered(&f, &h, None);
     let Step::Speak(speak) = d.step else { panic!() };
     assert_eq!(speak.agent, "user");
-    assert_eq!(
-        speak.selection,
-        Some(Selection::by(SpeakerSelection::RoundRobin))
-    );
+    assert_eq!(speak.selection, Some(Selection::by(SpeakerSelection::RoundRobin)));
 }
 
 #[test]
 fn a_selected_never_mode_proxy_auto_replies_in_a_group() {
     let f = group("round_robin", "NEVER", 20);
-    let s = step(
-        &f,
-        History::default()
-            .user("hi")
-            .said("writer", "a")
-            .said("critic", "b"),
-    );
+    let s = step(&f, History::default().user("hi").said("writer", "a").said("critic", "b"));
     let Step::Speak(speak) = s else { panic!() };
     assert_eq!((speak.agent.as_str(), speak.auto_reply), ("user", true));
 }
@@ -201,13 +158,7 @@ fn an_unknown_speaker_is_an_error_not_a_panic() {
     let f = group("auto", "NEVER", 20);
     let mut h = History::default();
     h.user("hi");
-    let ctx = Context {
-        flow: &f,
-        run_id: RUN,
-        history: &h.0,
-        state: &RunState::default(),
-        reply: None,
-    };
+    let ctx = Context { flow: &f, run_id: RUN, history: &h.0, state: &RunState::default(), reply: None };
     let err = speaker_step(&ctx, "ghost", Selection::by(SpeakerSelection::Auto)).unwrap_err();
     assert_eq!(err, PolicyError::UnknownAgent("ghost".into()));
 }
@@ -215,16 +166,8 @@ fn an_unknown_speaker_is_an_error_not_a_panic() {
 #[test]
 fn the_run_state_survives_its_stored_form() {
     let f = two_agent("ALWAYS", json!({}));
-    let d = decide_on(
-        &f,
-        History::default().user("hi").said("writer", "a"),
-        &RunState::default(),
-        None,
-    );
+    let d = decide_on(&f, History::default().user("hi").said("writer", "a"), &RunState::default(), None);
     let stored = d.state.to_value();
     assert_eq!(RunState::from_value(&stored), d.state);
-    assert_eq!(
-        RunState::from_value(&serde_json::Value::Null),
-        RunState::default()
-    );
+    assert_eq!(RunState::from_value(&serde_json::Value::Null), RunState::default());
 }

@@ -78,14 +78,7 @@ impl History {
 }
 
 fn decide_on(flow: &Flow, h: &History, state: &RunState, reply: Option<&HumanReply>) -> Decision {
-    decide(&Context {
-        flow,
-        run_id: RUN,
-        history: &h.0,
-        state,
-        reply,
-    })
-    .unwrap()
+    decide(&Context { flow, run_id: RUN, history: &h.0, state, reply }).unwrap()
 }
 
 fn step(flow: &Flow, h: &History) -> Step {
@@ -95,15 +88,8 @@ fn step(flow: &Flow, h: &History) -> Step {
 /// The state an ask leaves, and the reply to it.
 fn answered(flow: &Flow, h: &History, message: Option<&str>) -> Decision {
     let asked = decide_on(flow, h, &RunState::default(), None);
-    assert!(
-        matches!(asked.step, Step::AskHuman(_)),
-        "expected an ask, got {:?}",
-        asked.step
-    );
-    let reply = HumanReply {
-        request_id: "inp_1".into(),
-        message: message.map(str::to_owned),
-    };
+    assert!(matches!(asked.step, Step::AskHuman(_)), "expected an ask, got {:?}", asked.step);
+    let reply = HumanReply { request_id: "inp_1".into(), message: message.map(str::to_owned) };
     decide_on(flow, h, &asked.state, Some(&reply))
 }
 
@@ -115,9 +101,7 @@ fn speaker(step: &Step) -> &str {
 }
 
 fn finished(reason: StopReason) -> Step {
-    Step::Finish {
-        stop_reason: reason,
-    }
+    Step::Finish { stop_reason: reason }
 }
 
 fn is_reply_ask(step: &Step) -> bool {

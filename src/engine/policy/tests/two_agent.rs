@@ -9,9 +9,7 @@ fn the_assistant_answers_the_opening_message() {
     let f = two_agent("NEVER", json!({}));
     let s = step(&f, History::default().user("hi"));
     assert_eq!(speaker(&s), "writer");
-    let Step::Speak(speak) = s else {
-        unreachable!()
-    };
+    let Step::Speak(speak) = s else { unreachable!() };
     assert_eq!(speak.via, Via::Model("m".into()));
     assert_eq!(speak.receiver.as_deref(), Some("user"));
     assert!(!speak.auto_reply);
@@ -40,9 +38,7 @@ fn an_ask_records_why_and_about_which_message_in_the_state() {
 fn terminate_mode_auto_replies_to_an_ordinary_message_with_the_default_auto_reply() {
     let f = two_agent("TERMINATE", json!({}));
     let s = step(&f, History::default().user("hi").said("writer", "hello"));
-    let Step::Speak(speak) = s else {
-        panic!("{s:?}")
-    };
+    let Step::Speak(speak) = s else { panic!("{s:?}") };
     assert_eq!(speak.agent, "user");
     assert_eq!(speak.via, Via::Fixed(String::new()));
     assert_eq!(speak.receiver.as_deref(), Some("writer"));
@@ -63,10 +59,7 @@ fn terminate_mode_asks_the_human_on_a_termination_message() {
 fn terminate_mode_asks_the_human_at_the_auto_reply_limit() {
     let f = two_agent("TERMINATE", json!({"max_consecutive_auto_reply": 1}));
     let mut h = History::default();
-    h.user("hi")
-        .said("writer", "a")
-        .said("user", "")
-        .said("writer", "b");
+    h.user("hi").said("writer", "a").said("user", "").said("writer", "b");
     let d = decide_on(&f, &h, &RunState::default(), None);
     assert!(is_reply_ask(&d.step));
     assert_eq!(d.state.pending.unwrap().why, AskReason::AutoReplyLimit);
@@ -75,10 +68,7 @@ fn terminate_mode_asks_the_human_at_the_auto_reply_limit() {
 #[test]
 fn never_mode_finishes_on_a_termination_message() {
     let f = two_agent("NEVER", json!({}));
-    let s = step(
-        &f,
-        History::default().user("hi").said("writer", "TERMINATE"),
-    );
+    let s = step(&f, History::default().user("hi").said("writer", "TERMINATE"));
     assert_eq!(s, finished(StopReason::Termination));
 }
 
@@ -86,10 +76,7 @@ fn never_mode_finishes_on_a_termination_message() {
 fn never_mode_finishes_at_the_auto_reply_limit() {
     let f = two_agent("NEVER", json!({"max_consecutive_auto_reply": 2}));
     let mut h = History::default();
-    h.user("hi")
-        .said("writer", "a")
-        .said("user", "")
-        .said("writer", "b");
+    h.user("hi").said("writer", "a").said("user", "").said("writer", "b");
     assert_eq!(speaker(&step(&f, &h)), "user");
     h.said("user", "").said("writer", "c");
     assert_eq!(step(&f, &h), finished(StopReason::MaxConsecutiveAutoReply));
@@ -111,9 +98,7 @@ fn a_user_proxy_without_a_limit_stops_after_a_hundred_auto_replies() {
 fn never_mode_auto_replies_with_the_configured_default_auto_reply() {
     let f = two_agent("NEVER", json!({"default_auto_reply": "continue"}));
     let s = step(&f, History::default().user("hi").said("writer", "a"));
-    let Step::Speak(speak) = s else {
-        panic!("{s:?}")
-    };
+    let Step::Speak(speak) = s else { panic!("{s:?}") };
     assert_eq!(speak.via, Via::Fixed("continue".into()));
 }
 
@@ -121,9 +106,7 @@ fn never_mode_auto_replies_with_the_configured_default_auto_reply() {
 fn a_user_proxy_with_a_model_auto_replies_with_it() {
     let f = two_agent("NEVER", json!({"model": "proxy_model"}));
     let s = step(&f, History::default().user("hi").said("writer", "a"));
-    let Step::Speak(speak) = s else {
-        panic!("{s:?}")
-    };
+    let Step::Speak(speak) = s else { panic!("{s:?}") };
     assert_eq!(speak.via, Via::Model("proxy_model".into()));
 }
 
@@ -140,23 +123,15 @@ fn a_human_reply_of_exit_finishes_the_run() {
 fn a_human_text_reply_is_the_proxys_turn_and_resets_its_counter() {
     let f = two_agent("TERMINATE", json!({"max_consecutive_auto_reply": 1}));
     let mut h = History::default();
-    h.user("hi")
-        .said("writer", "a")
-        .said("user", "")
-        .said("writer", "b");
+    h.user("hi").said("writer", "a").said("user", "").said("writer", "b");
     let asked = decide_on(&f, &h, &RunState::default(), None);
     h.human("more please");
-    let reply = HumanReply {
-        request_id: "inp_1".into(),
-        message: Some("more please".into()),
-    };
+    let reply = HumanReply { request_id: "inp_1".into(), message: Some("more please".into()) };
     let d = decide_on(&f, &h, &asked.state, Some(&reply));
     assert_eq!(speaker(&d.step), "writer");
     assert_eq!(d.state, RunState::default());
     h.said("writer", "c");
-    let Step::Speak(speak) = step(&f, &h) else {
-        panic!()
-    };
+    let Step::Speak(speak) = step(&f, &h) else { panic!() };
     assert!(speak.auto_reply, "the counter was reset by the human");
 }
 
@@ -167,10 +142,7 @@ fn an_empty_reply_uses_the_auto_reply() {
     h.user("hi").said("writer", "hello");
     let d = answered(&f, &h, None);
     let Step::Speak(speak) = d.step else { panic!() };
-    assert_eq!(
-        (speak.agent.as_str(), speak.via),
-        ("user", Via::Fixed("go on".into()))
-    );
+    assert_eq!((speak.agent.as_str(), speak.via), ("user", Via::Fixed("go on".into())));
     assert_eq!(d.state, RunState::default(), "the pending ask is consumed");
 }
 
@@ -180,11 +152,7 @@ fn an_empty_reply_after_a_termination_message_ends_the_chat() {
         let f = two_agent(mode, json!({}));
         let mut h = History::default();
         h.user("hi").said("writer", "TERMINATE");
-        assert_eq!(
-            answered(&f, &h, None).step,
-            finished(StopReason::Termination),
-            "{mode}"
-        );
+        assert_eq!(answered(&f, &h, None).step, finished(StopReason::Termination), "{mode}");
     }
 }
 
@@ -192,10 +160,7 @@ fn an_empty_reply_after_a_termination_message_ends_the_chat() {
 fn an_empty_reply_at_the_auto_reply_limit_uses_the_auto_reply_as_autogen_does() {
     let f = two_agent("TERMINATE", json!({"max_consecutive_auto_reply": 1}));
     let mut h = History::default();
-    h.user("hi")
-        .said("writer", "a")
-        .said("user", "")
-        .said("writer", "b");
+    h.user("hi").said("writer", "a").said("user", "").said("writer", "b");
     let d = answered(&f, &h, None);
     assert_eq!(speaker(&d.step), "user");
     h.said("user", "").said("writer", "c");
@@ -220,23 +185,14 @@ fn the_assistant_stops_at_its_auto_reply_limit() {
 #[test]
 fn a_terminating_auto_reply_of_the_proxy_ends_the_two_agent_chat() {
     let f = two_agent("NEVER", json!({"default_auto_reply": "TERMINATE"}));
-    let s = step(
-        &f,
-        History::default()
-            .user("hi")
-            .said("writer", "a")
-            .said("user", "TERMINATE"),
-    );
+    let s = step(&f, History::default().user("hi").said("writer", "a").said("user", "TERMINATE"));
     assert_eq!(s, finished(StopReason::Termination));
 }
 
 #[test]
 fn a_human_message_never_terminates() {
     let f = two_agent("ALWAYS", json!({}));
-    assert_eq!(
-        speaker(&step(&f, History::default().user("TERMINATE"))),
-        "writer"
-    );
+    assert_eq!(speaker(&step(&f, History::default().user("TERMINATE"))), "writer");
     let mut h = History::default();
     h.user("hi").said("writer", "a").human("TERMINATE");
     assert_eq!(speaker(&step(&f, &h)), "writer");
@@ -251,13 +207,7 @@ fn counters_are_per_run_and_a_new_message_continues_the_history() {
         .push("run_old", Role::Assistant, "user", "")
         .push("run_old", Role::Assistant, "writer", "b");
     h.user("second").said("writer", "c");
-    let ctx = Context {
-        flow: &f,
-        run_id: RUN,
-        history: &h.0,
-        state: &RunState::default(),
-        reply: None,
-    };
+    let ctx = Context { flow: &f, run_id: RUN, history: &h.0, state: &RunState::default(), reply: None };
     assert_eq!(run_messages(&ctx).len(), 2);
     assert_eq!(auto_replies(&ctx, "user"), 0);
     assert_eq!(speaker(&step(&f, &h)), "user");
@@ -265,16 +215,10 @@ fn counters_are_per_run_and_a_new_message_continues_the_history() {
 
 #[test]
 fn a_proxy_limited_to_zero_auto_replies_sends_an_empty_answer_as_is() {
-    let f = two_agent(
-        "TERMINATE",
-        json!({"max_consecutive_auto_reply": 0, "model": "proxy_model"}),
-    );
+    let f = two_agent("TERMINATE", json!({"max_consecutive_auto_reply": 0, "model": "proxy_model"}));
     let mut h = History::default();
     h.user("hi").said("writer", "a");
     let d = answered(&f, &h, None);
     let Step::Speak(speak) = d.step else { panic!() };
-    assert_eq!(
-        (speak.agent.as_str(), speak.via),
-        ("user", Via::Fixed(String::new()))
-    );
+    assert_eq!((speak.agent.as_str(), speak.via), ("user", Via::Fixed(String::new())));
 }

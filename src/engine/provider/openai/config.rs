@@ -48,11 +48,7 @@ pub struct OpenAiConfig {
 impl OpenAiConfig {
     /// A config with the default timeouts, retries and streaming, no key and
     /// no sampling options.
-    pub fn new(
-        name: impl Into<String>,
-        base_url: impl Into<String>,
-        model: impl Into<String>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             base_url: base_url.into(),
@@ -134,14 +130,7 @@ pub fn from_spec_with(
     spec: &ModelSpec,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<OpenAiConfig, OpenAiConfigError> {
-    let ModelSpec::Openai {
-        base_url,
-        model,
-        api_key_env,
-        temperature,
-        max_tokens,
-        timeout_secs,
-    } = spec
+    let ModelSpec::Openai { base_url, model, api_key_env, temperature, max_tokens, timeout_secs } = spec
     else {
         return Err(OpenAiConfigError::NotOpenai { name: name.into() });
     };
@@ -150,10 +139,7 @@ pub fn from_spec_with(
         Some(var) => match lookup(var) {
             Some(key) if !key.trim().is_empty() => Some(key.trim().to_owned()),
             _ => {
-                return Err(OpenAiConfigError::MissingKey {
-                    name: name.into(),
-                    var: var.clone(),
-                });
+                return Err(OpenAiConfigError::MissingKey { name: name.into(), var: var.clone() });
             }
         },
     };
@@ -199,8 +185,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_variable_is_named_in_the_error() {
-        let err = from_spec_with("gpt", &spec(Some("OPENAI_API_KEY")), |_| None)
-            .expect_err("missing key");
+        let err = from_spec_with("gpt", &spec(Some("OPENAI_API_KEY")), |_| None).expect_err("missing key");
         assert!(err.to_string().contains("OPENAI_API_KEY"), "{err}");
         assert!(err.to_string().contains("gpt"), "{err}");
     }
@@ -213,18 +198,9 @@ mod tests {
 
     #[test]
     fn a_scripted_spec_is_refused() {
-        let scripted = ModelSpec::Scripted {
-            replies: vec![],
-            echo: true,
-            delay_ms: 0,
-        };
+        let scripted = ModelSpec::Scripted { replies: vec![], echo: true, delay_ms: 0 };
         let err = from_spec("demo", &scripted).expect_err("not openai");
-        assert_eq!(
-            err,
-            OpenAiConfigError::NotOpenai {
-                name: "demo".into()
-            }
-        );
+        assert_eq!(err, OpenAiConfigError::NotOpenai { name: "demo".into() });
     }
 
     #[test]

@@ -26,8 +26,8 @@ mod sse;
 mod wire;
 
 pub use config::{
-    DEFAULT_BACKOFF_BASE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT,
-    OpenAiConfig, OpenAiConfigError, from_spec, from_spec_with,
+    DEFAULT_BACKOFF_BASE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, OpenAiConfig,
+    OpenAiConfigError, from_spec, from_spec_with,
 };
 
 use sse::{Reply, Sink};
@@ -55,10 +55,8 @@ struct Failure {
 impl OpenAiProvider {
     /// A provider for `config`; fails on a base URL that is not http(s).
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiConfigError> {
-        let bad_url = || OpenAiConfigError::BadBaseUrl {
-            name: config.name.clone(),
-            base_url: config.base_url.clone(),
-        };
+        let bad_url =
+            || OpenAiConfigError::BadBaseUrl { name: config.name.clone(), base_url: config.base_url.clone() };
         let joined = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let url = Url::parse(&joined).map_err(|_| bad_url())?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -72,11 +70,7 @@ impl OpenAiProvider {
                 name: config.name.clone(),
                 message: err.to_string(),
             })?;
-        Ok(Self {
-            config,
-            client,
-            url,
-        })
+        Ok(Self { config, client, url })
     }
 
     /// Its settings.
@@ -102,9 +96,8 @@ impl OpenAiProvider {
                 tracing::warn!(model = %self.config.name, error = %failure.error, "model call failed");
                 return Err(failure.error);
             }
-            let delay = failure
-                .retry_after
-                .unwrap_or_else(|| retry::backoff(self.config.backoff_base, retries));
+            let delay =
+                failure.retry_after.unwrap_or_else(|| retry::backoff(self.config.backoff_base, retries));
             tracing::warn!(
                 model = %self.config.name,
                 error = %failure.error,
@@ -123,8 +116,7 @@ impl OpenAiProvider {
             Err(_) => Err(Failure {
                 error: ProviderError::Timeout {
                     model: self.config.name.clone(),
-                    secs: u64::try_from(self.config.timeout.as_millis().div_ceil(1000))
-                        .unwrap_or(u64::MAX),
+                    secs: u64::try_from(self.config.timeout.as_millis().div_ceil(1000)).unwrap_or(u64::MAX),
                 },
                 retryable: false,
                 retry_after: None,
@@ -133,11 +125,7 @@ impl OpenAiProvider {
     }
 
     /// Sends the request and reads the answer.
-    async fn exchange(
-        &self,
-        body: &ChatRequest<'_>,
-        sink: &mut Sink<'_>,
-    ) -> Result<Reply, Failure> {
+    async fn exchange(&self, body: &ChatRequest<'_>, sink: &mut Sink<'_>) -> Result<Reply, Failure> {
         let mut request = self.client.post(self.url.clone()).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
@@ -161,22 +149,14 @@ impl OpenAiProvider {
         let status = response.status();
         let retryable = retry::is_retryable_status(status);
         let retry_after = retry::retry_after(response.headers());
-        let body = sse::read_limited(response, ERROR_BODY_LIMIT)
-            .await
-            .unwrap_or_default();
-        let mut message = wire::error_message(
-            &String::from_utf8_lossy(&body),
-            self.config.api_key.as_deref(),
-        );
+        let body = sse::read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
+        let mut message =
+            wire::error_message(&String::from_utf8_lossy(&body), self.config.api_key.as_deref());
         if message.is_empty() {
             message = status.canonical_reason().unwrap_or("no message").to_owned();
         }
         Failure {
-            error: ProviderError::Http {
-                model: self.config.name.clone(),
-                status: status.as_u16(),
-                message,
-            },
+            error: ProviderError::Http { model: self.config.name.clone(), status: status.as_u16(), message },
             retryable,
             retry_after,
         }
@@ -197,10 +177,7 @@ impl OpenAiProvider {
             metadata.insert("usage".into(), usage);
         }
         metadata.insert("finish_reason".into(), json!(reply.finish_reason));
-        Completion {
-            content: reply.content,
-            metadata: Value::Object(metadata),
-        }
+        Completion { content: reply.content, metadata: Value::Object(metadata) }
     }
 }
 
@@ -255,11 +232,7 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        })
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
 }
 
 /// An error with its causes, `outer: inner: innermost`.

@@ -27,18 +27,14 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    let wait = number("retry-after-ms")
-        .map(|ms| ms / 1000.0)
-        .or_else(|| number("retry-after"))?;
+    let wait = number("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| number("retry-after"))?;
     Some(Duration::from_secs_f64(wait.min(MAX_DELAY.as_secs_f64())))
 }
 
 /// The wait before retry number `retry` (0 for the first retry): a uniformly
 /// random time between zero and `base · 2^retry`, capped at [`MAX_DELAY`].
 pub(super) fn backoff(base: Duration, retry: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(2u32.saturating_pow(retry.min(20)))
-        .min(MAX_DELAY);
+    let ceiling = base.saturating_mul(2u32.saturating_pow(retry.min(20))).min(MAX_DELAY);
     let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::rng().random_range(0..=millis))
 }
@@ -56,22 +52,10 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_are_honoured_and_capped() {
-        assert_eq!(
-            retry_after(&headers("retry-after", "2")),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            retry_after(&headers("retry-after", "3600")),
-            Some(MAX_DELAY)
-        );
-        assert_eq!(
-            retry_after(&headers("retry-after-ms", "250")),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            retry_after(&headers("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
-        );
+        assert_eq!(retry_after(&headers("retry-after", "2")), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&headers("retry-after", "3600")), Some(MAX_DELAY));
+        assert_eq!(retry_after(&headers("retry-after-ms", "250")), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&headers("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(retry_after(&headers("retry-after", "-1")), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }

@@ -37,10 +37,7 @@ pub(super) struct Sink<'a> {
 impl<'a> Sink<'a> {
     /// A sink sending into `deltas`.
     pub(super) fn new(deltas: &'a mpsc::Sender<String>) -> Self {
-        Self {
-            deltas,
-            sent_any: false,
-        }
+        Self { deltas, sent_any: false }
     }
 
     /// Passes `text` on; a closed receiver is not an error.
@@ -70,9 +67,7 @@ pub(super) async fn read_stream(
                 return Ok(reply);
             }
             Err(EventStreamError::Transport(err)) => {
-                return Err(
-                    config.connect_failure(format!("the stream broke: {}", super::describe(&err)))
-                );
+                return Err(config.connect_failure(format!("the stream broke: {}", super::describe(&err))));
             }
             Err(err) => return Err(config.malformed(format!("not an event stream: {err}"))),
         };
@@ -127,33 +122,23 @@ pub(super) async fn read_json(
     response: Response,
     sink: &mut Sink<'_>,
 ) -> Result<Reply, Failure> {
-    let body = read_limited(response, JSON_LIMIT).await.map_err(|err| {
-        config.connect_failure(format!("the answer broke: {}", super::describe(&err)))
-    })?;
+    let body = read_limited(response, JSON_LIMIT)
+        .await
+        .map_err(|err| config.connect_failure(format!("the answer broke: {}", super::describe(&err))))?;
     if body.len() >= JSON_LIMIT {
         return Err(config.malformed("the answer is too large"));
     }
     let answer: ChatResponse = serde_json::from_slice(&body)
         .map_err(|err| config.malformed(format!("the answer is not valid JSON: {err}")))?;
-    let choice = answer
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| config.malformed("the answer has no choices"))?;
+    let choice =
+        answer.choices.into_iter().next().ok_or_else(|| config.malformed("the answer has no choices"))?;
     let content = choice.message.and_then(|m| m.content).unwrap_or_default();
     sink.send(content.clone()).await;
-    Ok(Reply {
-        content,
-        usage: answer.usage.filter(|u| !u.is_null()),
-        finish_reason: choice.finish_reason,
-    })
+    Ok(Reply { content, usage: answer.usage.filter(|u| !u.is_null()), finish_reason: choice.finish_reason })
 }
 
 /// The body, or its first `limit` bytes.
-pub(super) async fn read_limited(
-    response: Response,
-    limit: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
+pub(super) async fn read_limited(response: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {

@@ -55,9 +55,7 @@ impl<'a> ChatRequest<'a> {
             model: &config.model,
             messages,
             stream: config.stream,
-            stream_options: config.stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
+            stream_options: config.stream.then_some(StreamOptions { include_usage: true }),
             temperature: config.temperature,
             max_tokens: config.max_tokens,
         }
@@ -75,9 +73,7 @@ fn role_name(role: TurnRole) -> &'static str {
 /// OpenAI accepts a message `name` matching `^[a-zA-Z0-9_-]{1,64}$` only.
 pub(super) fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A whole (non-streamed) answer.
@@ -137,21 +133,15 @@ pub(super) struct ChunkDelta {
 /// `error` as a string (Ollama), `message` (vLLM) or `detail`, else the body
 /// itself, cut to about 300 characters; `key` is scrubbed from it.
 pub(super) fn error_message(body: &str, key: Option<&str>) -> String {
-    let from_json = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|json| json_message(&json));
+    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|json| json_message(&json));
     let text = from_json.unwrap_or_else(|| body.trim().to_owned());
     truncate(&scrub(&text, key), QUOTE_LIMIT)
 }
 
 /// The message inside a JSON error value, if any.
 pub(super) fn json_message(json: &Value) -> Option<String> {
-    let candidates = [
-        json.pointer("/error/message"),
-        json.get("error"),
-        json.get("message"),
-        json.get("detail"),
-    ];
+    let candidates =
+        [json.pointer("/error/message"), json.get("error"), json.get("message"), json.get("detail")];
     candidates
         .into_iter()
         .flatten()
@@ -194,10 +184,7 @@ mod tests {
     fn the_servers_own_message_is_quoted() {
         let openai = r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#;
         assert_eq!(error_message(openai, None), "Rate limit reached");
-        assert_eq!(
-            error_message(r#"{"error":"model not found"}"#, None),
-            "model not found"
-        );
+        assert_eq!(error_message(r#"{"error":"model not found"}"#, None), "model not found");
         let vllm = r#"{"object":"error","message":"bad prompt","code":400}"#;
         assert_eq!(error_message(vllm, None), "bad prompt");
         assert_eq!(error_message("  upstream down \n", None), "upstream down");
