@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 const BATCH: usize = 64;
 /// A batch that cannot be written in this long marks the client too slow.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the close frame may wait for room in a full socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Close codes of contract §5.
 pub mod code {
@@ -56,6 +58,19 @@ impl Closer {
         self.token.cancel();
     }
 
+    /// Closes with 4008 and counts it, unless another reason came first.
+    pub fn close_slow(&self, metrics: &Metrics, reason: impl Into<String>) {
+        if self.reason.set((code::TOO_SLOW, reason.into())).is_ok() {
+            Metrics::inc(&metrics.ws_slow_closes);
+        }
+        self.token.cancel();
+    }
+
+    /// The close code asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        self.reason.get().map(|(c, _)| *c)
+    }
+
     /// Fires once a close was asked for.
     pub fn token(&self) -> &CancellationToken {
         &self.token
@@ -76,6 +91,7 @@ pub struct Outbox {
     drained: Arc<Notify>,
     limit: usize,
     closer: Closer,
+    metrics: Arc<Metrics>,
 }
 
 /// The writer's end of an [`Outbox`].
@@ -86,11 +102,11 @@ pub struct Inbox {
 }
 
 /// A new outbox bounded to `limit` queued bytes.
-pub fn outbox(limit: usize, closer: Closer) -> (Outbox, Inbox) {
+pub fn outbox(limit: usize, closer: Closer, metrics: Arc<Metrics>) -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(Notify::new());
-    let outbox = Outbox { tx, queued: queued.clone(), drained: drained.clone(), limit, closer };
+    let outbox = Outbox { tx, queued: queued.clone(), drained: drained.clone(), limit, closer, metrics };
     (outbox, Inbox { rx, queued, drained })
 }
 
@@ -101,7 +117,7 @@ impl Outbox {
         let len = text.len();
         let total = self.queued.fetch_add(len, Ordering::AcqRel) + len;
         if total > self.limit {
-            self.closer.close(code::TOO_SLOW, format!("too slow: over {} bytes queued", self.limit));
+            self.closer.close_slow(&self.metrics, format!("too slow: over {} bytes queued", self.limit));
             return false;
         }
         self.tx.send(text).is_ok()
@@ -171,10 +187,17 @@ pub async fn write_loop(
             _ = closer.token().cancelled() => break,
             first = inbox.rx.recv() => {
                 let Some(first) = first else { break };
-                match tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics)).await {
+                let batch = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics));
+                // A close (say, 4008 from a producer) must not wait for a stalled write.
+                let written = tokio::select! {
+                    biased;
+                    _ = closer.token().cancelled() => break,
+                    written = batch => written,
+                };
+                match written {
                     Ok(true) => {}
                     Ok(false) => { closer.close(code::NORMAL, "socket closed"); break }
-                    Err(_) => { Metrics::inc(&metrics.ws_slow_closes); closer.close(code::TOO_SLOW, "too slow: writes stalled"); break }
+                    Err(_) => { closer.close_slow(&metrics, "too slow: writes stalled"); break }
                 }
             }
             _ = tick.tick() => {
@@ -187,11 +210,19 @@ pub async fn write_loop(
             }
         }
     }
-    if closer.reason.get().is_some_and(|(c, _)| *c == code::TOO_SLOW) {
-        Metrics::inc(&metrics.ws_slow_closes);
-    }
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(closer.frame())))).await;
+    let finish = async {
+        // What was queued before a deliberate close (a `chat.deleted` before
+        // 4004) still goes out; a slow or dead client gets only the close.
+        if closer.code().is_some_and(|c| c != code::TOO_SLOW && c != code::PONG_TIMEOUT) {
+            while let Ok(text) = inbox.rx.try_recv() {
+                if sink.feed(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(Some(closer.frame()))).await;
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
 }
 
 /// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.

@@ -56,7 +56,8 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
     let SessionInit { state, caller, bound, permit } = init;
     let limits = state.config.limits.clone();
     let closer = Closer::default();
-    let (outbox, inbox) = outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone());
+    let (outbox, inbox) =
+        outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone(), state.metrics.clone());
     let (sink, mut stream) = socket.split();
     let epoch = Instant::now();
     let last_pong = Arc::new(std::sync::atomic::AtomicU64::new(0));
