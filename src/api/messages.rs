@@ -31,11 +31,17 @@ pub struct MessageBody {
 impl MessageBody {
     /// The text; a missing or blank one is a 422 naming `message`.
     pub fn text(&self) -> Result<&str, ApiError> {
-        match self.message.as_deref().or(self.content.as_deref()) {
-            None => Err(ApiError::invalid("message", "message is required")),
-            Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
-            Some(t) => Ok(t),
-        }
+        required_text(self.message.as_deref().or(self.content.as_deref()))
+    }
+}
+
+/// A message or input text as every route and socket op requires it: present
+/// and not blank, else a 422 naming `message`.
+pub fn required_text(text: Option<&str>) -> Result<&str, ApiError> {
+    match text {
+        None => Err(ApiError::invalid("message", "message is required")),
+        Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
+        Some(t) => Ok(t),
     }
 }
 

@@ -23,6 +23,7 @@ mod tokens;
 
 pub use error::ApiError;
 pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json};
+pub use messages::required_text;
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;
 /// a test keeps the two in step.

@@ -19,7 +19,7 @@ use super::Permit;
 use super::feed::{FeedEnd, Follow};
 use super::outbox::{self, Closer, Liveness, Outbox, code};
 use super::protocol::{self, Command, Op};
-use crate::api::ApiError;
+use crate::api::{ApiError, required_text};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::bus::Channel;
@@ -307,7 +307,7 @@ impl Session {
         text: Option<String>,
     ) -> Result<(), ApiError> {
         let id = self.target(chat_id)?;
-        let text = required_text(text)?;
+        let text = required_text(text.as_deref())?.to_owned();
         self.check_chat(&id).await?;
         let message = self.state.chats.post_message(&self.caller.tenant, &id, &text).await?;
         self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
@@ -324,7 +324,7 @@ impl Session {
         let id = self.target(chat_id)?;
         let text = match text {
             None => None,
-            Some(t) => Some(required_text(t)?),
+            Some(t) => Some(required_text(t.as_deref())?.to_owned()),
         };
         self.check_chat(&id).await?;
         let chat = self
@@ -342,13 +342,5 @@ impl Session {
         let chat = self.state.chats.cancel(&self.caller.tenant, &id).await?;
         self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
-    }
-}
-
-fn required_text(text: Option<String>) -> Result<String, ApiError> {
-    match text {
-        None => Err(ApiError::invalid("message", "message is required")),
-        Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
-        Some(t) => Ok(t),
     }
 }
