@@ -1,0 +1,23 @@
+# Flowgate: build once, run anywhere with a shell-less slim base.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY static ./static
+COPY benches ./benches
+RUN cargo build --release --locked --bin flowgate
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home /data flowgate \
+ && mkdir -p /data && chown flowgate /data
+COPY --from=build /src/target/release/flowgate /usr/local/bin/flowgate
+USER flowgate
+ENV FLOWGATE_LISTEN=0.0.0.0:8080 \
+    FLOWGATE_DATA_DIR=/data
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD ["flowgate", "--version"]
+ENTRYPOINT ["flowgate"]
+CMD ["serve"]
