@@ -18,6 +18,5 @@ USER flowgate
 ENV FLOWGATE_LISTEN=0.0.0.0:8080 \
     FLOWGATE_DATA_DIR=/data
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["flowgate", "--version"]
 ENTRYPOINT ["flowgate"]
 CMD ["serve"]
