@@ -250,3 +250,52 @@ async fn readiness_reports_the_store_and_bus() {
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "ok", "store": "ok", "bus": "ok"}));
 }
+
+#[tokio::test]
+async fn each_human_input_mode_gives_its_status_sequence() {
+    let app = spawn_app().await;
+    // ALWAYS: every assistant message is followed by a question to the human.
+    app.put_flow("always", two_agent("ALWAYS", &["one", "two"])).await;
+    let chat = app.create_chat("always").await;
+    app.say(&chat, "go").await;
+    let events = app.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await;
+    let last = events.last().unwrap().seq.unwrap();
+    app.answer(&chat, "more").await;
+    let events = app.wait_for_status(&chat, last, ChatStatus::WaitForHumanInput).await;
+    let last = events.last().unwrap().seq.unwrap();
+    app.answer(&chat, "exit").await;
+    let events = app.wait_for_status(&chat, last, ChatStatus::Completed).await;
+    assert_eq!(
+        statuses(&events),
+        [
+            "ready",
+            "running",
+            "wait_for_human_input",
+            "running",
+            "wait_for_human_input",
+            "running",
+            "completed"
+        ]
+    );
+    // NEVER: no question; the proxy's auto-reply limit (2) ends the run.
+    app.put_flow("never", two_agent("NEVER", &["one", "two"])).await;
+    let chat = app.create_chat("never").await;
+    app.say(&chat, "go").await;
+    let events = app.wait_for_status(&chat, 0, ChatStatus::Completed).await;
+    assert_eq!(statuses(&events), ["ready", "running", "completed"]);
+    let senders: Vec<_> =
+        app.messages(&chat).await.iter().map(|m| m["sender"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(senders, ["user", "assistant", "user", "assistant", "user", "assistant"]);
+    // TERMINATE: asked only on the termination message.
+    app.put_flow("terminate", two_agent("TERMINATE", &["working", "done TERMINATE"])).await;
+    let chat = app.create_chat("terminate").await;
+    app.say(&chat, "go").await;
+    app.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await;
+    let senders: Vec<_> =
+        app.messages(&chat).await.iter().map(|m| m["sender"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(senders, ["user", "assistant", "user", "assistant"]);
+    let (status, body) = app.post(&format!("/chats/{chat}/input"), json!({"auto_reply": true})).await;
+    assert_eq!(status, 202, "{body}");
+    let events = app.wait_for_status(&chat, 0, ChatStatus::Completed).await;
+    assert_eq!(statuses(&events), ["ready", "running", "wait_for_human_input", "running", "completed"]);
+}
