@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::chats::Journal;
 use crate::flow::ModelSpec;
+use crate::model::EventKind;
 use crate::store::StoreResult;
 
 pub mod models;
@@ -147,7 +148,14 @@ impl Engine {
 /// registry unless it was kicked meanwhile.
 async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: CancellationToken) {
     loop {
-        runner::drive(&shared, &chat_id, &cancel).await;
+        // Each drive has its own token, fired by a cancel or delete committed
+        // anywhere (this node or another, through the bus), so an in-flight
+        // model call stops at once; a kick that came meanwhile still runs.
+        let drive = cancel.child_token();
+        tokio::select! {
+            () = runner::drive(&shared, &chat_id, &drive) => {}
+            () = stop_on_cancel(&shared, &chat_id, &drive) => {}
+        }
         let again = match shared.runners.entry(chat_id.clone()) {
             Entry::Occupied(mut slot) if slot.get().task == task => {
                 if slot.get().kicked && !cancel.is_cancelled() {
@@ -164,4 +172,27 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
             return;
         }
     }
+}
+
+/// Fires `drive` when the chat's run is cancelled or the chat deleted, then
+/// waits for the drive to notice; never completes on its own.
+async fn stop_on_cancel(shared: &Shared, chat_id: &str, drive: &CancellationToken) {
+    let channel = crate::bus::Channel::Chat(chat_id.to_owned());
+    if let Ok(mut sub) = shared.journal.bus.subscribe(&channel).await {
+        loop {
+            let frame = tokio::select! {
+                _ = drive.cancelled() => break,
+                frame = sub.receiver.recv() => frame,
+            };
+            match frame {
+                Ok(f) if matches!(f.kind, EventKind::RunCancelled | EventKind::ChatDeleted) => {
+                    drive.cancel();
+                    break;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+    std::future::pending::<()>().await
 }

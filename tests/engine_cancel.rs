@@ -1,0 +1,57 @@
+//! A cancel or delete committed anywhere (here: straight through the journal,
+//! as another node would, without this node's `Engine::stop`) stops the
+//! in-flight model call of the run at once.
+
+mod support;
+
+use flowgate::bus::Channel;
+use flowgate::chats::transitions;
+use flowgate::model::{ChatStatus, EventKind};
+use support::app::{WAIT, spawn_app};
+
+async fn until_no_runs(app: &support::app::TestApp) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.state.engine.active_runs() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the runner did not stop");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn streaming_chat(app: &support::app::TestApp) -> String {
+    // 10 words at 1.5 s each: a 15 s stream, longer than any wait here, so
+    // only a prompt stop can pass these tests.
+    app.put_flow("slow", support::flows::slow(1500)).await;
+    let chat = app.create_chat("slow").await;
+    let mut sub = app.state.bus.subscribe(&Channel::Chat(chat.clone())).await.unwrap();
+    app.say(&chat, "go").await;
+    loop {
+        let frame = tokio::time::timeout(WAIT, sub.receiver.recv()).await.expect("a delta").unwrap();
+        if frame.kind == EventKind::MessageDelta {
+            return chat;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_committed_elsewhere_stops_the_stream_at_once() {
+    let app = spawn_app().await;
+    let chat = streaming_chat(&app).await;
+    app.state.chats.journal().update(&chat, transitions::cancel).await.unwrap();
+    until_no_runs(&app).await;
+    assert_eq!(app.chat(&chat).await["status"], "ready");
+    let stored = app.messages(&chat).await;
+    assert_eq!(stored.len(), 1, "the half-streamed reply is not stored");
+    // The chat takes a new message and runs again.
+    app.say(&chat, "again").await;
+    assert_eq!(app.chat(&chat).await["status"], serde_json::json!(ChatStatus::Running));
+    assert_eq!(app.state.engine.active_runs(), 1);
+}
+
+#[tokio::test]
+async fn deleting_a_streaming_chat_stops_its_runner() {
+    let app = spawn_app().await;
+    let chat = streaming_chat(&app).await;
+    let (status, _) = app.delete(&format!("/chats/{chat}")).await;
+    assert_eq!(status, 204);
+    until_no_runs(&app).await;
+}
