@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -15,6 +16,7 @@ use crate::auth::{Authenticator, Jwt, jwt::JwtError};
 use crate::bus::{Bus, memory::MemoryBus};
 use crate::chats::{ChatService, Journal};
 use crate::config::{Config, SqliteSync, StoreKind};
+use crate::engine::lease::{Leases, LocalLeases};
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::metrics::Metrics;
@@ -78,13 +80,15 @@ pub struct App {
 impl App {
     /// Opens the backends named by `config` and builds the state.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let (store, bus) = open_backends(&config).await?;
+        let Backends { store, bus, leases } = open_backends(&config).await?;
         let shutdown = CancellationToken::new();
         let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
             journal: journal.clone(),
             models: config.models.clone(),
             shutdown: shutdown.child_token(),
+            leases,
+            sweep_every: Duration::from_secs(config.cluster.sweep_secs),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         if let Some(secret) = &config.api_key
@@ -145,7 +149,14 @@ impl App {
     }
 }
 
-async fn open_backends(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Bus>), StartError> {
+/// The backends a node runs on, picked once from the config.
+struct Backends {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    leases: Arc<dyn Leases>,
+}
+
+async fn open_backends(config: &Config) -> Result<Backends, StartError> {
     match config.store {
         StoreKind::Sqlite => {
             std::fs::create_dir_all(&config.data_dir)?;
@@ -155,7 +166,11 @@ async fn open_backends(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Bus>)
             };
             let path = config.data_dir.join("flowgate.db");
             let store = SqliteStore::open(&path, SqliteOptions { synchronous, ..Default::default() })?;
-            Ok((Arc::new(store), Arc::new(MemoryBus::new())))
+            Ok(Backends {
+                store: Arc::new(store),
+                bus: Arc::new(MemoryBus::new()),
+                leases: Arc::new(LocalLeases),
+            })
         }
         StoreKind::Redis => Err(StartError::Unsupported("store = \"redis\" is not available yet".into())),
     }

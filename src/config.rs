@@ -20,6 +20,7 @@ use crate::flow::ModelSpec;
 
 /// Top-level setting names, the only `FLOWGATE_*` variables read as config.
 const KEYS: &[&str] = &[
+    "cluster",
     "listen",
     "data_dir",
     "api_key",
@@ -99,6 +100,23 @@ pub struct JwtConfig {
     pub chat_token_ttl_secs: Option<u64>,
 }
 
+/// Several nodes on one Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// A run lease lasts this long unless renewed (renewed every third of it);
+    /// a dead node's runs move after at most this long.
+    pub lease_ttl_secs: u64,
+    /// How often a node looks for `running` chats nobody drives.
+    pub sweep_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { lease_ttl_secs: 10, sweep_secs: 5 }
+    }
+}
+
 /// Limits on requests and sockets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -162,6 +180,8 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     /// Socket and request limits.
     pub limits: Limits,
+    /// Run ownership across nodes.
+    pub cluster: ClusterConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -180,6 +200,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             sqlite: SqliteConfig::default(),
             limits: Limits::default(),
+            cluster: ClusterConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -244,6 +265,9 @@ impl Config {
         let l = &self.limits;
         if l.ws_frame_bytes < 1024 || l.max_body_bytes < 1024 || l.ws_outbound_queue_bytes < 4096 {
             return bad("limits", "byte limits must be at least 1 KiB (queue: 4 KiB)");
+        }
+        if self.cluster.lease_ttl_secs < 1 || self.cluster.sweep_secs < 1 {
+            return bad("cluster", "lease_ttl_secs and sweep_secs must be at least 1");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

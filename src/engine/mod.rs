@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -26,7 +27,9 @@ use crate::chats::Journal;
 use crate::flow::ModelSpec;
 use crate::model::EventKind;
 use crate::store::StoreResult;
+use lease::{Lease, Leases};
 
+pub mod lease;
 pub mod models;
 pub mod policy;
 pub mod prompt;
@@ -42,6 +45,11 @@ pub struct EngineDeps {
     pub models: BTreeMap<String, ModelSpec>,
     /// Cancelled when the process shuts down; stops every runner.
     pub shutdown: CancellationToken,
+    /// Who may drive a run ([`lease::LocalLeases`] on one node).
+    pub leases: Arc<dyn Leases>,
+    /// How often this node looks for `running` chats nobody drives (an owner
+    /// that died, a run whose store calls kept failing).
+    pub sweep_every: Duration,
 }
 
 /// The runner registry of one node.
@@ -53,6 +61,7 @@ pub struct Engine {
 pub(crate) struct Shared {
     pub(crate) journal: Journal,
     pub(crate) models: models::Models,
+    leases: Arc<dyn Leases>,
     closing: CancellationToken,
     tracker: TaskTracker,
     runners: DashMap<String, Slot>,
@@ -67,19 +76,51 @@ struct Slot {
 }
 
 impl Engine {
-    /// A new engine; no task runs until [`Engine::start`] or
-    /// [`Engine::resume_all`].
+    /// A new engine; no run starts until [`Engine::start`] or
+    /// [`Engine::resume_all`]. Its sweeper runs every `deps.sweep_every`.
     pub fn new(deps: EngineDeps) -> Arc<Self> {
-        Arc::new(Self {
+        let sweep_every = deps.sweep_every;
+        let engine = Arc::new(Self {
             shared: Arc::new(Shared {
                 journal: deps.journal,
                 models: models::Models::new(deps.models),
+                leases: deps.leases,
                 closing: deps.shutdown.child_token(),
                 tracker: TaskTracker::new(),
                 runners: DashMap::new(),
                 next_task: AtomicU64::new(1),
             }),
-        })
+        });
+        let sweeper = Arc::downgrade(&engine);
+        let closing = engine.shared.closing.clone();
+        engine.shared.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = closing.cancelled() => return,
+                    _ = tokio::time::sleep(sweep_every) => {}
+                }
+                let Some(engine) = sweeper.upgrade() else { return };
+                if let Err(e) = engine.adopt_orphans().await {
+                    tracing::warn!(error = %e, "sweep for unowned runs failed");
+                }
+            }
+        });
+        engine
+    }
+
+    /// Starts a runner for every `running` chat this node does not drive yet;
+    /// each takes the chat's lease first, so chats another node drives are left
+    /// alone.
+    pub async fn adopt_orphans(&self) -> StoreResult<usize> {
+        let running = self.shared.journal.store.running_chats().await?;
+        let mut adopted = 0;
+        for record in &running {
+            if !self.shared.runners.contains_key(&record.chat.id) {
+                self.start(&record.chat.id);
+                adopted += 1;
+            }
+        }
+        Ok(adopted)
     }
 
     /// Makes sure exactly one runner task drives the chat (idempotent; a task
@@ -148,13 +189,22 @@ impl Engine {
 /// registry unless it was kicked meanwhile.
 async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: CancellationToken) {
     loop {
-        // Each drive has its own token, fired by a cancel or delete committed
-        // anywhere (this node or another, through the bus), so an in-flight
-        // model call stops at once; a kick that came meanwhile still runs.
-        let drive = cancel.child_token();
-        tokio::select! {
-            () = runner::drive(&shared, &chat_id, &drive) => {}
-            () = stop_on_cancel(&shared, &chat_id, &drive) => {}
+        match shared.leases.acquire(&chat_id).await {
+            Ok(Some(lease)) => {
+                // Each drive has its own token, fired by a cancel or delete
+                // committed anywhere (this node or another, through the bus) or
+                // by losing the lease, so an in-flight model call stops at once;
+                // a kick that came meanwhile still runs.
+                let drive = cancel.child_token();
+                tokio::select! {
+                    () = runner::drive(&shared, &chat_id, &drive) => {}
+                    () = stop_on_cancel(&shared, &chat_id, &drive) => {}
+                    () = keep_lease(&shared, &lease, &drive) => {}
+                }
+                shared.leases.release(&lease).await;
+            }
+            Ok(None) => tracing::debug!(chat_id, "another node drives this run"),
+            Err(e) => tracing::warn!(chat_id, error = %e, "cannot take the run lease; the sweeper retries"),
         }
         let again = match shared.runners.entry(chat_id.clone()) {
             Entry::Occupied(mut slot) if slot.get().task == task => {
@@ -172,6 +222,32 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
             return;
         }
     }
+}
+
+/// Renews the lease while the drive runs; fires `drive` once it is lost or
+/// cannot be renewed (stopping is always safe: the sweeper resumes the run).
+/// Never completes on its own.
+async fn keep_lease(shared: &Shared, lease: &Lease, drive: &CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = drive.cancelled() => break,
+            _ = tokio::time::sleep(shared.leases.renew_every()) => {}
+        }
+        match shared.leases.renew(lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(chat_id = %lease.chat_id, "run lease lost; stopping this drive");
+                drive.cancel();
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(chat_id = %lease.chat_id, error = %e, "run lease not renewed; stopping this drive");
+                drive.cancel();
+                break;
+            }
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Fires `drive` when the chat's run is cancelled or the chat deleted, then

@@ -34,6 +34,8 @@ fn engine_on(journal: &Journal) -> Arc<Engine> {
         journal: journal.clone(),
         models: Default::default(),
         shutdown: CancellationToken::new(),
+        leases: std::sync::Arc::new(flowgate::engine::lease::LocalLeases),
+        sweep_every: std::time::Duration::from_secs(3600),
     })
 }
 
