@@ -4,9 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::api::ApiError;
 use crate::app::AppState;
 
 /// `GET /healthz`: the process answers.
@@ -14,16 +15,25 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when the store and the bus answer, else 503.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /readyz`: 200 when the store and the bus answer; else 503 with the
+/// error envelope, whose `store` and `bus` fields say which failed.
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await.map_err(|e| e.to_string());
     let bus = state.bus.ping().await.map_err(|e| e.to_string());
-    let ok = store.is_ok() && bus.is_ok();
-    let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body =
-        json!({"status": if ok { "ok" } else { "unavailable" }, "store": show(store), "bus": show(bus)});
-    (status, Json(body))
+    let show = |r: &Result<(), String>| r.as_ref().err().cloned().unwrap_or_else(|| "ok".into());
+    let (store_state, bus_state) = (show(&store), show(&bus));
+    if store.is_ok() && bus.is_ok() {
+        return Json(json!({"status": "ok", "store": store_state, "bus": bus_state})).into_response();
+    }
+    let mut error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "not ready: the store or the bus does not answer",
+    )
+    .with("store", store_state)
+    .with("bus", bus_state);
+    error.retry_after = Some(1);
+    error.into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
