@@ -90,7 +90,13 @@ pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStor
     assert_eq!(messages.len(), 5);
     assert!(messages.windows(2).all(|w| w[0].seq < w[1].seq));
 
-    let q = |after_seq, before_seq, limit, descending| SeqQuery { after_seq, before_seq, limit, descending };
+    let q = |after_seq, before_seq, limit, descending| SeqQuery {
+        after_seq,
+        before_seq,
+        limit,
+        descending,
+        ..SeqQuery::default()
+    };
     let seqs_of = |events: Vec<Event>| events.iter().map(|e| e.seq.expect("durable")).collect::<Vec<_>>();
     let got = store.events(&id, &q(Some(10), None, 5, false)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![11, 12, 13, 14, 15]);
