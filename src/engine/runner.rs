@@ -121,7 +121,7 @@ impl Runner<'_> {
             Err(message) => return self.fail(&at, "flow_invalid", message).await,
         };
         self.sync_history(at.seen_seq).await?;
-        let preselected = self.preselected.take().filter(|p| p.after_seq == at.seen_seq);
+        let preselected = self.preselected.take().filter(|p| p.is_for(&self.history, at.seen_seq));
         let state = RunState::from_value(&run.state);
         let ctx = Context {
             flow: &flow,
@@ -179,7 +179,8 @@ impl Runner<'_> {
     }
 
     /// Produces the speaker's text (streaming it) and commits the message,
-    /// marked final when the run hands back to the human right after it.
+    /// marked final when the run hands back to the human after it (see
+    /// `lookahead`).
     async fn speak(&mut self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
         let message_id = new_id(IdKind::Message);
         let (content, metadata) = match &speak.via {
@@ -199,7 +200,7 @@ impl Runner<'_> {
             content,
             metadata: message_metadata(metadata, &speak),
         };
-        if self.hands_back_after(at, flow, &draft, &state).await {
+        if matches!(speak.via, Via::Model(_)) && self.is_final(at, flow, &draft, &state).await {
             mark_final(&mut draft.metadata);
         }
         if self.cancel.is_cancelled() {
