@@ -152,11 +152,11 @@ async fn an_unknown_view_is_a_422_naming_view_and_events_take_none() {
 #[tokio::test]
 async fn a_final_view_long_poll_holds_until_an_answer_of_the_view_is_stored() {
     let app = spawn_app().await;
-    app.put_flow("slow", monologue(5)).await;
+    app.put_flow("slow", monologue(20)).await;
     let chat = app.create_chat("slow").await;
     let posted = app.say(&chat, "hi").await;
     let after = posted["seq"].as_u64().unwrap();
-    let query = format!("view=final&after_seq={after}&wait=10");
+    let query = format!("view=final&after_seq={after}&wait=8");
     let page = tokio::time::timeout(WAIT, get_page(&app, &chat, &query)).await.expect("answered in time");
     let data = page["data"].as_array().unwrap();
     assert_eq!(pairs(data), owned(&[("assistant", "done TERMINATE")]));

@@ -6,8 +6,10 @@
 //! Every commit is a compare-and-set on the `last_seq` the step was decided
 //! from: if anything else changed the chat meanwhile (a cancel, a delete,
 //! another node), the commit is dropped and the step decided again from fresh
-//! data, so nothing is ever stored twice. Touches the store and bus through the
-//! journal, and the model providers (see `calls`).
+//! data, so nothing is ever stored twice. An agent's message is marked final
+//! (`metadata.final`) when the run hands back to the human after it (see
+//! `lookahead`). Touches the store and bus through the journal, and the model
+//! providers (see `calls`).
 
 use std::sync::Arc;
 use std::time::Duration;
