@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::bus::Channel;
 use crate::metrics::Metrics;
+use crate::store::MessageView;
 
 /// `POST /messages` and `POST /input` body: `message` (the seed) or `content`
 /// (FlowGen's backend). `/input` also takes `request_id` and `auto_reply`.
@@ -59,9 +60,10 @@ pub async fn post(
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 
-/// `GET /chats/{chat_id}/messages` → a page by seq. With `wait=S` (long-poll)
-/// and nothing after the cursor, holds up to S seconds (capped) until a newer
-/// message is stored.
+/// `GET /chats/{chat_id}/messages` → a page by seq, of every message or, with
+/// `view=final`, of user messages, human input and final answers. With
+/// `wait=S` (long-poll) and nothing of the view after the cursor, holds up to
+/// S seconds (capped) until a newer one is stored.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,20 +77,26 @@ pub async fn list(
         return Err(ApiError::invalid("wait", "seconds, between 0 and 3600 (capped by the server)"));
     }
     let wait = Duration::from_secs_f64(wait.min(state.config.limits.long_poll_max_secs as f64));
-    // Subscribe before reading, so a message stored in between wakes us.
-    let sub = if wait.is_zero() || query.descending {
-        None
-    } else {
-        let channel = Channel::Chat(chat_id.clone());
-        Some(state.bus.subscribe(&channel).await.map_err(bus_unavailable)?)
-    };
-    let (mut items, mut last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
-    if let (true, Some(sub)) = (items.is_empty(), sub) {
-        let after = query.after_seq.unwrap_or(0);
-        crate::realtime::longpoll::wait_for_message(sub, after, wait, &state.shutdown).await;
-        (items, last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // Subscribe before reading, so a message stored in between wakes us.
+        let sub = if left.is_zero() || query.descending || state.shutdown.is_cancelled() {
+            None
+        } else {
+            let channel = Channel::Chat(chat_id.clone());
+            Some(state.bus.subscribe(&channel).await.map_err(bus_unavailable)?)
+        };
+        let (items, last_seq) = state.chats.messages(&caller.tenant, &chat_id, &query).await?;
+        match sub {
+            // A closed bus would wake us at once, again and again: answer now.
+            Some(sub) if items.is_empty() && sub.resync.has_changed().is_ok() => {
+                let after = query.after_seq.unwrap_or(0);
+                crate::realtime::longpoll::wait_for_message(sub, after, left, &state.shutdown).await;
+            }
+            _ => return Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq))),
+        }
     }
-    Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq)))
 }
 
 fn bus_unavailable(e: crate::bus::BusError) -> ApiError {
@@ -134,6 +142,9 @@ pub async fn events(
     QueryParams(params): QueryParams<SeqParams>,
 ) -> Result<Response, ApiError> {
     check_chat(&caller, &chat_id)?;
+    if params.view.is_some_and(|v| v != MessageView::All) {
+        return Err(ApiError::invalid("view", "`view` applies to messages and WebSocket subscriptions"));
+    }
     let wants_sse = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

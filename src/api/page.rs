@@ -1,12 +1,13 @@
 //! Cursor pages for seq-ordered lists (messages, events): query parameters,
 //! clamping, and the `{"data", "has_more", "next_cursor", "last_seq"}` body.
+//! Messages also take `view` (`all`, the default, or `final`).
 
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use crate::store::SeqQuery;
+use crate::store::{MessageView, SeqQuery};
 
-/// `?after_seq=&before_seq=&limit=&order=` (plus route-specific extras).
+/// `?after_seq=&before_seq=&limit=&order=&view=` (plus route-specific extras).
 #[derive(Debug, Default, Deserialize)]
 pub struct SeqParams {
     /// Items after this seq.
@@ -19,6 +20,9 @@ pub struct SeqParams {
     pub order: Option<String>,
     /// Long-poll: hold up to this many seconds until something newer exists.
     pub wait: Option<f64>,
+    /// Messages only: `all` (default) or `final` (user messages, human input
+    /// and final answers); any other value is a 422 naming `view`.
+    pub view: Option<MessageView>,
 }
 
 impl SeqParams {
@@ -35,7 +39,13 @@ impl SeqParams {
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
         }
-        Ok(SeqQuery { after_seq: self.after_seq, before_seq: self.before_seq, limit: limit + 1, descending })
+        Ok(SeqQuery {
+            after_seq: self.after_seq,
+            before_seq: self.before_seq,
+            limit: limit + 1,
+            descending,
+            view: self.view.unwrap_or_default(),
+        })
     }
 }
 

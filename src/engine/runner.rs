@@ -6,8 +6,10 @@
 //! Every commit is a compare-and-set on the `last_seq` the step was decided
 //! from: if anything else changed the chat meanwhile (a cancel, a delete,
 //! another node), the commit is dropped and the step decided again from fresh
-//! data, so nothing is ever stored twice. Touches the store and bus through the
-//! journal, and the model providers (see `calls`).
+//! data, so nothing is ever stored twice. An agent's message is marked final
+//! (`metadata.final`) when the run hands back to the human after it (see
+//! `lookahead`). Touches the store and bus through the journal, and the model
+//! providers (see `calls`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +24,12 @@ use crate::chats::transitions::{self, InputAsk, MessageDraft};
 use crate::chats::{Refusal, UpdateError};
 use crate::flow::Flow;
 use crate::model::{ChatError, ChatRecord, ChatStatus, IdKind, Message, Role, new_id};
-use crate::store::{ChatChange, SeqQuery, StoreResult};
+use crate::store::{ChatChange, MessageView, SeqQuery, StoreResult};
 
 mod calls;
+mod lookahead;
+
+use lookahead::{Preselected, mark_final};
 
 /// Messages read per page when loading the history.
 const PAGE: usize = 500;
@@ -34,7 +39,8 @@ const MAX_STORE_FAILURES: u32 = 6;
 
 /// Drives one chat until it needs no task.
 pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken) {
-    let mut runner = Runner { shared, chat_id, cancel, run_id: None, flow: None, history: Vec::new() };
+    let mut runner =
+        Runner { shared, chat_id, cancel, run_id: None, flow: None, history: Vec::new(), preselected: None };
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         match runner.step().await {
@@ -93,6 +99,9 @@ struct Runner<'a> {
     run_id: Option<String>,
     flow: Option<Arc<Flow>>,
     history: Vec<Message>,
+    /// The selector's answer for the next step, asked while marking the last
+    /// message (see `lookahead`).
+    preselected: Option<Preselected>,
 }
 
 impl Runner<'_> {
@@ -114,6 +123,7 @@ impl Runner<'_> {
             Err(message) => return self.fail(&at, "flow_invalid", message).await,
         };
         self.sync_history(at.seen_seq).await?;
+        let preselected = self.preselected.take().filter(|p| p.is_for(&self.history, at.seen_seq));
         let state = RunState::from_value(&run.state);
         let ctx = Context {
             flow: &flow,
@@ -127,7 +137,11 @@ impl Runner<'_> {
             Err(e) => return self.fail(&at, "flow_invalid", e.to_string()).await,
         };
         if let Step::SelectAuto { candidates } = &decision.step {
-            let chosen = match self.select_auto(&ctx, candidates).await {
+            let choice = match preselected {
+                Some(p) => p.choice,
+                None => self.select_auto(&ctx, candidates).await,
+            };
+            let chosen = match choice {
                 Ok(chosen) => chosen,
                 Err(ProviderError::Cancelled) => return Ok(Next::Stop),
                 Err(e) => return self.fail(&at, "model_error", e.to_string()).await,
@@ -140,7 +154,7 @@ impl Runner<'_> {
         self.execute(&at, &flow, decision).await
     }
 
-    async fn execute(&self, at: &At, flow: &Flow, decision: Decision) -> StoreResult<Next> {
+    async fn execute(&mut self, at: &At, flow: &Flow, decision: Decision) -> StoreResult<Next> {
         let state = decision.state.to_value();
         let run_id = at.run_id.as_str();
         match decision.step {
@@ -166,8 +180,10 @@ impl Runner<'_> {
         }
     }
 
-    /// Produces the speaker's text (streaming it) and commits the message.
-    async fn speak(&self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
+    /// Produces the speaker's text (streaming it) and commits the message,
+    /// marked final when the run hands back to the human after it (see
+    /// `lookahead`).
+    async fn speak(&mut self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
         let message_id = new_id(IdKind::Message);
         let (content, metadata) = match &speak.via {
             Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
@@ -177,7 +193,7 @@ impl Runner<'_> {
                 Err(e) => return self.fail(at, "model_error", e.to_string()).await,
             },
         };
-        let draft = MessageDraft {
+        let mut draft = MessageDraft {
             id: Some(message_id),
             run_id: Some(at.run_id.clone()),
             role: Role::Assistant,
@@ -186,6 +202,12 @@ impl Runner<'_> {
             content,
             metadata: message_metadata(metadata, &speak),
         };
+        if matches!(speak.via, Via::Model(_)) && self.is_final(at, flow, &draft, &state).await {
+            mark_final(&mut draft.metadata);
+        }
+        if self.cancel.is_cancelled() {
+            return Ok(Next::Stop);
+        }
         let run_id = at.run_id.as_str();
         let done = self
             .commit(at, |cur| {
@@ -270,6 +292,7 @@ impl Runner<'_> {
                 before_seq: Some(seen_seq + 1),
                 limit: PAGE,
                 descending: false,
+                view: MessageView::All,
             };
             let page = self.shared.journal.store.messages(self.chat_id, &query).await?;
             let full = page.len() >= PAGE;

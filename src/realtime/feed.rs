@@ -3,20 +3,21 @@
 //! client's seq, then pass live frames on, dropping any seq already sent and
 //! filling any hole from the store. Where continuity cannot be proven the feed
 //! ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather than skip
-//! an event.
+//! an event. [`InView`] narrows a feed to a [`MessageView`].
 //!
 //! Touches the store (reads) and the bus (subscribe); writes nothing.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Channel, Frame};
 use crate::chats::Journal;
-use crate::model::EventKind;
-use crate::store::SeqQuery;
+use crate::model::{EventKind, Message};
+use crate::store::{MessageView, SeqQuery};
 
 /// Events read from the store per page while catching up.
 const PAGE: usize = 256;
@@ -132,7 +133,7 @@ impl<S: FrameSink> Follow<'_, S> {
     /// Delivers stored events after `last`, up to `up_to`, advancing `last`.
     async fn catch_up(&mut self, last: &mut u64, up_to: u64) -> Result<(), FeedEnd> {
         loop {
-            let query = SeqQuery { after_seq: Some(*last), before_seq: None, limit: PAGE, descending: false };
+            let query = SeqQuery { after_seq: Some(*last), limit: PAGE, ..SeqQuery::default() };
             let events = self
                 .journal
                 .store
@@ -156,5 +157,46 @@ impl<S: FrameSink> Follow<'_, S> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A sink that passes on only the frames of a view. With
+/// [`MessageView::Final`]: no `message.delta`, and no `message.created` of a
+/// message outside the view; every other durable event passes (`chat.status`,
+/// `input.*`, `run.*`, `chat.deleted`). The feed still counts the frames held
+/// back, so a client resuming from the last seq it saw misses nothing of the
+/// view and gets nothing twice.
+pub struct InView<S> {
+    /// The view.
+    pub view: MessageView,
+    /// Where the frames of the view go.
+    pub sink: S,
+}
+
+impl<S: FrameSink> FrameSink for InView<S> {
+    fn push(&mut self, frame: Arc<Frame>) -> bool {
+        !in_view(self.view, &frame) || self.sink.push(frame)
+    }
+
+    async fn replay(&mut self, frame: Arc<Frame>) -> bool {
+        !in_view(self.view, &frame) || self.sink.replay(frame).await
+    }
+}
+
+/// Whether a frame belongs to a view (see [`InView`]). A `message.created`
+/// frame that cannot be read back is shown rather than hidden.
+pub fn in_view(view: MessageView, frame: &Frame) -> bool {
+    #[derive(Deserialize)]
+    struct Created {
+        data: Message,
+    }
+    match (view, frame.kind) {
+        (MessageView::All, _) => true,
+        (MessageView::Final, EventKind::MessageDelta) => false,
+        (MessageView::Final, EventKind::MessageCreated) => {
+            serde_json::from_str::<Created>(frame.json.as_str())
+                .map_or(true, |created| view.keeps(&created.data))
+        }
+        (MessageView::Final, _) => true,
     }
 }

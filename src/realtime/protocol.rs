@@ -6,6 +6,8 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::store::MessageView;
+
 /// The ops a client may send.
 pub const OPS: &[&str] =
     &["subscribe", "unsubscribe", "message", "input", "cancel", "watch_status", "unwatch_status", "ping"];
@@ -19,6 +21,10 @@ pub enum Op {
         chat_id: Option<String>,
         /// The last seq the client saw (0 or absent: from the start).
         after_seq: Option<u64>,
+        /// `all` (default) or `final`: only the events about user messages,
+        /// human input and final answers, plus statuses, input and run
+        /// events; no deltas.
+        view: MessageView,
     },
     /// Stop a subscription.
     Unsubscribe {
@@ -62,6 +68,8 @@ struct Fields {
     op: String,
     chat_id: Option<String>,
     after_seq: Option<u64>,
+    #[serde(default)]
+    view: MessageView,
     message: Option<String>,
     content: Option<String>,
     request_id: Option<String>,
@@ -74,7 +82,7 @@ impl Fields {
         let chat_id = self.chat_id;
         let text = self.message.or(self.content);
         match self.op.as_str() {
-            "subscribe" => Op::Subscribe { chat_id, after_seq: self.after_seq },
+            "subscribe" => Op::Subscribe { chat_id, after_seq: self.after_seq, view: self.view },
             "unsubscribe" => Op::Unsubscribe { chat_id },
             "message" => Op::Message { chat_id, text },
             "input" => Op::Input { chat_id, text, request_id: self.request_id, auto_reply: self.auto_reply },
@@ -155,9 +163,10 @@ pub fn ack(reference: Option<&Value>, op: &str, fields: Value) -> Utf8Bytes {
     render("ack", reference, fields)
 }
 
-/// `{"type":"subscribed","ref","chat_id","last_seq"}`
-pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64) -> Utf8Bytes {
-    render("subscribed", reference, json!({"chat_id": chat_id, "last_seq": last_seq}))
+/// `{"type":"subscribed","ref","chat_id","last_seq","view"}`
+pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64, view: MessageView) -> Utf8Bytes {
+    let fields = json!({"chat_id": chat_id, "last_seq": last_seq, "view": view.as_str()});
+    render("subscribed", reference, fields)
 }
 
 /// `{"type":"error","ref","code","message",...details}`
@@ -181,7 +190,22 @@ mod tests {
     fn a_subscribe_with_a_ref_parses() {
         let c = parse(r#"{"op":"subscribe","chat_id":"chat_1","after_seq":4,"ref":7}"#).unwrap();
         assert_eq!(c.reference, Some(json!(7)));
-        assert_eq!(c.op, Op::Subscribe { chat_id: Some("chat_1".into()), after_seq: Some(4) });
+        assert_eq!(
+            c.op,
+            Op::Subscribe { chat_id: Some("chat_1".into()), after_seq: Some(4), view: MessageView::All }
+        );
+    }
+
+    #[test]
+    fn a_subscribe_takes_the_final_view_and_names_a_bad_one() {
+        let c = parse(r#"{"op":"subscribe","chat_id":"c","view":"final"}"#).unwrap();
+        assert_eq!(
+            c.op,
+            Op::Subscribe { chat_id: Some("c".into()), after_seq: None, view: MessageView::Final }
+        );
+        let e = parse(r#"{"op":"subscribe","chat_id":"c","view":"summary"}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_request");
+        assert!(e.message.starts_with("view"), "{}", e.message);
     }
 
     #[test]

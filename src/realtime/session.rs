@@ -16,13 +16,14 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Permit;
-use super::feed::{FeedEnd, Follow};
+use super::feed::{FeedEnd, Follow, InView};
 use super::outbox::{self, Closer, Liveness, Outbox, code};
 use super::protocol::{self, Command, Op};
 use crate::api::{ApiError, required_text};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::bus::Channel;
+use crate::store::MessageView;
 
 /// Commands a connection may send per second before it is closed with 4029.
 const COMMANDS_PER_SEC: u32 = 100;
@@ -80,7 +81,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         window: (Instant::now(), 0),
     };
     if let Some((chat_id, after_seq)) = bound {
-        session.subscribe(None, chat_id, after_seq).await;
+        session.subscribe(None, chat_id, after_seq, MessageView::All).await;
     }
     loop {
         let next = tokio::select! {
@@ -176,9 +177,9 @@ impl Session {
                 self.outbox.push(protocol::pong(r));
                 Ok(())
             }
-            Op::Subscribe { chat_id, after_seq } => match self.target(chat_id) {
+            Op::Subscribe { chat_id, after_seq, view } => match self.target(chat_id) {
                 Ok(id) => {
-                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0)).await;
+                    self.subscribe(reference.clone(), id, after_seq.unwrap_or(0), view).await;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -212,7 +213,13 @@ impl Session {
         Ok(self.state.chats.get(&self.caller.tenant, chat_id).await?.chat.last_seq)
     }
 
-    async fn subscribe(&mut self, reference: Option<Value>, chat_id: String, after_seq: u64) {
+    async fn subscribe(
+        &mut self,
+        reference: Option<Value>,
+        chat_id: String,
+        after_seq: u64,
+        view: MessageView,
+    ) {
         let r = reference.as_ref();
         self.subscriptions.retain(|_, t| !t.is_cancelled());
         let limit = self.state.config.limits.ws_max_subscriptions;
@@ -239,7 +246,7 @@ impl Session {
         if let Some(old) = self.subscriptions.remove(&chat_id) {
             old.cancel();
         }
-        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq));
+        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq, view));
         let token = self.token.child_token();
         self.subscriptions.insert(chat_id.clone(), token.clone());
         let (journal, outbox, bound) =
@@ -249,7 +256,7 @@ impl Session {
                 journal: &journal,
                 chat_id: &chat_id,
                 after_seq,
-                sink: outbox.clone(),
+                sink: InView { view, sink: outbox.clone() },
                 cancel: &token,
             };
             match follow.run().await {

@@ -10,8 +10,9 @@
 //! means committed durably.
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
-use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page};
+use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page, Role};
 
 pub mod sqlite;
 
@@ -96,7 +97,51 @@ pub struct SeqQuery {
     pub limit: usize,
     /// Newest first.
     pub descending: bool,
+    /// Which messages [`Store::messages`] returns (event reads ignore it). The
+    /// filter applies before `limit`, so a page holds up to `limit` messages
+    /// of the view.
+    pub view: MessageView,
 }
+
+/// Which of a chat's messages a read returns (`GET /messages?view=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageView {
+    /// Every message.
+    #[default]
+    All,
+    /// What the human sees of the conversation: `user` and `human_input`
+    /// messages, and agent messages whose `metadata.final` is `true` (see
+    /// `docs/flows.md`, "Final answers").
+    Final,
+}
+
+impl MessageView {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageView::All => "all",
+            MessageView::Final => "final",
+        }
+    }
+
+    /// Whether `message` belongs to the view.
+    pub fn keeps(self, message: &Message) -> bool {
+        match self {
+            MessageView::All => true,
+            MessageView::Final => matches!(message.role, Role::User | Role::HumanInput) || is_final(message),
+        }
+    }
+}
+
+/// Whether the engine marked `message` as its run's answer to the human
+/// (`metadata.final == true`).
+pub fn is_final(message: &Message) -> bool {
+    message.metadata.get(FINAL_KEY).and_then(serde_json::Value::as_bool) == Some(true)
+}
+
+/// The metadata key marking a final agent message.
+pub const FINAL_KEY: &str = "final";
 
 /// The durable records Flowgate keeps. Implemented by [`sqlite::SqliteStore`] and
 /// the Redis store; both pass the same behaviour suite (`tests/store_suite`).

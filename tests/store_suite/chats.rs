@@ -90,7 +90,13 @@ pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStor
     assert_eq!(messages.len(), 5);
     assert!(messages.windows(2).all(|w| w[0].seq < w[1].seq));
 
-    let q = |after_seq, before_seq, limit, descending| SeqQuery { after_seq, before_seq, limit, descending };
+    let q = |after_seq, before_seq, limit, descending| SeqQuery {
+        after_seq,
+        before_seq,
+        limit,
+        descending,
+        ..SeqQuery::default()
+    };
     let seqs_of = |events: Vec<Event>| events.iter().map(|e| e.seq.expect("durable")).collect::<Vec<_>>();
     let got = store.events(&id, &q(Some(10), None, 5, false)).await.expect("reads");
     assert_eq!(seqs_of(got), vec![11, 12, 13, 14, 15]);
@@ -111,6 +117,51 @@ pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStor
     assert_eq!(message_seqs(got), vec![all[3], all[2], all[1], all[0]]);
     let got = store.messages("chat_other", &q(None, None, 10, false)).await.expect("reads");
     assert!(got.is_empty());
+}
+
+pub async fn the_final_view_keeps_user_human_input_and_final_messages_by_cursor(store: DynStore) {
+    let mut record = apply(&store, post(&create_chat(&store, "tenant_a", "flow_a").await, "q")).await;
+    let run_id = record.run.as_ref().expect("a run").run_id.clone();
+    let script = [
+        (Role::Assistant, json!({})),
+        (Role::Assistant, json!({"final": true})),
+        (Role::HumanInput, json!({})),
+        (Role::Assistant, json!({"final": false})),
+        (Role::Assistant, json!({"final": 1})),
+        (Role::Assistant, json!({"final": true, "scripted": true})),
+    ];
+    for (i, (role, metadata)) in script.into_iter().enumerate() {
+        let draft = transitions::MessageDraft {
+            id: None,
+            run_id: Some(run_id.clone()),
+            role,
+            sender: "agent".into(),
+            receiver: None,
+            content: format!("m{i}"),
+            metadata,
+        };
+        let (change, _) = transitions::agent_message(&record, &run_id, draft, json!(null)).expect("plans");
+        record = apply(&store, change).await;
+    }
+    let id = record.chat.id.clone();
+    let q = |after_seq, limit, descending| SeqQuery {
+        after_seq,
+        limit,
+        descending,
+        view: MessageView::Final,
+        ..SeqQuery::default()
+    };
+    let contents = |m: Vec<Message>| m.into_iter().map(|m| m.content).collect::<Vec<_>>();
+    let got = store.messages(&id, &q(None, 100, false)).await.expect("reads");
+    assert_eq!(contents(got.clone()), ["q", "m1", "m2", "m5"]);
+    let page = store.messages(&id, &q(None, 2, false)).await.expect("reads");
+    assert_eq!(contents(page.clone()), ["q", "m1"]);
+    let next = store.messages(&id, &q(Some(page[1].seq), 2, false)).await.expect("reads");
+    assert_eq!(contents(next), ["m2", "m5"]);
+    let newest = store.messages(&id, &q(None, 2, true)).await.expect("reads");
+    assert_eq!(contents(newest), ["m5", "m2"]);
+    let every = SeqQuery { limit: 100, ..SeqQuery::default() };
+    assert_eq!(store.messages(&id, &every).await.expect("reads").len(), 7);
 }
 
 pub async fn chat_listing_is_newest_first_and_filters_by_status_and_flow(store: DynStore) {

@@ -23,9 +23,9 @@ use serde_json::json;
 
 use flowgate::chats::transitions;
 use flowgate::model::{
-    ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Timestamp, new_id, now,
+    ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Role, Timestamp, new_id, now,
 };
-use flowgate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError};
+use flowgate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError};
 
 mod chats;
 mod records;
@@ -43,6 +43,7 @@ macro_rules! store_suite {
             a_change_to_a_missing_chat_is_chat_not_found,
             twenty_concurrent_changes_from_the_same_seq_commit_exactly_one,
             events_and_messages_read_back_in_seq_order_by_cursor,
+            the_final_view_keeps_user_human_input_and_final_messages_by_cursor,
             chat_listing_is_newest_first_and_filters_by_status_and_flow,
             chat_pages_follow_after_and_before_without_overlap_or_gap,
             chat_listing_never_shows_another_tenants_chats,

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::{SqliteOptions, schema};
 use crate::model::{ApiKey, Chat, ChatRecord, FlowRecord, Page};
-use crate::store::{ChatQuery, SeqQuery, StoreError, StoreResult};
+use crate::store::{ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
 
 /// A few read-only connections, each behind its own mutex.
 pub struct ReadPool {
@@ -146,20 +146,27 @@ pub enum SeqTable {
     Events,
 }
 
-/// A chat's messages or events by seq range.
+/// The `messages` rows of [`MessageView::Final`]: the same rule as
+/// [`MessageView::keeps`], evaluated on the stored JSON.
+const FINAL_VIEW: &str = "AND (json_extract(json, '$.role') IN ('user', 'human_input')
+          OR json_type(json, '$.metadata.final') = 'true')";
+
+/// A chat's messages or events by seq range (messages filtered by the
+/// query's view).
 pub fn by_seq<T: DeserializeOwned>(
     conn: &Connection,
     table: SeqTable,
     chat_id: &str,
     query: &SeqQuery,
 ) -> StoreResult<Vec<T>> {
-    let table = match table {
-        SeqTable::Messages => "messages",
-        SeqTable::Events => "events",
+    let (table, view) = match (table, query.view) {
+        (SeqTable::Messages, MessageView::Final) => ("messages", FINAL_VIEW),
+        (SeqTable::Messages, MessageView::All) => ("messages", ""),
+        (SeqTable::Events, _) => ("events", ""),
     };
     let order = if query.descending { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT json FROM {table} WHERE chat_id = ?1 AND seq > ?2 AND seq < ?3
+        "SELECT json FROM {table} WHERE chat_id = ?1 AND seq > ?2 AND seq < ?3 {view}
          ORDER BY seq {order} LIMIT ?4"
     );
     json_rows(
