@@ -17,6 +17,7 @@ use crate::bus::{Bus, memory::MemoryBus};
 use crate::chats::{ChatService, Journal};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::lease::{Leases, LocalLeases};
+use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::metrics::Metrics;
@@ -78,14 +79,21 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the backends named by `config` and builds the state.
+    /// Opens the backends named by `config` and builds the state; API keys
+    /// come from the process environment.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        Self::build_with(config, crate::engine::models::from_env()).await
+    }
+
+    /// Like [`App::build`], reading API keys with `secrets`.
+    pub async fn build_with(config: Config, secrets: SecretLookup) -> Result<App, StartError> {
         let Backends { store, bus, leases } = open_backends(&config).await?;
         let shutdown = CancellationToken::new();
         let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
             journal: journal.clone(),
             models: config.models.clone(),
+            secrets,
             shutdown: shutdown.child_token(),
             leases,
             sweep_every: Duration::from_secs(config.cluster.sweep_secs),

@@ -7,14 +7,15 @@
 mod fake_openai;
 mod support;
 
-use std::sync::Once;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake_openai::{Behaviour, FakeOpenAi};
+use flowgate::engine::models::SecretLookup;
 use flowgate::engine::provider::openai::DEFAULT_MAX_RETRIES;
 use flowgate::flow::ModelSpec;
 use serde_json::{Value, json};
-use support::app::{TestApp, WAIT, spawn_configured};
+use support::app::{TestApp, WAIT, spawn_configured, spawn_configured_with_secrets};
 use support::ws::{Ws, connect};
 
 /// The environment variable the registry model reads its key from.
@@ -22,40 +23,29 @@ const KEY_ENV: &str = "FLOWGATE_TEST_OPENAI_KEY";
 /// The key: it must reach the fake and nothing else.
 const SECRET: &str = "sk-e2e-4b1d9f0c2a7e55d3";
 
-/// Sets [`KEY_ENV`] once for the whole test binary. Every test calls it (via
-/// [`setup`]) as its first statement.
-fn set_key_once() {
-    static SET: Once = Once::new();
-    SET.call_once(|| {
-        // SAFETY: `set_var` races with any thread reading the environment.
-        // Every test of this binary calls this first, and `Once` holds the
-        // others until it returns, so no thread of ours has started reading
-        // the environment (no gateway, HTTP client or fake exists yet); the
-        // test harness's own threads only wait for results meanwhile.
-        unsafe { std::env::set_var(KEY_ENV, SECRET) }
-    });
-}
-
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// A fake server and a gateway whose registry has `gpt`, served by the fake.
 async fn setup() -> (FakeOpenAi, TestApp) {
-    set_key_once();
     let fake = FakeOpenAi::start().await;
     let base_url = fake.base_url();
-    let app = spawn_configured(move |config| {
-        let gpt = ModelSpec::Openai {
-            base_url,
-            model: "m".into(),
-            api_key_env: Some(KEY_ENV.into()),
-            temperature: None,
-            max_tokens: None,
-            timeout_secs: Some(10),
-        };
-        config.models.insert("gpt".into(), gpt);
-    })
+    let secrets: SecretLookup = Arc::new(|var| (var == KEY_ENV).then(|| SECRET.to_owned()));
+    let app = spawn_configured_with_secrets(
+        move |config| {
+            let gpt = ModelSpec::Openai {
+                base_url,
+                model: "m".into(),
+                api_key_env: Some(KEY_ENV.into()),
+                temperature: None,
+                max_tokens: None,
+                timeout_secs: Some(10),
+            };
+            config.models.insert("gpt".into(), gpt);
+        },
+        secrets,
+    )
     .await;
     (fake, app)
 }
@@ -311,7 +301,6 @@ async fn auto_selection_follows_the_models_choice_and_says_so_in_the_metadata() 
 
 #[tokio::test]
 async fn an_imported_flowgen_export_runs_end_to_end_on_its_filter_dict_model() {
-    set_key_once();
     let app = spawn_configured(|config| {
         let replies = strings(&["A React Flow graph is nodes and edges.", "Verdict: clear. TERMINATE"]);
         config.models.insert("default".into(), ModelSpec::Scripted { replies, echo: false, delay_ms: 0 });

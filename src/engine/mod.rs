@@ -43,6 +43,8 @@ pub struct EngineDeps {
     pub journal: Journal,
     /// The gateway's configured model registry.
     pub models: BTreeMap<String, ModelSpec>,
+    /// Where the registry's API keys are read from.
+    pub secrets: models::SecretLookup,
     /// Cancelled when the process shuts down; stops every runner.
     pub shutdown: CancellationToken,
     /// Who may drive a run ([`lease::LocalLeases`] on one node).
@@ -83,7 +85,7 @@ impl Engine {
         let engine = Arc::new(Self {
             shared: Arc::new(Shared {
                 journal: deps.journal,
-                models: models::Models::new(deps.models),
+                models: models::Models::new(deps.models, deps.secrets),
                 leases: deps.leases,
                 closing: deps.shutdown.child_token(),
                 tracker: TaskTracker::new(),

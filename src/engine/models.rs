@@ -18,16 +18,26 @@ use crate::flow::{Flow, ModelSpec};
 /// rarely; this only bounds a pathological churn).
 const CACHE_LIMIT: usize = 256;
 
+/// Where API keys come from: given a variable name (`api_key_env`), its value.
+/// The process environment in production ([`from_env`]); tests pass their own.
+pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads API keys from the process environment.
+pub fn from_env() -> SecretLookup {
+    Arc::new(|var| std::env::var(var).ok())
+}
+
 /// The model registry of one engine.
 pub struct Models {
     registry: BTreeMap<String, ModelSpec>,
+    secrets: SecretLookup,
     cache: DashMap<String, Arc<dyn ModelProvider>>,
 }
 
 impl Models {
-    /// A resolver over the configured registry.
-    pub fn new(registry: BTreeMap<String, ModelSpec>) -> Self {
-        Self { registry, cache: DashMap::new() }
+    /// A resolver over the configured registry, reading keys with `secrets`.
+    pub fn new(registry: BTreeMap<String, ModelSpec>, secrets: SecretLookup) -> Self {
+        Self { registry, secrets, cache: DashMap::new() }
     }
 
     /// The configured model names (for flow validation).
@@ -50,7 +60,7 @@ impl Models {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit.value().clone());
         }
-        let provider = build(name, spec)?;
+        let provider = self.build(name, spec)?;
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
@@ -59,25 +69,26 @@ impl Models {
     }
 }
 
-fn build(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
-    match spec {
-        ModelSpec::Scripted { replies, echo, delay_ms } => {
-            Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, *delay_ms)))
+impl Models {
+    fn build(&self, name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+        match spec {
+            ModelSpec::Scripted { replies, echo, delay_ms } => {
+                Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, *delay_ms)))
+            }
+            ModelSpec::Openai { .. } => self.build_openai(name, spec),
         }
-        ModelSpec::Openai { .. } => build_openai(name, spec),
     }
-}
 
-/// Builds an OpenAI-compatible provider (its API key read from the
-/// environment variable the spec names). A setup failure (missing key, bad
-/// URL) is reported like a connection failure: the run fails with
-/// `model_error`.
-fn build_openai(name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
-    let setup_failed =
-        |e: OpenAiConfigError| ProviderError::Connect { model: name.to_owned(), message: e.to_string() };
-    let config = openai::from_spec(name, spec).map_err(setup_failed)?;
-    let provider = OpenAiProvider::new(config).map_err(setup_failed)?;
-    Ok(Arc::new(provider))
+    /// Builds an OpenAI-compatible provider (its API key looked up by the
+    /// variable name the spec gives). A setup failure (missing key, bad URL) is
+    /// reported like a connection failure: the run fails with `model_error`.
+    fn build_openai(&self, name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+        let setup_failed =
+            |e: OpenAiConfigError| ProviderError::Connect { model: name.to_owned(), message: e.to_string() };
+        let config = openai::from_spec_with(name, spec, |var| (self.secrets)(var)).map_err(setup_failed)?;
+        let provider = OpenAiProvider::new(config).map_err(setup_failed)?;
+        Ok(Arc::new(provider))
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +109,7 @@ mod tests {
                 "r":{"provider":"scripted","echo":true}}"#,
         )
         .unwrap();
-        let models = Models::new(registry);
+        let models = Models::new(registry, from_env());
         let flow = flow_with(r#"{"m":{"provider":"scripted","replies":["flow"]}}"#);
         assert_eq!(
             models.spec(&flow, "m"),

@@ -33,6 +33,7 @@ fn engine_on(journal: &Journal) -> Arc<Engine> {
     Engine::new(EngineDeps {
         journal: journal.clone(),
         models: Default::default(),
+        secrets: flowgate::engine::models::from_env(),
         shutdown: CancellationToken::new(),
         leases: std::sync::Arc::new(flowgate::engine::lease::LocalLeases),
         sweep_every: std::time::Duration::from_secs(3600),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use flowgate::app::{App, AppState};
 use flowgate::bus::Channel;
 use flowgate::config::Config;
+use flowgate::engine::models::SecretLookup;
 use flowgate::model::{ChatStatus, Event, EventKind};
 use flowgate::store::SeqQuery;
 use serde_json::{Value, json};
@@ -58,10 +59,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a gateway on a fresh data dir after `tweak` adjusts the test config.
 pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_configured_with_secrets(tweak, flowgate::engine::models::from_env()).await
+}
+
+/// Like [`spawn_configured`], with API keys looked up by `secrets` instead of
+/// the process environment.
+pub async fn spawn_configured_with_secrets(
+    tweak: impl FnOnce(&mut Config),
+    secrets: SecretLookup,
+) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path().to_path_buf());
     tweak(&mut config);
-    let mut app = spawn_with(config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut app = launch(App::build_with(config, secrets).await.expect("the app builds"), listener).await;
     app._dir = Some(dir);
     app
 }
@@ -75,8 +86,12 @@ pub async fn spawn_with(config: Config) -> TestApp {
 /// Starts a gateway with a given config on a given listener (tests that need
 /// small socket buffers bind their own).
 pub async fn spawn_on(config: Config, listener: tokio::net::TcpListener) -> TestApp {
-    let data_dir = config.data_dir.clone();
-    let app = App::build(config).await.expect("the app builds");
+    launch(App::build(config).await.expect("the app builds"), listener).await
+}
+
+/// Serves a built app on a listener.
+async fn launch(app: App, listener: tokio::net::TcpListener) -> TestApp {
+    let data_dir = app.state.config.data_dir.clone();
     let state = app.state.clone();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
