@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page};
 
+pub mod redis;
 pub mod sqlite;
 
 /// What can go wrong in a store.
@@ -33,7 +34,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// Redis said no.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] ::redis::RedisError),
     /// A stored record could not be read back.
     #[error("stored record unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
