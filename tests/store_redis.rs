@@ -120,6 +120,49 @@ async fn calls_fail_retryably_and_in_bounded_time_while_redis_is_down_and_succee
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_makes_calls_fail_retryably_in_bounded_time_and_a_commit_in_doubt_is_whole() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = RedisStoreOptions {
+        timeout: Duration::from_millis(300),
+        ..RedisStoreOptions::default()
+    };
+    let store: DynStore = Arc::new(
+        bounded(RedisStore::connect(&server.url(), options))
+            .await
+            .expect("connects"),
+    );
+    let chat = bounded(create_chat(&store, "tenant_a", "flow_a")).await;
+    server.freeze();
+    let change = post(&chat, "while hung");
+    let failed = tokio::time::timeout(Duration::from_secs(10), store.commit(change.clone()))
+        .await
+        .expect("a commit fails within the bound rather than hang");
+    server.thaw();
+    match failed {
+        Err(e) => assert!(e.is_retryable(), "not retryable: {e}"),
+        Ok(()) => panic!("a commit succeeded with redis hung"),
+    }
+    // The script may have run once Redis woke: the chat is before or after
+    // the change, never in between.
+    let got = eventually(|| store.get_chat(&chat.chat.id))
+        .await
+        .expect("the chat is there");
+    let events = bounded(all_events(&store, &chat.chat.id)).await;
+    assert_eq!(events.len() as u64, got.chat.last_seq);
+    if got.chat.last_seq == chat.chat.last_seq {
+        assert_same(&got, &chat);
+    } else {
+        assert_same(&got, &change.record);
+        assert_same(
+            &bounded(all_messages(&store, &chat.chat.id)).await,
+            &change.messages,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
     let Some(mut server) = RedisServer::start_with_aof() else {
         return;

@@ -85,6 +85,27 @@ impl RedisServer {
         }
     }
 
+    /// Suspends the server (SIGSTOP): it keeps its connections but answers
+    /// nothing, like a hung host, until [`RedisServer::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("runs kill");
+        assert!(status.success(), "kill {signal} worked");
+    }
+
     /// Starts the server again on the same port over the same dir, and waits
     /// until it answers.
     pub fn restart(&mut self) {
