@@ -1,7 +1,8 @@
 //! The Redis bus between two "nodes" (two `RedisBus` instances) on a private
 //! `redis-server`: delivery across nodes, one Redis subscription per channel
-//! per node, unsubscribe after the last local subscriber, and recovery after
-//! Redis restarts.
+//! per node, unsubscribe after the last local subscriber, recovery after
+//! Redis restarts, and the gap-free feed of one node following commits made on
+//! another across a restart.
 //!
 //! Without a `redis-server` binary every test prints `SKIPPED` and passes,
 //! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
@@ -15,9 +16,16 @@ use std::time::Duration;
 
 use flowgate::bus::redis::{RedisBus, RedisBusOptions};
 use flowgate::bus::{Bus, Channel, Frame, Subscription};
-use flowgate::model::{Event, EventKind, now};
+use flowgate::chats::transitions::{self, Refusal};
+use flowgate::chats::{Journal, UpdateError};
+use flowgate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, new_id, now};
+use flowgate::realtime::feed::{FeedEnd, Follow};
+use flowgate::store::ChatChange;
+use flowgate::store::redis::{RedisStore, RedisStoreOptions};
 use redis_server::RedisServer;
 use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -297,4 +305,120 @@ async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions
     .await;
     assert!(bounded(bus.subscribe(&ch)).await.is_err());
     assert!(bounded(bus.ping()).await.is_err());
+}
+
+/// A node: the shared store and this node's bus.
+async fn journal(server: &RedisServer) -> Journal {
+    let store = bounded(RedisStore::connect(
+        &server.url(),
+        RedisStoreOptions::default(),
+    ))
+    .await
+    .expect("the store connects");
+    Journal {
+        store: Arc::new(store),
+        bus: Arc::new(node(server).await),
+    }
+}
+
+/// Applies a planned change through `journal`, retrying while Redis is away.
+async fn update(
+    journal: &Journal,
+    chat_id: &str,
+    plan: fn(&ChatRecord) -> Result<ChatChange, Refusal>,
+) -> ChatRecord {
+    loop {
+        match bounded(journal.update(chat_id, plan)).await {
+            Ok(record) => return record,
+            Err(UpdateError::Store(e)) if e.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the change was refused: {e}"),
+        }
+    }
+}
+
+/// Follows a chat like a client: resubscribes from the last seq it saw
+/// whenever the feed says so; sends every seq it receives to `seen`.
+async fn follow(
+    journal: Journal,
+    chat_id: String,
+    seen: mpsc::UnboundedSender<u64>,
+    cancel: CancellationToken,
+) {
+    let mut last = 0;
+    loop {
+        let feed = Follow {
+            journal: &journal,
+            chat_id: &chat_id,
+            after_seq: last,
+            sink: |frame: Arc<Frame>| {
+                if let Some(seq) = frame.seq {
+                    last = seq;
+                    let _ = seen.send(seq);
+                }
+                true
+            },
+            cancel: &cancel,
+        };
+        match feed.run().await {
+            FeedEnd::Stopped => return,
+            FeedEnd::Resubscribe(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("the feed ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_redis_restart() {
+    let Some(mut server) = RedisServer::start_with_aof() else {
+        return;
+    };
+    let (writer, reader) = (journal(&server).await, journal(&server).await);
+    let at = now();
+    let chat = Chat {
+        id: new_id(IdKind::Chat),
+        name: "followed".into(),
+        from_type: "flow".into(),
+        from_flow: "demo".into(),
+        status: ChatStatus::Ready,
+        created_at: at,
+        updated_at: at,
+        last_seq: 0,
+        metadata: json!({}),
+        error: None,
+        pending_input: None,
+    };
+    let id = chat.id.clone();
+    bounded(writer.commit(transitions::create("tenant_a", chat)))
+        .await
+        .expect("creates");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let follower = tokio::spawn(follow(reader, id.clone(), seen, cancel.clone()));
+
+    let mut last = 0;
+    for round in 0..6 {
+        if round == 3 {
+            server.stop();
+            server.restart();
+        }
+        update(&writer, &id, |c| transitions::post_message(c, "hello")).await;
+        last = update(&writer, &id, transitions::cancel)
+            .await
+            .chat
+            .last_seq;
+    }
+
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        got.push(bounded(received.recv()).await.expect("the follower runs"));
+    }
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    cancel.cancel();
+    bounded(follower).await.expect("the follower stopped");
 }

@@ -167,7 +167,7 @@ impl RedisStore {
     /// One chat by id.
     pub(super) async fn read_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
         let json: Option<String> = self
-            .query(
+            .read(
                 redis::cmd("HGET")
                     .arg(self.keys.chat(chat_id))
                     .arg("record"),
@@ -184,7 +184,7 @@ impl RedisStore {
             for id in batch {
                 pipe.cmd("HGET").arg(self.keys.chat(id)).arg("record");
             }
-            let rows: Vec<Option<String>> = self.query_pipe(&pipe).await?;
+            let rows: Vec<Option<String>> = self.read_pipe(&pipe).await?;
             for row in rows {
                 out.push(row.map(|j| serde_json::from_str(&j)).transpose()?);
             }
@@ -244,7 +244,7 @@ impl RedisStore {
         let want = query.limit.saturating_add(1);
         let mut found: Vec<Chat> = Vec::new();
         while found.len() < want {
-            let count = want - found.len();
+            let count = (want - found.len()).min(READ_BATCH);
             let (command, from, to) = if toward_newer {
                 ("ZRANGEBYLEX", &low, &high)
             } else {
@@ -258,7 +258,7 @@ impl RedisStore {
                 .arg(0)
                 .arg(count)
                 .to_owned();
-            let ids: Vec<String> = self.query(&cmd).await?;
+            let ids: Vec<String> = self.read(&cmd).await?;
             let Some(last) = ids.last() else { break };
             let bound = format!("({last}");
             let records = self.verified(tenant, &index, &ids, wanted).await?;
@@ -278,7 +278,7 @@ impl RedisStore {
     /// Every running chat of every tenant, by id.
     pub(super) async fn all_running(&self) -> StoreResult<Vec<ChatRecord>> {
         let tenants: Vec<String> = self
-            .query(redis::cmd("SMEMBERS").arg(self.keys.tenants()))
+            .read(redis::cmd("SMEMBERS").arg(self.keys.tenants()))
             .await?;
         let mut out = Vec::new();
         for tenant in tenants {
@@ -286,7 +286,7 @@ impl RedisStore {
                 .keys
                 .chat_index(&tenant, Some(ChatStatus::Running), None);
             let ids: Vec<String> = self
-                .query(redis::cmd("ZRANGEBYLEX").arg(&index).arg("-").arg("+"))
+                .read(redis::cmd("ZRANGEBYLEX").arg(&index).arg("-").arg("+"))
                 .await?;
             let running = |r: &ChatRecord| r.chat.status == ChatStatus::Running;
             out.extend(self.verified(&tenant, &index, &ids, running).await?);
@@ -319,7 +319,7 @@ impl RedisStore {
             .arg(0)
             .arg(query.limit.min(i64::MAX as usize))
             .to_owned();
-        let rows: Vec<String> = self.query(&cmd).await?;
+        let rows: Vec<String> = self.read(&cmd).await?;
         Ok(rows
             .iter()
             .map(|row| serde_json::from_str(row))

@@ -97,6 +97,32 @@ impl RedisStore {
         bounded(self.timeout, pipe.query_async(&mut conn)).await
     }
 
+    /// Runs one read, bounded; sent once more if the connection was found
+    /// broken (the first call after Redis came back), which is harmless for a
+    /// read and never done for a write, whose first try may have landed.
+    async fn read<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        let twice = async {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if is_broken(&e) => cmd.query_async(&mut conn).await,
+                done => done,
+            }
+        };
+        bounded(self.timeout, twice).await
+    }
+
+    /// Runs one read-only pipeline, bounded, like [`RedisStore::read`].
+    async fn read_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        let twice = async {
+            match pipe.query_async(&mut conn).await {
+                Err(e) if is_broken(&e) => pipe.query_async(&mut conn).await,
+                done => done,
+            }
+        };
+        bounded(self.timeout, twice).await
+    }
+
     /// Runs one script, bounded.
     async fn invoke<T: FromRedisValue>(
         &self,
@@ -115,6 +141,11 @@ async fn bounded<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>)
             "redis did not answer within {limit:?}"
         ))),
     }
+}
+
+/// Whether the connection itself failed (so the manager reconnects).
+fn is_broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
 
 /// Connection trouble (and every error Redis says may pass: LOADING,

@@ -54,7 +54,7 @@ impl RedisStore {
         flow_id: &str,
     ) -> StoreResult<Option<FlowRecord>> {
         let json: Option<String> = self
-            .query(
+            .read(
                 redis::cmd("HGET")
                     .arg(self.keys.flow_defs(tenant))
                     .arg(flow_id),
@@ -70,6 +70,8 @@ impl RedisStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>> {
+        // Lua counts in doubles: keep the count exact.
+        let limit = limit.min(1 << 30);
         let mut invocation = scripts::LIST_FLOWS.prepare_invoke();
         invocation
             .key(self.keys.flow_order(tenant))
@@ -142,11 +144,11 @@ impl RedisStore {
     /// The key whose secret hashes to `secret_hash`.
     pub(super) async fn find_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
         let id: Option<String> = self
-            .query(redis::cmd("GET").arg(self.keys.key_hash(secret_hash)))
+            .read(redis::cmd("GET").arg(self.keys.key_hash(secret_hash)))
             .await?;
         let Some(id) = id else { return Ok(None) };
         let (json, hash, used): (Option<String>, Option<String>, Option<String>) = self
-            .query(
+            .read(
                 redis::cmd("HMGET")
                     .arg(self.keys.key(&id))
                     .arg("json")
@@ -165,7 +167,7 @@ impl RedisStore {
     /// A tenant's keys, oldest first (key ids sort by creation).
     pub(super) async fn tenant_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
         let ids: Vec<String> = self
-            .query(
+            .read(
                 redis::cmd("ZRANGEBYLEX")
                     .arg(self.keys.tenant_keys(tenant))
                     .arg("-")
@@ -184,7 +186,7 @@ impl RedisStore {
                 .arg("used");
         }
         let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-            self.query_pipe(&pipe).await?;
+            self.read_pipe(&pipe).await?;
         rows.iter()
             .filter_map(|(json, owner, used)| match (json, owner) {
                 (Some(json), Some(owner)) if owner == tenant => Some((json, used)),

@@ -121,8 +121,9 @@ if ARGV[1] ~= '' then
   start = rank + 1
 end
 local ids = redis.call('ZREVRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)
-if #ids == 0 then return {} end
-return redis.call('HMGET', KEYS[2], unpack(ids))
+local defs = {}
+for i, id in ipairs(ids) do defs[i] = redis.call('HGET', KEYS[2], id) end
+return defs
 "#,
     )
 });
