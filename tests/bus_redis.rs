@@ -53,6 +53,8 @@ where
 
 async fn node(server: &RedisServer) -> RedisBus {
     let options = RedisBusOptions {
+        // Roomier than the 2 s default: CI runs many servers on two cores.
+        timeout: Duration::from_secs(5),
         health_interval: Duration::from_millis(500),
         backoff_max: Duration::from_millis(200),
         ..RedisBusOptions::default()
@@ -222,6 +224,58 @@ async fn after_redis_restarts_ping_recovers_subscribers_resync_and_new_frames_ar
     assert!(sub.receiver.try_recv().is_err(), "nothing else arrived");
 }
 
+/// The number after `field` in `INFO <section>` (`total_connections_received:`,
+/// `cmdstat_ping:calls=`).
+async fn info_number(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> u64 {
+    let info: String = bounded(redis::cmd("INFO").arg(section).query_async(conn))
+        .await
+        .expect("answers");
+    let digits: String = info
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .unwrap_or("0")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_pings_keep_a_healthy_subscriber_connection() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = RedisBusOptions {
+        health_interval: Duration::from_millis(20),
+        ..RedisBusOptions::default()
+    };
+    let bus = bounded(RedisBus::connect(&server.url(), options))
+        .await
+        .expect("connects");
+    let sub = bounded(bus.subscribe(&chat("chat_x")))
+        .await
+        .expect("subscribes");
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut conn = bounded(client.get_multiplexed_async_connection())
+        .await
+        .expect("connects");
+    let connections = info_number(&mut conn, "stats", "total_connections_received:").await;
+    let poll = async {
+        // Every PING counts, the listener's health checks included.
+        while info_number(&mut conn, "commandstats", "cmdstat_ping:calls=").await < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    bounded(poll).await;
+    assert_eq!(*sub.resync.borrow(), 0, "no reconnect");
+    let after = info_number(&mut conn, "stats", "total_connections_received:").await;
+    assert_eq!(after, connections, "no new connection");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_fails_ping_and_frames_flow_again_once_it_wakes() {
     let Some(server) = RedisServer::start() else {
@@ -309,12 +363,13 @@ async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions
 
 /// A node: the shared store and this node's bus.
 async fn journal(server: &RedisServer) -> Journal {
-    let store = bounded(RedisStore::connect(
-        &server.url(),
-        RedisStoreOptions::default(),
-    ))
-    .await
-    .expect("the store connects");
+    let options = RedisStoreOptions {
+        timeout: Duration::from_secs(5),
+        ..RedisStoreOptions::default()
+    };
+    let store = bounded(RedisStore::connect(&server.url(), options))
+        .await
+        .expect("the store connects");
     Journal {
         store: Arc::new(store),
         bus: Arc::new(node(server).await),

@@ -36,6 +36,8 @@ async fn fresh_redis_store() -> Option<(DynStore, RedisServer)> {
 async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
     let options = RedisStoreOptions {
         prefix: prefix.into(),
+        // Roomier than the 2 s default: CI runs many servers on two cores.
+        timeout: Duration::from_secs(5),
         ..RedisStoreOptions::default()
     };
     bounded(RedisStore::connect(&server.url(), options))

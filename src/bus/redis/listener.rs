@@ -78,7 +78,8 @@ impl Listener {
                     }
                 }
                 _ = health.tick() => {
-                    let pong = within(self.options.timeout, link.sink.ping::<String>()).await;
+                    // Subscribed, Redis answers `["pong", ""]`, not `+PONG`: any reply will do.
+                    let pong = within(self.options.timeout, link.sink.ping::<redis::Value>()).await;
                     if let Err(e) = pong {
                         tracing::warn!(error = %e, "redis subscriber connection unhealthy");
                         return true;
