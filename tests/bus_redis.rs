@@ -192,6 +192,29 @@ async fn a_channel_is_unsubscribed_after_its_last_local_subscriber_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_released_even_when_its_last_subscriber_leaves_during_a_delivery() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bus = node(&server).await;
+    let ch = chat("chat_x");
+    // Leave right after a frame arrives, while the listener may still hold the
+    // channel's sender: the release must not be lost either way.
+    for seq in 1..=200 {
+        let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+        bounded(bus.publish(&ch, frame("chat_x", seq)))
+            .await
+            .expect("publishes");
+        assert_eq!(next_seq(&mut sub).await, seq);
+    }
+    until("redis has no subscriber left", || async {
+        numsub(&server, &ch).await == 0
+    })
+    .await;
+    assert_eq!(bus.channel_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_restarts_ping_recovers_subscribers_resync_and_new_frames_arrive() {
     let Some(mut server) = RedisServer::start() else {
         return;

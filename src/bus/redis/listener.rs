@@ -63,7 +63,13 @@ impl Listener {
             tokio::select! {
                 _ = self.cancel.cancelled() => return false,
                 message = link.stream.next() => match message {
-                    Some(message) => self.route(&message),
+                    Some(message) => {
+                        let Some(name) = self.route(&message) else { continue };
+                        if let Err(e) = self.apply(link, vec![Request::Release { name }]).await {
+                            tracing::warn!(error = %e, "redis unsubscribe failed");
+                            return true;
+                        }
+                    }
                     None => {
                         tracing::warn!("redis subscriber connection lost");
                         return true;
@@ -90,10 +96,11 @@ impl Listener {
     }
 
     /// Hands a message to its channel's local subscribers, parsed once.
-    fn route(&self, message: &redis::Msg) {
+    /// Returns the channel if its last guard let go while we held its sender:
+    /// that guard saw us as a holder and left the release to us.
+    fn route(&self, message: &redis::Msg) -> Option<String> {
         let name = message.get_channel_name();
-        let sender = self.shared.channels.get(name).and_then(|w| w.upgrade());
-        let Some(sender) = sender else { return };
+        let sender = self.shared.channels.get(name).and_then(|w| w.upgrade())?;
         match Frame::parse(Bytes::copy_from_slice(message.get_payload_bytes())) {
             // No receivers is fine: the last one is leaving.
             Ok(frame) => drop(sender.send(frame)),
@@ -101,6 +108,9 @@ impl Listener {
                 tracing::warn!(channel = name, error = %e, "dropped a frame that is not an event")
             }
         }
+        let held = Arc::downgrade(&sender);
+        drop(sender);
+        (held.strong_count() == 0).then(|| name.to_owned())
     }
 
     /// `first` and the requests already queued behind it (one batch).
@@ -144,7 +154,13 @@ impl Listener {
         }
         let idle: Vec<String> = released
             .into_iter()
-            .filter(|name| link.subscribed.contains(name) && !self.shared.is_live(name))
+            .filter(|name| {
+                // Drop a dead entry left by a guard that saw another holder.
+                self.shared
+                    .channels
+                    .remove_if(name, |_, weak| weak.strong_count() == 0);
+                link.subscribed.contains(name) && !self.shared.is_live(name)
+            })
             .collect();
         link.unsubscribe(&idle, &self.options).await
     }
