@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use crate::model::{Event, EventKind};
 
 pub mod memory;
+pub mod redis;
 
 /// A pub/sub channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,7 +99,7 @@ pub enum BusError {
     Unavailable(String),
     /// Redis said no.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] ::redis::RedisError),
 }
 
 /// A live feed of one channel. Dropping it unsubscribes.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page, Role};
 
+pub mod redis;
 pub mod sqlite;
 
 /// What can go wrong in a store.
@@ -34,7 +35,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// Redis said no.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] ::redis::RedisError),
     /// A stored record could not be read back.
     #[error("stored record unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),

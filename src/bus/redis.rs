@@ -1,0 +1,325 @@
+//! The Redis bus: every node publishes with `PUBLISH` on one multiplexed
+//! connection, and listens on ONE shared subscriber connection that carries
+//! every channel any local task listens to.
+//!
+//! Locally it mirrors [`super::memory::MemoryBus`]: one `broadcast` sender per
+//! live channel behind a `Weak`, so a frame from Redis is parsed once per node
+//! and shared by every local subscriber. A channel is SUBSCRIBEd with its first
+//! local subscriber and UNSUBSCRIBEd after its last one leaves. One listener
+//! task owns the subscriber connection and is the only one to send it
+//! (un)subscribe commands, in batches; when the connection is lost it
+//! reconnects with exponential backoff and jitter, subscribes every live
+//! channel again, then bumps `resync` so every subscriber catches up from the
+//! store (frames published meanwhile are lost to pub/sub, never to the store).
+//!
+//! Touches the Redis server it is given, nothing else.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
+use redis::{Client, RedisResult};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Bus, BusError, Channel, Frame, Subscription};
+
+mod listener;
+use listener::Listener;
+
+/// How the Redis bus connects and recovers.
+#[derive(Debug, Clone)]
+pub struct RedisBusOptions {
+    /// The longest a connect, publish, (un)subscribe or ping may take (2 s).
+    pub timeout: Duration,
+    /// How often the subscriber connection is pinged to find a dead peer (5 s).
+    pub health_interval: Duration,
+    /// The first pause before reconnecting (50 ms); doubles per failure.
+    pub backoff_min: Duration,
+    /// The longest pause between reconnect attempts (2 s).
+    pub backoff_max: Duration,
+    /// Channels per SUBSCRIBE when resubscribing after a reconnect (500).
+    pub resubscribe_batch: usize,
+    /// How many frames a local receiver may fall behind before it lags (1024).
+    pub capacity: usize,
+}
+
+impl Default for RedisBusOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            health_interval: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            resubscribe_batch: 500,
+            capacity: 1024,
+        }
+    }
+}
+
+type Sender = broadcast::Sender<Arc<Frame>>;
+
+/// What the bus handle, the guards and the listener task share.
+struct Shared {
+    /// Wire name → the local sender, alive while a guard holds it.
+    channels: DashMap<String, Weak<Sender>>,
+    /// Bumped after every reconnect.
+    resync: watch::Sender<u64>,
+    /// Whether the subscriber connection is up.
+    connected: watch::Sender<bool>,
+    /// To the listener task.
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Shared {
+    fn is_live(&self, name: &str) -> bool {
+        self.channels
+            .get(name)
+            .is_some_and(|w| w.strong_count() > 0)
+    }
+}
+
+/// What the listener task is asked.
+enum Request {
+    /// Make sure Redis sends us `name`; answer once it does.
+    Subscribe {
+        name: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// The last local subscriber of `name` left (unless one came back since).
+    Release { name: String },
+}
+
+/// Pub/sub over Redis, one subscriber connection per node.
+pub struct RedisBus {
+    shared: Arc<Shared>,
+    publisher: ConnectionManager,
+    options: RedisBusOptions,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RedisBus {
+    /// Connects the publisher and the subscriber connection to `url` and starts
+    /// the listener task; fails if Redis does not answer in time.
+    pub async fn connect(url: &str, options: RedisBusOptions) -> Result<RedisBus, BusError> {
+        let client = Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(options.backoff_max);
+        let publisher = within(
+            options.timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await?;
+        let first = within(options.timeout, client.get_async_pubsub()).await?;
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            channels: DashMap::new(),
+            resync: watch::channel(0).0,
+            connected: watch::channel(true).0,
+            requests,
+        });
+        let cancel = CancellationToken::new();
+        let listener = Listener {
+            client,
+            shared: Arc::clone(&shared),
+            options: options.clone(),
+            inbox,
+            cancel: cancel.clone(),
+        };
+        let tasks = TaskTracker::new();
+        tasks.spawn(listener.run(first));
+        tasks.close();
+        Ok(RedisBus {
+            shared,
+            publisher,
+            options,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Stops the listener task and waits for it (dropping the bus stops it too).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.wait().await;
+    }
+
+    /// How many channels have live local subscribers (for metrics and tests).
+    pub fn channel_count(&self) -> usize {
+        self.shared
+            .channels
+            .iter()
+            .filter(|e| e.value().strong_count() > 0)
+            .count()
+    }
+
+    /// The local sender of `name`, created if there is none alive.
+    fn sender(&self, name: &str) -> Arc<Sender> {
+        let mut entry = self.shared.channels.entry(name.to_owned()).or_default();
+        match entry.upgrade() {
+            Some(sender) => sender,
+            None => {
+                let sender = Arc::new(broadcast::channel(self.options.capacity.max(1)).0);
+                *entry = Arc::downgrade(&sender);
+                sender
+            }
+        }
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Holds a channel's sender alive; the last one to go asks for UNSUBSCRIBE.
+struct Guard {
+    sender: Option<Arc<Sender>>,
+    name: String,
+    shared: Weak<Shared>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Let go first, so that of two guards dropping at once the later one
+        // sees no holder left and removes the entry.
+        drop(self.sender.take());
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let gone = shared
+            .channels
+            .remove_if(&self.name, |_, weak| weak.strong_count() == 0)
+            .is_some();
+        if gone {
+            let name = std::mem::take(&mut self.name);
+            let _ = shared.requests.send(Request::Release { name });
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        let mut conn = self.publisher.clone();
+        let cmd = redis::cmd("PUBLISH")
+            .arg(channel.name())
+            .arg(frame.json.as_str())
+            .to_owned();
+        let _receivers: i64 = within(self.options.timeout, cmd.query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
+        let name = channel.name();
+        // Before the SUBSCRIBE: a reconnect from here on is seen as a change.
+        let resync = self.shared.resync.subscribe();
+        let sender = self.sender(&name);
+        let receiver = sender.subscribe();
+        let guard = Guard {
+            sender: Some(sender),
+            name: name.clone(),
+            shared: Arc::downgrade(&self.shared),
+        };
+        let (done, confirmed) = oneshot::channel();
+        let shut = || BusError::Unavailable("the bus is shut down".into());
+        self.shared
+            .requests
+            .send(Request::Subscribe { name, done })
+            .map_err(|_| shut())?;
+        match tokio::time::timeout(self.options.timeout * 2, confirmed).await {
+            Ok(Ok(Ok(()))) => Ok(Subscription {
+                receiver,
+                resync,
+                guard: Box::new(guard),
+            }),
+            Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
+            Ok(Err(_)) => Err(shut()),
+            Err(_) => Err(BusError::Unavailable(
+                "redis did not confirm the subscription in time".into(),
+            )),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        if !*self.shared.connected.borrow() {
+            return Err(BusError::Unavailable(
+                "the subscriber connection to redis is down".into(),
+            ));
+        }
+        let mut conn = self.publisher.clone();
+        let _pong: String = within(
+            self.options.timeout,
+            redis::cmd("PING").query_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Awaits a Redis call for at most `limit`.
+async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = RedisResult<T>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BusError::Unavailable(format!(
+            "redis did not answer within {limit:?}"
+        ))),
+    }
+}
+
+/// One subscriber connection and what Redis sends on it.
+struct Link {
+    sink: PubSubSink,
+    stream: PubSubStream,
+    subscribed: HashSet<String>,
+}
+
+impl Link {
+    fn new(pubsub: PubSub) -> Link {
+        let (sink, stream) = pubsub.split();
+        Link {
+            sink,
+            stream,
+            subscribed: HashSet::new(),
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        names: &[String],
+        options: &RedisBusOptions,
+    ) -> Result<(), BusError> {
+        for batch in names.chunks(options.resubscribe_batch.max(1)) {
+            within(options.timeout, self.sink.subscribe(batch)).await?;
+            self.subscribed.extend(batch.iter().cloned());
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &mut self,
+        names: &[String],
+        options: &RedisBusOptions,
+    ) -> Result<(), BusError> {
+        for batch in names.chunks(options.resubscribe_batch.max(1)) {
+            within(options.timeout, self.sink.unsubscribe(batch)).await?;
+            for name in batch {
+                self.subscribed.remove(name);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The listener task of the Redis bus: the sole owner of the node's subscriber
+//! connection. It routes every message to its channel's local sender, turns
+//! subscribe/release requests into batched SUBSCRIBE/UNSUBSCRIBE, pings the
+//! connection, and on loss reconnects (exponential backoff with jitter),
+//! resubscribes every live channel and bumps `resync`.
+//!
+//! Touches the subscriber connection and the bus's shared map; never holds a
+//! map guard across an `.await`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::Client;
+use redis::aio::PubSub;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::{Link, RedisBusOptions, Request, Shared, within};
+use crate::bus::{BusError, Frame};
+
+/// The task's state.
+pub(super) struct Listener {
+    pub(super) client: Client,
+    pub(super) shared: Arc<Shared>,
+    pub(super) options: RedisBusOptions,
+    pub(super) inbox: mpsc::UnboundedReceiver<Request>,
+    pub(super) cancel: CancellationToken,
+}
+
+impl Listener {
+    /// Serves `first`, then every connection after it, until cancelled.
+    pub(super) async fn run(mut self, first: PubSub) {
+        let mut link = Link::new(first);
+        loop {
+            let lost = self.serve(&mut link).await;
+            self.shared.connected.send_replace(false);
+            if !lost {
+                return;
+            }
+            match self.reconnect().await {
+                Some(next) => link = next,
+                None => return,
+            }
+            self.shared.connected.send_replace(true);
+            self.shared.resync.send_modify(|n| *n = n.wrapping_add(1));
+            tracing::info!(
+                channels = link.subscribed.len(),
+                "redis subscriber connection restored; subscribers resync"
+            );
+        }
+    }
+
+    /// Serves one connection; `true` when it was lost, `false` when cancelled.
+    async fn serve(&mut self, link: &mut Link) -> bool {
+        let mut health = tokio::time::interval(self.options.health_interval);
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        health.reset();
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                message = link.stream.next() => match message {
+                    Some(message) => {
+                        let Some(name) = self.route(&message) else { continue };
+                        if let Err(e) = self.apply(link, vec![Request::Release { name }]).await {
+                            tracing::warn!(error = %e, "redis unsubscribe failed");
+                            return true;
+                        }
+                    }
+                    None => {
+                        tracing::warn!("redis subscriber connection lost");
+                        return true;
+                    }
+                },
+                request = self.inbox.recv() => {
+                    let Some(first) = request else { return false };
+                    let batch = self.drain(first);
+                    if let Err(e) = self.apply(link, batch).await {
+                        tracing::warn!(error = %e, "redis (un)subscribe failed");
+                        return true;
+                    }
+                }
+                _ = health.tick() => {
+                    // Subscribed, Redis answers `["pong", ""]`, not `+PONG`: any reply will do.
+                    let pong = within(self.options.timeout, link.sink.ping::<redis::Value>()).await;
+                    if let Err(e) = pong {
+                        tracing::warn!(error = %e, "redis subscriber connection unhealthy");
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a message to its channel's local subscribers, parsed once.
+    /// Returns the channel if its last guard let go while we held its sender:
+    /// that guard saw us as a holder and left the release to us.
+    fn route(&self, message: &redis::Msg) -> Option<String> {
+        let name = message.get_channel_name();
+        let sender = self.shared.channels.get(name).and_then(|w| w.upgrade())?;
+        match Frame::parse(Bytes::copy_from_slice(message.get_payload_bytes())) {
+            // No receivers is fine: the last one is leaving.
+            Ok(frame) => drop(sender.send(frame)),
+            Err(e) => {
+                tracing::warn!(channel = name, error = %e, "dropped a frame that is not an event")
+            }
+        }
+        let held = Arc::downgrade(&sender);
+        drop(sender);
+        (held.strong_count() == 0).then(|| name.to_owned())
+    }
+
+    /// `first` and the requests already queued behind it (one batch).
+    fn drain(&mut self, first: Request) -> Vec<Request> {
+        let mut batch = vec![first];
+        while batch.len() < self.options.resubscribe_batch.max(1) {
+            match self.inbox.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Subscribes what is wanted and not yet subscribed, answers the waiters,
+    /// then unsubscribes released channels nobody took up again.
+    async fn apply(&self, link: &mut Link, batch: Vec<Request>) -> Result<(), BusError> {
+        let (mut wanted, mut waiting, mut released) = (Vec::new(), Vec::new(), HashSet::new());
+        let mut seen = HashSet::new();
+        for request in batch {
+            match request {
+                Request::Subscribe { name, done } => {
+                    if !link.subscribed.contains(&name) && seen.insert(name.clone()) {
+                        wanted.push(name);
+                    }
+                    waiting.push(done);
+                }
+                Request::Release { name } => {
+                    released.insert(name);
+                }
+            }
+        }
+        if let Err(e) = link.subscribe(&wanted, &self.options).await {
+            for done in waiting {
+                let _ = done.send(Err(e.to_string()));
+            }
+            return Err(e);
+        }
+        for done in waiting {
+            let _ = done.send(Ok(()));
+        }
+        let idle: Vec<String> = released
+            .into_iter()
+            .filter(|name| {
+                // Drop a dead entry left by a guard that saw another holder.
+                self.shared
+                    .channels
+                    .remove_if(name, |_, weak| weak.strong_count() == 0);
+                link.subscribed.contains(name) && !self.shared.is_live(name)
+            })
+            .collect();
+        link.unsubscribe(&idle, &self.options).await
+    }
+
+    /// A new connection with every live channel subscribed; `None` if
+    /// cancelled first.
+    async fn reconnect(&mut self) -> Option<Link> {
+        let mut delay = self.options.backoff_min;
+        loop {
+            if !self.pause(jitter(delay)).await {
+                return None;
+            }
+            match self.resubscribed().await {
+                Ok(link) => return Some(link),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "redis reconnect failed");
+                    delay = (delay * 2).min(self.options.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// Waits `pause`, refusing subscriptions meanwhile; `false` if cancelled.
+    async fn pause(&mut self, pause: Duration) -> bool {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = &mut sleep => return true,
+                request = self.inbox.recv() => match request {
+                    Some(Request::Subscribe { done, .. }) => {
+                        let _ = done.send(Err("the bus is reconnecting to redis".into()));
+                    }
+                    // The next connection subscribes only the live channels.
+                    Some(Request::Release { .. }) => {}
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Connects and subscribes every channel that has a local subscriber.
+    async fn resubscribed(&self) -> Result<Link, BusError> {
+        let pubsub = within(self.options.timeout, self.client.get_async_pubsub()).await?;
+        let mut link = Link::new(pubsub);
+        let live: Vec<String> = self
+            .shared
+            .channels
+            .iter()
+            .filter(|e| e.value().strong_count() > 0)
+            .map(|e| e.key().clone())
+            .collect();
+        link.subscribe(&live, &self.options).await?;
+        Ok(link)
+    }
+}
+
+/// A pause between half and all of `delay`, so nodes do not reconnect in step.
+fn jitter(delay: Duration) -> Duration {
+    let full = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::random_range(full / 2..=full))
+}

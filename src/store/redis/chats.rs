@@ -1,0 +1,385 @@
+//! Chats on Redis: the atomic commit, reads by seq, and the tenant indexes
+//! behind `list_chats` and `running_chats`.
+//!
+//! Consistency: a chat, its events and its messages change together in one
+//! script (one hash tag). The tenant's indexes live in another slot and follow
+//! in a second script, seq-guarded so any node may (re)apply any state in any
+//! order and the indexes end at the newest one. Until it has run, an index may
+//! miss a chat or list it under an old status; readers therefore load every
+//! listed chat, skip those that do not match (and repair the index from what
+//! they read), and skip ids whose chat is gone. [`RedisStore::reindex`]
+//! rebuilds every index from the chats themselves.
+//!
+//! Touches only the chat and tenant keys of this store's prefix.
+
+use serde::de::DeserializeOwned;
+
+use super::{RedisStore, scripts};
+use crate::model::{Chat, ChatRecord, ChatStatus, Page};
+use crate::store::{ChatChange, ChatQuery, SeqQuery, StoreError, StoreResult};
+
+/// Chats read per pipelined round trip.
+const READ_BATCH: usize = 500;
+
+/// What a tenant's indexes record of one chat.
+struct Indexed<'a> {
+    tenant: &'a str,
+    chat_id: &'a str,
+    seq: u64,
+    status: ChatStatus,
+    flow: &'a str,
+}
+
+impl<'a> Indexed<'a> {
+    fn of(record: &'a ChatRecord) -> Self {
+        Indexed {
+            tenant: &record.tenant,
+            chat_id: &record.chat.id,
+            seq: record.chat.last_seq,
+            status: record.chat.status,
+            flow: &record.chat.from_flow,
+        }
+    }
+}
+
+/// A change's event without a seq: ephemeral, so it cannot be stored.
+fn ephemeral_event(chat_id: &str) -> StoreError {
+    StoreError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "an event without a seq cannot be stored",
+        chat_id.to_owned(),
+    )))
+}
+
+impl RedisStore {
+    /// The compare-and-set of [`crate::store::Store::commit`], then the index.
+    pub(super) async fn commit_change(&self, change: ChatChange) -> StoreResult<()> {
+        let record = &change.record;
+        let chat = &record.chat;
+        if change.events.iter().any(|e| e.seq.is_none()) {
+            return Err(ephemeral_event(&chat.id));
+        }
+        if change.expected_seq.is_none() {
+            // Before the chat exists, so `running_chats` never misses a tenant.
+            let _: i64 = self
+                .query(
+                    redis::cmd("SADD")
+                        .arg(self.keys.tenants())
+                        .arg(&record.tenant),
+                )
+                .await?;
+        }
+        let mut invocation = scripts::COMMIT.prepare_invoke();
+        invocation
+            .key(self.keys.chat(&chat.id))
+            .key(self.keys.events(&chat.id))
+            .key(self.keys.messages(&chat.id))
+            .arg(
+                change
+                    .expected_seq
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(chat.last_seq)
+            .arg(serde_json::to_string(record)?)
+            .arg(&record.tenant)
+            .arg(chat.status.as_str())
+            .arg(&chat.from_flow)
+            .arg(change.events.len());
+        for event in &change.events {
+            invocation.arg(event.seq).arg(serde_json::to_string(event)?);
+        }
+        for message in &change.messages {
+            invocation
+                .arg(message.seq)
+                .arg(serde_json::to_string(message)?);
+        }
+        let outcome: String = self.invoke(&invocation).await?;
+        match outcome.as_str() {
+            "OK" => {
+                self.index_or_warn(&Indexed::of(record)).await;
+                Ok(())
+            }
+            "CONFLICT" => Err(StoreError::Conflict),
+            "NOT_FOUND" => Err(StoreError::ChatNotFound),
+            other => Err(StoreError::Unavailable(format!(
+                "unexpected commit reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Applies a chat's state to its tenant's indexes (seq-guarded).
+    async fn index(&self, state: &Indexed<'_>) -> StoreResult<()> {
+        let (keys, tenant) = (&self.keys, state.tenant);
+        let mut invocation = scripts::INDEX_CHAT.prepare_invoke();
+        invocation
+            .key(keys.chat_indexed(tenant))
+            .key(keys.chats_base(tenant))
+            .key(keys.chat_index(tenant, Some(state.status), None))
+            .key(keys.chat_index(tenant, None, Some(state.flow)))
+            .key(keys.chat_index(tenant, Some(state.status), Some(state.flow)))
+            .arg(state.chat_id)
+            .arg(state.seq)
+            .arg(state.status.as_str())
+            .arg(state.flow);
+        let _: i64 = self.invoke(&invocation).await?;
+        Ok(())
+    }
+
+    /// The commit stands whatever happens to its index: a failure here is
+    /// repaired by the chat's next commit, by readers, or by `reindex`.
+    async fn index_or_warn(&self, state: &Indexed<'_>) {
+        if let Err(e) = self.index(state).await {
+            tracing::warn!(chat_id = state.chat_id, error = %e, "chat index update failed");
+        }
+    }
+
+    /// Takes a chat id out of a tenant's indexes, `found_in` included.
+    async fn forget(&self, tenant: &str, chat_id: &str, found_in: &str) -> StoreResult<()> {
+        let mut invocation = scripts::FORGET_CHAT.prepare_invoke();
+        invocation
+            .key(self.keys.chat_indexed(tenant))
+            .key(self.keys.chats_base(tenant))
+            .key(found_in)
+            .arg(chat_id);
+        let _: i64 = self.invoke(&invocation).await?;
+        Ok(())
+    }
+
+    /// Removes a chat's keys, then its index entries.
+    pub(super) async fn delete_chat_keys(&self, chat_id: &str) -> StoreResult<bool> {
+        let mut invocation = scripts::DELETE_CHAT.prepare_invoke();
+        invocation
+            .key(self.keys.chat(chat_id))
+            .key(self.keys.events(chat_id))
+            .key(self.keys.messages(chat_id));
+        let tenant: Option<String> = self.invoke(&invocation).await?;
+        let Some(tenant) = tenant else {
+            return Ok(false);
+        };
+        let all = self.keys.chats_base(&tenant);
+        if let Err(e) = self.forget(&tenant, chat_id, &all).await {
+            tracing::warn!(chat_id, error = %e, "chat index cleanup failed");
+        }
+        Ok(true)
+    }
+
+    /// One chat by id.
+    pub(super) async fn read_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
+        let json: Option<String> = self
+            .read(
+                redis::cmd("HGET")
+                    .arg(self.keys.chat(chat_id))
+                    .arg("record"),
+            )
+            .await?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    /// Many chats by id, in order (`None` for those gone).
+    async fn read_chats(&self, ids: &[String]) -> StoreResult<Vec<Option<ChatRecord>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(READ_BATCH) {
+            let mut pipe = redis::pipe();
+            for id in batch {
+                pipe.cmd("HGET").arg(self.keys.chat(id)).arg("record");
+            }
+            let rows: Vec<Option<String>> = self.read_pipe(&pipe).await?;
+            for row in rows {
+                out.push(row.map(|j| serde_json::from_str(&j)).transpose()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps the records of `ids` that `wanted` accepts; repairs the index
+    /// `found_in` of `tenant` for the others.
+    async fn verified(
+        &self,
+        tenant: &str,
+        found_in: &str,
+        ids: &[String],
+        wanted: impl Fn(&ChatRecord) -> bool,
+    ) -> StoreResult<Vec<ChatRecord>> {
+        let mut kept = Vec::with_capacity(ids.len());
+        for (id, record) in ids.iter().zip(self.read_chats(ids).await?) {
+            let repaired = match record {
+                Some(record) if record.tenant == tenant && wanted(&record) => {
+                    kept.push(record);
+                    continue;
+                }
+                Some(record) if record.tenant == tenant => self.index(&Indexed::of(&record)).await,
+                _ => self.forget(tenant, id, found_in).await,
+            };
+            if let Err(e) = repaired {
+                tracing::warn!(chat_id = %id, error = %e, "chat index repair failed");
+            }
+        }
+        Ok(kept)
+    }
+
+    /// A page of a tenant's chats, newest first (same cursors as SQLite's
+    /// `list_chats`: `before` alone pages toward newer chats).
+    pub(super) async fn list_chat_page(
+        &self,
+        tenant: &str,
+        query: &ChatQuery,
+    ) -> StoreResult<Page<Chat>> {
+        let index = self
+            .keys
+            .chat_index(tenant, query.status, query.from_flow.as_deref());
+        let toward_newer = query.before.is_some() && query.after.is_none();
+        let mut high = query.after.as_ref().map_or("+".into(), |a| format!("({a}"));
+        let mut low = query
+            .before
+            .as_ref()
+            .map_or("-".into(), |b| format!("({b}"));
+        let wanted = |r: &ChatRecord| {
+            query.status.is_none_or(|s| r.chat.status == s)
+                && query
+                    .from_flow
+                    .as_ref()
+                    .is_none_or(|f| &r.chat.from_flow == f)
+        };
+        let want = query.limit.saturating_add(1);
+        let mut found: Vec<Chat> = Vec::new();
+        while found.len() < want {
+            let count = (want - found.len()).min(READ_BATCH);
+            let (command, from, to) = if toward_newer {
+                ("ZRANGEBYLEX", &low, &high)
+            } else {
+                ("ZREVRANGEBYLEX", &high, &low)
+            };
+            let cmd = redis::cmd(command)
+                .arg(&index)
+                .arg(from)
+                .arg(to)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(count)
+                .to_owned();
+            let ids: Vec<String> = self.read(&cmd).await?;
+            let Some(last) = ids.last() else { break };
+            let bound = format!("({last}");
+            let records = self.verified(tenant, &index, &ids, wanted).await?;
+            found.extend(records.into_iter().map(|r| r.chat));
+            if ids.len() < count {
+                break;
+            }
+            if toward_newer {
+                low = bound
+            } else {
+                high = bound
+            }
+        }
+        Ok(page_of(found, query.limit, toward_newer))
+    }
+
+    /// Every running chat of every tenant, by id.
+    pub(super) async fn all_running(&self) -> StoreResult<Vec<ChatRecord>> {
+        let tenants: Vec<String> = self
+            .read(redis::cmd("SMEMBERS").arg(self.keys.tenants()))
+            .await?;
+        let mut out = Vec::new();
+        for tenant in tenants {
+            let index = self
+                .keys
+                .chat_index(&tenant, Some(ChatStatus::Running), None);
+            let ids: Vec<String> = self
+                .read(redis::cmd("ZRANGEBYLEX").arg(&index).arg("-").arg("+"))
+                .await?;
+            let running = |r: &ChatRecord| r.chat.status == ChatStatus::Running;
+            out.extend(self.verified(&tenant, &index, &ids, running).await?);
+        }
+        out.sort_by(|a, b| a.chat.id.cmp(&b.chat.id));
+        Ok(out)
+    }
+
+    /// A chat's messages or events by seq range, from their sorted set.
+    pub(super) async fn by_seq<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        query: &SeqQuery,
+    ) -> StoreResult<Vec<T>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let min = query.after_seq.map_or("-inf".into(), |s| format!("({s}"));
+        let max = query.before_seq.map_or("+inf".into(), |s| format!("({s}"));
+        let (command, from, to) = if query.descending {
+            ("ZREVRANGEBYSCORE", max, min)
+        } else {
+            ("ZRANGEBYSCORE", min, max)
+        };
+        let cmd = redis::cmd(command)
+            .arg(key)
+            .arg(from)
+            .arg(to)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(query.limit.min(i64::MAX as usize))
+            .to_owned();
+        let rows: Vec<String> = self.read(&cmd).await?;
+        Ok(rows
+            .iter()
+            .map(|row| serde_json::from_str(row))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Rebuilds every tenant index from the chats themselves (after an outage
+    /// that may have cut a commit from its index update, or a restore); returns
+    /// how many chats it indexed. Safe to run on a live store, from any node.
+    pub async fn reindex(&self) -> StoreResult<usize> {
+        let pattern = self.keys.chat_pattern();
+        let (mut cursor, mut indexed) = (0u64, 0usize);
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(READ_BATCH)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            let ids: Vec<String> = keys
+                .iter()
+                .filter_map(|k| self.keys.chat_id_of(k).map(str::to_owned))
+                .collect();
+            for record in self.read_chats(&ids).await?.into_iter().flatten() {
+                let _: i64 = self
+                    .query(
+                        redis::cmd("SADD")
+                            .arg(self.keys.tenants())
+                            .arg(&record.tenant),
+                    )
+                    .await?;
+                self.index(&Indexed::of(&record)).await?;
+                indexed += 1;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(indexed);
+            }
+        }
+    }
+}
+
+/// Cuts `limit + 1` chats to a page in listing order (newest first).
+fn page_of(mut data: Vec<Chat>, limit: usize, toward_newer: bool) -> Page<Chat> {
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    if toward_newer {
+        data.reverse();
+    }
+    let edge = if toward_newer {
+        data.first()
+    } else {
+        data.last()
+    };
+    let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
+    Page {
+        data,
+        has_more,
+        next_cursor,
+    }
+}

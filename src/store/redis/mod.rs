@@ -1,0 +1,243 @@
+//! The Redis store: the same records as SQLite, shared by several nodes.
+//!
+//! One `redis::aio::ConnectionManager` (multiplexed, reconnects by itself) per
+//! store; every round trip is bounded by [`RedisStoreOptions::timeout`], so a
+//! dead Redis makes calls fail with a retryable [`StoreError::Unavailable`]
+//! instead of hanging. `commit` is one Lua script on the chat's hash tag; the
+//! tenant's indexes follow in a second, seq-guarded script (see `chats` and
+//! `docs/scale-out.md` for the consistency this gives).
+//!
+//! Touches only Redis keys under its prefix.
+
+mod chats;
+mod keys;
+mod records;
+mod scripts;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
+
+use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
+use crate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
+
+use keys::Keys;
+
+/// How the Redis store connects and names its keys.
+#[derive(Debug, Clone)]
+pub struct RedisStoreOptions {
+    /// Prepended to every key (`fg:` by default). It must hold no `{` or `}`:
+    /// the hash tags come after it.
+    pub prefix: String,
+    /// The longest one round trip may take, connecting included (2 s).
+    pub timeout: Duration,
+    /// The longest one connection attempt may take (1 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisStoreOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "fg:".into(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The [`Store`] on Redis (standalone today; every multi-key step stays in
+/// one hash tag, ready for Cluster).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); fails if Redis does not
+    /// answer within the options' timeout.
+    pub async fn connect(url: &str, options: RedisStoreOptions) -> StoreResult<RedisStore> {
+        if options.prefix.contains(['{', '}']) {
+            return Err(StoreError::Redis(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "the key prefix must not contain braces",
+            ))));
+        }
+        let client = Client::open(url).map_err(from_redis)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = bounded(
+            options.timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await?;
+        Ok(RedisStore {
+            conn,
+            keys: Keys::new(&options.prefix),
+            timeout: options.timeout,
+        })
+    }
+
+    /// Runs one command, bounded.
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs one pipeline (one round trip), bounded.
+    async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, pipe.query_async(&mut conn)).await
+    }
+
+    /// Runs one read, bounded; sent once more if the connection was found
+    /// broken (the first call after Redis came back), which is harmless for a
+    /// read and never done for a write, whose first try may have landed.
+    async fn read<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        let twice = async {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if is_broken(&e) => cmd.query_async(&mut conn).await,
+                done => done,
+            }
+        };
+        bounded(self.timeout, twice).await
+    }
+
+    /// Runs one read-only pipeline, bounded, like [`RedisStore::read`].
+    async fn read_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        let twice = async {
+            match pipe.query_async(&mut conn).await {
+                Err(e) if is_broken(&e) => pipe.query_async(&mut conn).await,
+                done => done,
+            }
+        };
+        bounded(self.timeout, twice).await
+    }
+
+    /// Runs one script, bounded.
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, invocation.invoke_async(&mut conn)).await
+    }
+}
+
+/// Awaits a Redis call for at most `limit`.
+async fn bounded<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>) -> StoreResult<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(from_redis),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis did not answer within {limit:?}"
+        ))),
+    }
+}
+
+/// Whether the connection itself failed (so the manager reconnects).
+fn is_broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+/// Connection trouble (and every error Redis says may pass: LOADING,
+/// TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY …) becomes the retryable
+/// [`StoreError::Unavailable`]; anything else stays [`StoreError::Redis`].
+fn from_redis(e: RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || !matches!(e.retry_method(), RetryMethod::NoRetry);
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Redis(e)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn commit(&self, change: ChatChange) -> StoreResult<()> {
+        self.commit_change(change).await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.delete_chat_keys(chat_id).await
+    }
+
+    async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
+        self.read_chat(chat_id).await
+    }
+
+    async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+        self.list_chat_page(tenant, query).await
+    }
+
+    async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>> {
+        self.all_running().await
+    }
+
+    async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>> {
+        self.by_seq(&self.keys.messages(chat_id), query).await
+    }
+
+    async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>> {
+        self.by_seq(&self.keys.events(chat_id), query).await
+    }
+
+    async fn put_flow(&self, flow: &FlowRecord) -> StoreResult<()> {
+        self.put_flow_record(flow).await
+    }
+
+    async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
+        self.get_flow_record(tenant, flow_id).await
+    }
+
+    async fn list_flows(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<FlowRecord>> {
+        self.list_flow_page(tenant, after, limit).await
+    }
+
+    async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
+        self.delete_flow_record(tenant, flow_id).await
+    }
+
+    async fn insert_key(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()> {
+        self.insert_key_record(key, secret_hash).await
+    }
+
+    async fn key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
+        self.find_key(secret_hash).await
+    }
+
+    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        self.tenant_keys(tenant).await
+    }
+
+    async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
+        self.delete_key_record(tenant, key_id).await
+    }
+
+    async fn touch_key(&self, key_id: &str, at: Timestamp) -> StoreResult<()> {
+        self.touch_key_record(key_id, at).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,502 @@
+//! The Redis bus between two "nodes" (two `RedisBus` instances) on a private
+//! `redis-server`: delivery across nodes, one Redis subscription per channel
+//! per node, unsubscribe after the last local subscriber, recovery after
+//! Redis restarts, and the gap-free feed of one node following commits made on
+//! another across a restart.
+//!
+//! Without a `redis-server` binary every test prints `SKIPPED` and passes,
+//! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate::bus::redis::{RedisBus, RedisBusOptions};
+use flowgate::bus::{Bus, Channel, Frame, Subscription};
+use flowgate::chats::transitions::{self, Refusal};
+use flowgate::chats::{Journal, UpdateError};
+use flowgate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, new_id, now};
+use flowgate::realtime::feed::{FeedEnd, Follow};
+use flowgate::store::ChatChange;
+use flowgate::store::redis::{RedisStore, RedisStoreOptions};
+use redis_server::RedisServer;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .expect("finished in time")
+}
+
+/// Polls `check` until it holds, bounded.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let poll = async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, poll)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+async fn node(server: &RedisServer) -> RedisBus {
+    let options = RedisBusOptions {
+        // Roomier than the 2 s default: CI runs many servers on two cores.
+        timeout: Duration::from_secs(5),
+        health_interval: Duration::from_millis(500),
+        backoff_max: Duration::from_millis(200),
+        ..RedisBusOptions::default()
+    };
+    bounded(RedisBus::connect(&server.url(), options))
+        .await
+        .expect("the bus connects")
+}
+
+fn frame(chat_id: &str, seq: u64) -> Arc<Frame> {
+    Frame::from_event(&Event {
+        seq: Some(seq),
+        chat_id: chat_id.into(),
+        kind: EventKind::RunStarted,
+        created_at: now(),
+        data: json!({"n": seq}),
+    })
+}
+
+fn chat(id: &str) -> Channel {
+    Channel::Chat(id.into())
+}
+
+async fn next_seq(sub: &mut Subscription) -> u64 {
+    let frame = bounded(sub.receiver.recv()).await.expect("a frame");
+    frame.seq.expect("durable")
+}
+
+/// How many connections Redis counts as subscribed to `channel`.
+async fn numsub(server: &RedisServer, channel: &Channel) -> i64 {
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut conn = bounded(client.get_multiplexed_async_connection())
+        .await
+        .expect("connects");
+    let (_, count): (String, i64) = bounded(
+        redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel.name())
+            .query_async(&mut conn),
+    )
+    .await
+    .expect("answers");
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_published_on_one_node_reaches_each_subscriber_on_another_once_in_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&server).await, node(&server).await);
+    let ch = chat("chat_x");
+    let mut first = bounded(b.subscribe(&ch)).await.expect("subscribes");
+    let mut second = bounded(b.subscribe(&ch)).await.expect("subscribes");
+    let mut own = bounded(a.subscribe(&ch)).await.expect("subscribes");
+
+    let sent: Vec<Arc<Frame>> = (1..=20).map(|seq| frame("chat_x", seq)).collect();
+    for f in &sent {
+        bounded(a.publish(&ch, Arc::clone(f)))
+            .await
+            .expect("publishes");
+    }
+    for sub in [&mut first, &mut second, &mut own] {
+        for want in &sent {
+            let got = bounded(sub.receiver.recv()).await.expect("a frame");
+            assert_eq!(got.json, want.json, "the same bytes, in publish order");
+        }
+    }
+    // Nothing was delivered twice: the next frame is the next one published.
+    bounded(a.publish(&ch, frame("chat_x", 21)))
+        .await
+        .expect("publishes");
+    assert_eq!(next_seq(&mut first).await, 21);
+    assert_eq!(next_seq(&mut second).await, 21);
+    assert_eq!(next_seq(&mut own).await, 21);
+    // Another channel's frames never show up here.
+    bounded(a.publish(&chat("chat_y"), frame("chat_y", 1)))
+        .await
+        .expect("publishes");
+    bounded(a.publish(&ch, frame("chat_x", 22)))
+        .await
+        .expect("publishes");
+    assert_eq!(next_seq(&mut first).await, 22);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_subscribers_of_one_channel_share_one_redis_subscription_per_node() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&server).await, node(&server).await);
+    let ch = chat("chat_x");
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        on_a.push(bounded(a.subscribe(&ch)).await.expect("subscribes"));
+    }
+    assert_eq!(numsub(&server, &ch).await, 1);
+    assert_eq!(a.channel_count(), 1);
+    let mut on_b = Vec::new();
+    for _ in 0..3 {
+        on_b.push(bounded(b.subscribe(&ch)).await.expect("subscribes"));
+    }
+    assert_eq!(numsub(&server, &ch).await, 2, "one connection per node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_unsubscribed_after_its_last_local_subscriber_leaves() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bus = node(&server).await;
+    let ch = chat("chat_x");
+    let leaving = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    let mut staying = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    drop(leaving);
+    bounded(bus.publish(&ch, frame("chat_x", 1)))
+        .await
+        .expect("publishes");
+    assert_eq!(next_seq(&mut staying).await, 1, "still subscribed");
+    assert_eq!(numsub(&server, &ch).await, 1);
+
+    drop(staying);
+    until("redis has no subscriber left", || async {
+        numsub(&server, &ch).await == 0
+    })
+    .await;
+    assert_eq!(bus.channel_count(), 0);
+
+    let mut again = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    assert_eq!(numsub(&server, &ch).await, 1);
+    bounded(bus.publish(&ch, frame("chat_x", 2)))
+        .await
+        .expect("publishes");
+    assert_eq!(next_seq(&mut again).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_released_even_when_its_last_subscriber_leaves_during_a_delivery() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bus = node(&server).await;
+    let ch = chat("chat_x");
+    // Leave right after a frame arrives, while the listener may still hold the
+    // channel's sender: the release must not be lost either way.
+    for seq in 1..=200 {
+        let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+        bounded(bus.publish(&ch, frame("chat_x", seq)))
+            .await
+            .expect("publishes");
+        assert_eq!(next_seq(&mut sub).await, seq);
+    }
+    until("redis has no subscriber left", || async {
+        numsub(&server, &ch).await == 0
+    })
+    .await;
+    assert_eq!(bus.channel_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_ping_recovers_subscribers_resync_and_new_frames_arrive() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&server).await, node(&server).await);
+    let ch = chat("chat_x");
+    let mut sub = bounded(b.subscribe(&ch)).await.expect("subscribes");
+    bounded(b.ping()).await.expect("up");
+    let seen = *sub.resync.borrow_and_update();
+
+    server.stop();
+    until("the bus notices redis is gone", || async {
+        b.ping().await.is_err()
+    })
+    .await;
+    let refused = bounded(b.subscribe(&chat("chat_y"))).await;
+    assert!(refused.is_err(), "no subscription while redis is down");
+    assert!(bounded(a.publish(&ch, frame("chat_x", 1))).await.is_err());
+
+    server.restart();
+    until("the bus is back", || async { b.ping().await.is_ok() }).await;
+    bounded(sub.resync.changed()).await.expect("resync changed");
+    assert_ne!(*sub.resync.borrow(), seen);
+    assert_eq!(numsub(&server, &ch).await, 1, "resubscribed");
+    until("the publisher is back", || async {
+        a.publish(&ch, frame("chat_x", 2)).await.is_ok()
+    })
+    .await;
+    assert_eq!(next_seq(&mut sub).await, 2);
+    assert!(sub.receiver.try_recv().is_err(), "nothing else arrived");
+}
+
+/// The number after `field` in `INFO <section>` (`total_connections_received:`,
+/// `cmdstat_ping:calls=`).
+async fn info_number(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> u64 {
+    let info: String = bounded(redis::cmd("INFO").arg(section).query_async(conn))
+        .await
+        .expect("answers");
+    let digits: String = info
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .unwrap_or("0")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_pings_keep_a_healthy_subscriber_connection() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = RedisBusOptions {
+        health_interval: Duration::from_millis(20),
+        ..RedisBusOptions::default()
+    };
+    let bus = bounded(RedisBus::connect(&server.url(), options))
+        .await
+        .expect("connects");
+    let sub = bounded(bus.subscribe(&chat("chat_x")))
+        .await
+        .expect("subscribes");
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut conn = bounded(client.get_multiplexed_async_connection())
+        .await
+        .expect("connects");
+    let connections = info_number(&mut conn, "stats", "total_connections_received:").await;
+    let poll = async {
+        // Every PING counts, the listener's health checks included.
+        while info_number(&mut conn, "commandstats", "cmdstat_ping:calls=").await < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    bounded(poll).await;
+    assert_eq!(*sub.resync.borrow(), 0, "no reconnect");
+    let after = info_number(&mut conn, "stats", "total_connections_received:").await;
+    assert_eq!(after, connections, "no new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_fails_ping_and_frames_flow_again_once_it_wakes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = RedisBusOptions {
+        timeout: Duration::from_millis(300),
+        health_interval: Duration::from_millis(200),
+        backoff_max: Duration::from_millis(200),
+        ..RedisBusOptions::default()
+    };
+    let bus = bounded(RedisBus::connect(&server.url(), options))
+        .await
+        .expect("connects");
+    let ch = chat("chat_x");
+    let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    server.freeze();
+    let ping = tokio::time::timeout(Duration::from_secs(10), bus.ping())
+        .await
+        .expect("a ping fails within the bound rather than hang");
+    server.thaw();
+    assert!(ping.is_err(), "a hung redis is not ready");
+    until("the bus is back", || async { bus.ping().await.is_ok() }).await;
+    let flowing = async {
+        // A frame published while the subscriber connection is still being
+        // replaced may be lost (that is what `resync` is for): publish again.
+        loop {
+            if bus.publish(&ch, frame("chat_x", 3)).await.is_ok() {
+                let got =
+                    tokio::time::timeout(Duration::from_millis(500), sub.receiver.recv()).await;
+                if let Ok(Ok(got)) = got {
+                    assert_eq!(got.seq, Some(3));
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    bounded(flowing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_an_event_are_dropped_and_the_feed_goes_on() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bus = node(&server).await;
+    let ch = chat("chat_x");
+    let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut conn = bounded(client.get_multiplexed_async_connection())
+        .await
+        .expect("connects");
+    let _: i64 = bounded(
+        redis::cmd("PUBLISH")
+            .arg(ch.name())
+            .arg("not json")
+            .query_async(&mut conn),
+    )
+    .await
+    .expect("publishes");
+    bounded(bus.publish(&ch, frame("chat_x", 7)))
+        .await
+        .expect("publishes");
+    assert_eq!(next_seq(&mut sub).await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bus = node(&server).await;
+    let ch = chat("chat_x");
+    let _sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
+    assert_eq!(numsub(&server, &ch).await, 1);
+    bounded(bus.shutdown()).await;
+    until("redis sees the connection gone", || async {
+        numsub(&server, &ch).await == 0
+    })
+    .await;
+    assert!(bounded(bus.subscribe(&ch)).await.is_err());
+    assert!(bounded(bus.ping()).await.is_err());
+}
+
+/// A node: the shared store and this node's bus.
+async fn journal(server: &RedisServer) -> Journal {
+    let options = RedisStoreOptions {
+        timeout: Duration::from_secs(5),
+        ..RedisStoreOptions::default()
+    };
+    let store = bounded(RedisStore::connect(&server.url(), options))
+        .await
+        .expect("the store connects");
+    Journal {
+        store: Arc::new(store),
+        bus: Arc::new(node(server).await),
+    }
+}
+
+/// Applies a planned change through `journal`, retrying while Redis is away.
+async fn update(
+    journal: &Journal,
+    chat_id: &str,
+    plan: fn(&ChatRecord) -> Result<ChatChange, Refusal>,
+) -> ChatRecord {
+    loop {
+        match bounded(journal.update(chat_id, plan)).await {
+            Ok(record) => return record,
+            Err(UpdateError::Store(e)) if e.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the change was refused: {e}"),
+        }
+    }
+}
+
+/// Follows a chat like a client: resubscribes from the last seq it saw
+/// whenever the feed says so; sends every seq it receives to `seen`.
+async fn follow(
+    journal: Journal,
+    chat_id: String,
+    seen: mpsc::UnboundedSender<u64>,
+    cancel: CancellationToken,
+) {
+    let mut last = 0;
+    loop {
+        let feed = Follow {
+            journal: &journal,
+            chat_id: &chat_id,
+            after_seq: last,
+            sink: |frame: Arc<Frame>| {
+                if let Some(seq) = frame.seq {
+                    last = seq;
+                    let _ = seen.send(seq);
+                }
+                true
+            },
+            cancel: &cancel,
+        };
+        match feed.run().await {
+            FeedEnd::Stopped => return,
+            FeedEnd::Resubscribe(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("the feed ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_redis_restart() {
+    let Some(mut server) = RedisServer::start_with_aof() else {
+        return;
+    };
+    let (writer, reader) = (journal(&server).await, journal(&server).await);
+    let at = now();
+    let chat = Chat {
+        id: new_id(IdKind::Chat),
+        name: "followed".into(),
+        from_type: "flow".into(),
+        from_flow: "demo".into(),
+        status: ChatStatus::Ready,
+        created_at: at,
+        updated_at: at,
+        last_seq: 0,
+        metadata: json!({}),
+        error: None,
+        pending_input: None,
+    };
+    let id = chat.id.clone();
+    bounded(writer.commit(transitions::create("tenant_a", chat)))
+        .await
+        .expect("creates");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let follower = tokio::spawn(follow(reader, id.clone(), seen, cancel.clone()));
+
+    let mut last = 0;
+    for round in 0..6 {
+        if round == 3 {
+            server.stop();
+            server.restart();
+        }
+        update(&writer, &id, |c| transitions::post_message(c, "hello")).await;
+        last = update(&writer, &id, transitions::cancel)
+            .await
+            .chat
+            .last_seq;
+    }
+
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        got.push(bounded(received.recv()).await.expect("the follower runs"));
+    }
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    cancel.cancel();
+    bounded(follower).await.expect("the follower stopped");
+}
