@@ -13,16 +13,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Jwt, jwt::JwtError};
-use crate::bus::{Bus, memory::MemoryBus};
+use crate::bus::redis::{RedisBus, RedisBusOptions};
+use crate::bus::{Bus, BusError, memory::MemoryBus};
 use crate::chats::{ChatService, Journal};
 use crate::config::{Config, SqliteSync, StoreKind};
-use crate::engine::lease::{Leases, LocalLeases};
+use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
 use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::metrics::Metrics;
 use crate::model::{FlowRecord, now};
 use crate::realtime::Hub;
+use crate::store::redis::{RedisStore, RedisStoreOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The token keys could not be loaded.
     #[error(transparent)]
     Jwt(#[from] JwtError),
+    /// The bus could not be reached.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
     /// A file or socket could not be used.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -180,8 +185,33 @@ async fn open_backends(config: &Config) -> Result<Backends, StartError> {
                 leases: Arc::new(LocalLeases),
             })
         }
-        StoreKind::Redis => Err(StartError::Unsupported("store = \"redis\" is not available yet".into())),
+        StoreKind::Redis => open_redis(config).await,
     }
+}
+
+/// The shared backends: the Redis store, the Redis bus (one subscriber
+/// connection for the node) and run leases in Redis under this node's id.
+async fn open_redis(config: &Config) -> Result<Backends, StartError> {
+    let url =
+        config.redis_url.as_deref().ok_or_else(|| StartError::Unsupported("redis_url is required".into()))?;
+    let options = RedisStoreOptions::default();
+    let prefix = options.prefix.clone();
+    let store = RedisStore::connect(url, options).await?;
+    let bus = RedisBus::connect(url, RedisBusOptions::default()).await?;
+    let client = redis::Client::open(url).map_err(StoreError::from)?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    let conn =
+        redis::aio::ConnectionManager::new_with_config(client, manager).await.map_err(StoreError::from)?;
+    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
+    let ttl = Duration::from_secs(config.cluster.lease_ttl_secs);
+    tracing::info!(node_id, "sharing Redis with other nodes");
+    Ok(Backends {
+        store: Arc::new(store),
+        bus: Arc::new(bus),
+        leases: Arc::new(RedisLeases::new(conn, &prefix, &node_id, ttl)),
+    })
 }
 
 /// Registers the demo flow for a tenant unless it already has one by that id.

@@ -19,7 +19,7 @@ use flowgate::bus::{Bus, Channel, Frame, Subscription};
 use flowgate::chats::transitions::{self, Refusal};
 use flowgate::chats::{Journal, UpdateError};
 use flowgate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, new_id, now};
-use flowgate::realtime::feed::{FeedEnd, Follow};
+use flowgate::realtime::feed::{FeedEnd, Follow, FrameSink};
 use flowgate::store::ChatChange;
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
 use redis_server::RedisServer;
@@ -30,9 +30,7 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .expect("finished in time")
+    tokio::time::timeout(WAIT, f).await.expect("finished in time")
 }
 
 /// Polls `check` until it holds, bounded.
@@ -46,9 +44,7 @@ where
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(WAIT, poll)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    tokio::time::timeout(WAIT, poll).await.unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 async fn node(server: &RedisServer) -> RedisBus {
@@ -59,9 +55,7 @@ async fn node(server: &RedisServer) -> RedisBus {
         backoff_max: Duration::from_millis(200),
         ..RedisBusOptions::default()
     };
-    bounded(RedisBus::connect(&server.url(), options))
-        .await
-        .expect("the bus connects")
+    bounded(RedisBus::connect(&server.url(), options)).await.expect("the bus connects")
 }
 
 fn frame(chat_id: &str, seq: u64) -> Arc<Frame> {
@@ -86,17 +80,11 @@ async fn next_seq(sub: &mut Subscription) -> u64 {
 /// How many connections Redis counts as subscribed to `channel`.
 async fn numsub(server: &RedisServer, channel: &Channel) -> i64 {
     let client = redis::Client::open(server.url()).expect("a client");
-    let mut conn = bounded(client.get_multiplexed_async_connection())
-        .await
-        .expect("connects");
-    let (_, count): (String, i64) = bounded(
-        redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel.name())
-            .query_async(&mut conn),
-    )
-    .await
-    .expect("answers");
+    let mut conn = bounded(client.get_multiplexed_async_connection()).await.expect("connects");
+    let (_, count): (String, i64) =
+        bounded(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel.name()).query_async(&mut conn))
+            .await
+            .expect("answers");
     count
 }
 
@@ -113,9 +101,7 @@ async fn a_frame_published_on_one_node_reaches_each_subscriber_on_another_once_i
 
     let sent: Vec<Arc<Frame>> = (1..=20).map(|seq| frame("chat_x", seq)).collect();
     for f in &sent {
-        bounded(a.publish(&ch, Arc::clone(f)))
-            .await
-            .expect("publishes");
+        bounded(a.publish(&ch, Arc::clone(f))).await.expect("publishes");
     }
     for sub in [&mut first, &mut second, &mut own] {
         for want in &sent {
@@ -124,19 +110,13 @@ async fn a_frame_published_on_one_node_reaches_each_subscriber_on_another_once_i
         }
     }
     // Nothing was delivered twice: the next frame is the next one published.
-    bounded(a.publish(&ch, frame("chat_x", 21)))
-        .await
-        .expect("publishes");
+    bounded(a.publish(&ch, frame("chat_x", 21))).await.expect("publishes");
     assert_eq!(next_seq(&mut first).await, 21);
     assert_eq!(next_seq(&mut second).await, 21);
     assert_eq!(next_seq(&mut own).await, 21);
     // Another channel's frames never show up here.
-    bounded(a.publish(&chat("chat_y"), frame("chat_y", 1)))
-        .await
-        .expect("publishes");
-    bounded(a.publish(&ch, frame("chat_x", 22)))
-        .await
-        .expect("publishes");
+    bounded(a.publish(&chat("chat_y"), frame("chat_y", 1))).await.expect("publishes");
+    bounded(a.publish(&ch, frame("chat_x", 22))).await.expect("publishes");
     assert_eq!(next_seq(&mut first).await, 22);
 }
 
@@ -170,24 +150,17 @@ async fn a_channel_is_unsubscribed_after_its_last_local_subscriber_leaves() {
     let leaving = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     let mut staying = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     drop(leaving);
-    bounded(bus.publish(&ch, frame("chat_x", 1)))
-        .await
-        .expect("publishes");
+    bounded(bus.publish(&ch, frame("chat_x", 1))).await.expect("publishes");
     assert_eq!(next_seq(&mut staying).await, 1, "still subscribed");
     assert_eq!(numsub(&server, &ch).await, 1);
 
     drop(staying);
-    until("redis has no subscriber left", || async {
-        numsub(&server, &ch).await == 0
-    })
-    .await;
+    until("redis has no subscriber left", || async { numsub(&server, &ch).await == 0 }).await;
     assert_eq!(bus.channel_count(), 0);
 
     let mut again = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     assert_eq!(numsub(&server, &ch).await, 1);
-    bounded(bus.publish(&ch, frame("chat_x", 2)))
-        .await
-        .expect("publishes");
+    bounded(bus.publish(&ch, frame("chat_x", 2))).await.expect("publishes");
     assert_eq!(next_seq(&mut again).await, 2);
 }
 
@@ -202,15 +175,10 @@ async fn a_channel_is_released_even_when_its_last_subscriber_leaves_during_a_del
     // channel's sender: the release must not be lost either way.
     for seq in 1..=200 {
         let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
-        bounded(bus.publish(&ch, frame("chat_x", seq)))
-            .await
-            .expect("publishes");
+        bounded(bus.publish(&ch, frame("chat_x", seq))).await.expect("publishes");
         assert_eq!(next_seq(&mut sub).await, seq);
     }
-    until("redis has no subscriber left", || async {
-        numsub(&server, &ch).await == 0
-    })
-    .await;
+    until("redis has no subscriber left", || async { numsub(&server, &ch).await == 0 }).await;
     assert_eq!(bus.channel_count(), 0);
 }
 
@@ -226,10 +194,7 @@ async fn after_redis_restarts_ping_recovers_subscribers_resync_and_new_frames_ar
     let seen = *sub.resync.borrow_and_update();
 
     server.stop();
-    until("the bus notices redis is gone", || async {
-        b.ping().await.is_err()
-    })
-    .await;
+    until("the bus notices redis is gone", || async { b.ping().await.is_err() }).await;
     let refused = bounded(b.subscribe(&chat("chat_y"))).await;
     assert!(refused.is_err(), "no subscription while redis is down");
     assert!(bounded(a.publish(&ch, frame("chat_x", 1))).await.is_err());
@@ -239,24 +204,15 @@ async fn after_redis_restarts_ping_recovers_subscribers_resync_and_new_frames_ar
     bounded(sub.resync.changed()).await.expect("resync changed");
     assert_ne!(*sub.resync.borrow(), seen);
     assert_eq!(numsub(&server, &ch).await, 1, "resubscribed");
-    until("the publisher is back", || async {
-        a.publish(&ch, frame("chat_x", 2)).await.is_ok()
-    })
-    .await;
+    until("the publisher is back", || async { a.publish(&ch, frame("chat_x", 2)).await.is_ok() }).await;
     assert_eq!(next_seq(&mut sub).await, 2);
     assert!(sub.receiver.try_recv().is_err(), "nothing else arrived");
 }
 
 /// The number after `field` in `INFO <section>` (`total_connections_received:`,
 /// `cmdstat_ping:calls=`).
-async fn info_number(
-    conn: &mut redis::aio::MultiplexedConnection,
-    section: &str,
-    field: &str,
-) -> u64 {
-    let info: String = bounded(redis::cmd("INFO").arg(section).query_async(conn))
-        .await
-        .expect("answers");
+async fn info_number(conn: &mut redis::aio::MultiplexedConnection, section: &str, field: &str) -> u64 {
+    let info: String = bounded(redis::cmd("INFO").arg(section).query_async(conn)).await.expect("answers");
     let digits: String = info
         .lines()
         .find_map(|line| line.strip_prefix(field))
@@ -272,20 +228,12 @@ async fn health_pings_keep_a_healthy_subscriber_connection() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let options = RedisBusOptions {
-        health_interval: Duration::from_millis(20),
-        ..RedisBusOptions::default()
-    };
-    let bus = bounded(RedisBus::connect(&server.url(), options))
-        .await
-        .expect("connects");
-    let sub = bounded(bus.subscribe(&chat("chat_x")))
-        .await
-        .expect("subscribes");
+    let options =
+        RedisBusOptions { health_interval: Duration::from_millis(20), ..RedisBusOptions::default() };
+    let bus = bounded(RedisBus::connect(&server.url(), options)).await.expect("connects");
+    let sub = bounded(bus.subscribe(&chat("chat_x"))).await.expect("subscribes");
     let client = redis::Client::open(server.url()).expect("a client");
-    let mut conn = bounded(client.get_multiplexed_async_connection())
-        .await
-        .expect("connects");
+    let mut conn = bounded(client.get_multiplexed_async_connection()).await.expect("connects");
     let connections = info_number(&mut conn, "stats", "total_connections_received:").await;
     let poll = async {
         // Every PING counts, the listener's health checks included.
@@ -310,9 +258,7 @@ async fn a_hung_redis_fails_ping_and_frames_flow_again_once_it_wakes() {
         backoff_max: Duration::from_millis(200),
         ..RedisBusOptions::default()
     };
-    let bus = bounded(RedisBus::connect(&server.url(), options))
-        .await
-        .expect("connects");
+    let bus = bounded(RedisBus::connect(&server.url(), options)).await.expect("connects");
     let ch = chat("chat_x");
     let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     server.freeze();
@@ -327,8 +273,7 @@ async fn a_hung_redis_fails_ping_and_frames_flow_again_once_it_wakes() {
         // replaced may be lost (that is what `resync` is for): publish again.
         loop {
             if bus.publish(&ch, frame("chat_x", 3)).await.is_ok() {
-                let got =
-                    tokio::time::timeout(Duration::from_millis(500), sub.receiver.recv()).await;
+                let got = tokio::time::timeout(Duration::from_millis(500), sub.receiver.recv()).await;
                 if let Ok(Ok(got)) = got {
                     assert_eq!(got.seq, Some(3));
                     return;
@@ -349,20 +294,11 @@ async fn bytes_that_are_not_an_event_are_dropped_and_the_feed_goes_on() {
     let ch = chat("chat_x");
     let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     let client = redis::Client::open(server.url()).expect("a client");
-    let mut conn = bounded(client.get_multiplexed_async_connection())
-        .await
-        .expect("connects");
-    let _: i64 = bounded(
-        redis::cmd("PUBLISH")
-            .arg(ch.name())
-            .arg("not json")
-            .query_async(&mut conn),
-    )
-    .await
-    .expect("publishes");
-    bounded(bus.publish(&ch, frame("chat_x", 7)))
+    let mut conn = bounded(client.get_multiplexed_async_connection()).await.expect("connects");
+    let _: i64 = bounded(redis::cmd("PUBLISH").arg(ch.name()).arg("not json").query_async(&mut conn))
         .await
         .expect("publishes");
+    bounded(bus.publish(&ch, frame("chat_x", 7))).await.expect("publishes");
     assert_eq!(next_seq(&mut sub).await, 7);
 }
 
@@ -376,27 +312,16 @@ async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions
     let _sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     assert_eq!(numsub(&server, &ch).await, 1);
     bounded(bus.shutdown()).await;
-    until("redis sees the connection gone", || async {
-        numsub(&server, &ch).await == 0
-    })
-    .await;
+    until("redis sees the connection gone", || async { numsub(&server, &ch).await == 0 }).await;
     assert!(bounded(bus.subscribe(&ch)).await.is_err());
     assert!(bounded(bus.ping()).await.is_err());
 }
 
 /// A node: the shared store and this node's bus.
 async fn journal(server: &RedisServer) -> Journal {
-    let options = RedisStoreOptions {
-        timeout: Duration::from_secs(5),
-        ..RedisStoreOptions::default()
-    };
-    let store = bounded(RedisStore::connect(&server.url(), options))
-        .await
-        .expect("the store connects");
-    Journal {
-        store: Arc::new(store),
-        bus: Arc::new(node(server).await),
-    }
+    let options = RedisStoreOptions { timeout: Duration::from_secs(5), ..RedisStoreOptions::default() };
+    let store = bounded(RedisStore::connect(&server.url(), options)).await.expect("the store connects");
+    Journal { store: Arc::new(store), bus: Arc::new(node(server).await) }
 }
 
 /// Applies a planned change through `journal`, retrying while Redis is away.
@@ -416,6 +341,26 @@ async fn update(
     }
 }
 
+/// Records the seqs a feed delivers.
+struct Recorder {
+    last: Arc<std::sync::atomic::AtomicU64>,
+    seen: mpsc::UnboundedSender<u64>,
+}
+
+impl FrameSink for Recorder {
+    fn push(&mut self, frame: Arc<Frame>) -> bool {
+        if let Some(seq) = frame.seq {
+            self.last.store(seq, std::sync::atomic::Ordering::Relaxed);
+            let _ = self.seen.send(seq);
+        }
+        true
+    }
+
+    async fn replay(&mut self, frame: Arc<Frame>) -> bool {
+        self.push(frame)
+    }
+}
+
 /// Follows a chat like a client: resubscribes from the last seq it saw
 /// whenever the feed says so; sends every seq it receives to `seen`.
 async fn follow(
@@ -424,19 +369,13 @@ async fn follow(
     seen: mpsc::UnboundedSender<u64>,
     cancel: CancellationToken,
 ) {
-    let mut last = 0;
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let feed = Follow {
             journal: &journal,
             chat_id: &chat_id,
-            after_seq: last,
-            sink: |frame: Arc<Frame>| {
-                if let Some(seq) = frame.seq {
-                    last = seq;
-                    let _ = seen.send(seq);
-                }
-                true
-            },
+            after_seq: last.load(std::sync::atomic::Ordering::Relaxed),
+            sink: Recorder { last: last.clone(), seen: seen.clone() },
             cancel: &cancel,
         };
         match feed.run().await {
@@ -468,9 +407,7 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
         pending_input: None,
     };
     let id = chat.id.clone();
-    bounded(writer.commit(transitions::create("tenant_a", chat)))
-        .await
-        .expect("creates");
+    bounded(writer.commit(transitions::create("tenant_a", chat))).await.expect("creates");
     let (seen, mut received) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     let follower = tokio::spawn(follow(reader, id.clone(), seen, cancel.clone()));
@@ -482,21 +419,14 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
             server.restart();
         }
         update(&writer, &id, |c| transitions::post_message(c, "hello")).await;
-        last = update(&writer, &id, transitions::cancel)
-            .await
-            .chat
-            .last_seq;
+        last = update(&writer, &id, transitions::cancel).await.chat.last_seq;
     }
 
     let mut got = Vec::new();
     while got.last() != Some(&last) {
         got.push(bounded(received.recv()).await.expect("the follower runs"));
     }
-    assert_eq!(
-        got,
-        (1..=last).collect::<Vec<_>>(),
-        "every seq once, in order"
-    );
+    assert_eq!(got, (1..=last).collect::<Vec<_>>(), "every seq once, in order");
     cancel.cancel();
     bounded(follower).await.expect("the follower stopped");
 }

@@ -21,8 +21,8 @@ use flowgate::store::{ChatQuery, StoreError};
 
 use redis_server::RedisServer;
 use store_suite::{
-    DynStore, all_events, all_messages, apply, assert_same, at_ms, create_chat, flow_of, key_of,
-    post, post_and_cancel,
+    DynStore, all_events, all_messages, apply, assert_same, at_ms, create_chat, flow_of, key_of, post,
+    post_and_cancel,
 };
 
 /// A store with its own prefix on a fresh server; `None` without redis-server.
@@ -40,9 +40,7 @@ async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
         timeout: Duration::from_secs(5),
         ..RedisStoreOptions::default()
     };
-    bounded(RedisStore::connect(&server.url(), options))
-        .await
-        .expect("the store connects")
+    bounded(RedisStore::connect(&server.url(), options)).await.expect("the store connects")
 }
 
 // Each test returns early (skipped) when there is no redis-server.
@@ -54,9 +52,7 @@ store_suite!({
 });
 
 async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .expect("finished in time")
+    tokio::time::timeout(Duration::from_secs(30), f).await.expect("finished in time")
 }
 
 /// Retries `attempt` until it succeeds (Redis coming back), bounded.
@@ -82,9 +78,7 @@ where
 /// A raw connection for looking under the store.
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(server.url()).expect("a client");
-    bounded(client.get_multiplexed_async_connection())
-        .await
-        .expect("connects")
+    bounded(client.get_multiplexed_async_connection()).await.expect("connects")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,15 +120,9 @@ async fn a_hung_redis_makes_calls_fail_retryably_in_bounded_time_and_a_commit_in
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let options = RedisStoreOptions {
-        timeout: Duration::from_millis(300),
-        ..RedisStoreOptions::default()
-    };
-    let store: DynStore = Arc::new(
-        bounded(RedisStore::connect(&server.url(), options))
-            .await
-            .expect("connects"),
-    );
+    let options = RedisStoreOptions { timeout: Duration::from_millis(300), ..RedisStoreOptions::default() };
+    let store: DynStore =
+        Arc::new(bounded(RedisStore::connect(&server.url(), options)).await.expect("connects"));
     let chat = bounded(create_chat(&store, "tenant_a", "flow_a")).await;
     server.freeze();
     let change = post(&chat, "while hung");
@@ -148,19 +136,14 @@ async fn a_hung_redis_makes_calls_fail_retryably_in_bounded_time_and_a_commit_in
     }
     // The script may have run once Redis woke: the chat is before or after
     // the change, never in between.
-    let got = eventually(|| store.get_chat(&chat.chat.id))
-        .await
-        .expect("the chat is there");
+    let got = eventually(|| store.get_chat(&chat.chat.id)).await.expect("the chat is there");
     let events = bounded(all_events(&store, &chat.chat.id)).await;
     assert_eq!(events.len() as u64, got.chat.last_seq);
     if got.chat.last_seq == chat.chat.last_seq {
         assert_same(&got, &chat);
     } else {
         assert_same(&got, &change.record);
-        assert_same(
-            &bounded(all_messages(&store, &chat.chat.id)).await,
-            &change.messages,
-        );
+        assert_same(&bounded(all_messages(&store, &chat.chat.id)).await, &change.messages);
     }
 }
 
@@ -177,9 +160,7 @@ async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
     let flow = flow_of("tenant_a", "demo", "Demo", at_ms(now(), 0));
     let key = key_of("tenant_a", "ci");
     bounded(store.put_flow(&flow)).await.expect("puts");
-    bounded(store.insert_key(&key, "hash"))
-        .await
-        .expect("inserts");
+    bounded(store.insert_key(&key, "hash")).await.expect("inserts");
     let events = bounded(all_events(&store, &chat.chat.id)).await;
     let messages = bounded(all_messages(&store, &chat.chat.id)).await;
 
@@ -189,15 +170,10 @@ async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
     let got = eventually(|| store.get_chat(&chat.chat.id)).await;
     assert_same(&got.expect("the chat survived"), &chat);
     assert_same(&bounded(all_events(&store, &chat.chat.id)).await, &events);
-    assert_same(
-        &bounded(all_messages(&store, &chat.chat.id)).await,
-        &messages,
-    );
+    assert_same(&bounded(all_messages(&store, &chat.chat.id)).await, &messages);
     let resumed = bounded(store.running_chats()).await.expect("reads");
     assert_same(&resumed, &vec![running]);
-    let got = bounded(store.get_flow("tenant_a", "demo"))
-        .await
-        .expect("reads");
+    let got = bounded(store.get_flow("tenant_a", "demo")).await.expect("reads");
     assert_eq!(got, Some(flow));
     let got = bounded(store.key_by_hash("hash")).await.expect("reads");
     assert_eq!(got, Some(key));
@@ -212,35 +188,15 @@ async fn stores_with_different_prefixes_on_one_server_never_see_each_other() {
     let two: DynStore = Arc::new(connect(&server, "two:").await);
     let mine = bounded(create_chat(&one, "tenant_a", "flow_a")).await;
     let mine = bounded(apply(&one, post(&mine, "go"))).await;
-    bounded(one.put_flow(&flow_of("tenant_a", "f", "F", at_ms(now(), 0))))
-        .await
-        .expect("puts");
-    bounded(one.insert_key(&key_of("tenant_a", "k"), "hash"))
-        .await
-        .expect("inserts");
+    bounded(one.put_flow(&flow_of("tenant_a", "f", "F", at_ms(now(), 0)))).await.expect("puts");
+    bounded(one.insert_key(&key_of("tenant_a", "k"), "hash")).await.expect("inserts");
 
-    assert_eq!(
-        bounded(two.get_chat(&mine.chat.id)).await.expect("reads"),
-        None
-    );
-    let query = ChatQuery {
-        limit: 100,
-        ..ChatQuery::default()
-    };
-    let page = bounded(two.list_chats("tenant_a", &query))
-        .await
-        .expect("lists");
+    assert_eq!(bounded(two.get_chat(&mine.chat.id)).await.expect("reads"), None);
+    let query = ChatQuery { limit: 100, ..ChatQuery::default() };
+    let page = bounded(two.list_chats("tenant_a", &query)).await.expect("lists");
     assert!(page.data.is_empty());
-    assert!(
-        bounded(two.running_chats())
-            .await
-            .expect("reads")
-            .is_empty()
-    );
-    assert_eq!(
-        bounded(two.get_flow("tenant_a", "f")).await.expect("reads"),
-        None
-    );
+    assert!(bounded(two.running_chats()).await.expect("reads").is_empty());
+    assert_eq!(bounded(two.get_flow("tenant_a", "f")).await.expect("reads"), None);
     assert_eq!(bounded(two.key_by_hash("hash")).await.expect("reads"), None);
     assert_eq!(bounded(one.running_chats()).await.expect("reads").len(), 1);
 }
@@ -260,61 +216,29 @@ async fn listings_skip_stale_index_entries_and_reindex_restores_lost_ones() {
     // A stale entry (as if an index update from an older state came late):
     // the idle chat listed as running is skipped by readers.
     let running_index = "fg:tenant:{tenant_a}:chats:status:running";
-    let _: i64 = bounded(
-        redis::cmd("ZADD")
-            .arg(running_index)
-            .arg(0)
-            .arg(&idle.chat.id)
-            .query_async(&mut conn),
-    )
-    .await
-    .expect("adds");
+    let _: i64 =
+        bounded(redis::cmd("ZADD").arg(running_index).arg(0).arg(&idle.chat.id).query_async(&mut conn))
+            .await
+            .expect("adds");
     let running = bounded(store.running_chats()).await.expect("reads");
     assert_same(&running, &vec![busy.clone()]);
-    let query = ChatQuery {
-        status: Some(ChatStatus::Running),
-        limit: 1,
-        ..ChatQuery::default()
-    };
-    let page = bounded(store.list_chats("tenant_a", &query))
-        .await
-        .expect("lists");
-    assert_eq!(
-        page.data.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        vec![&busy.chat.id]
-    );
+    let query = ChatQuery { status: Some(ChatStatus::Running), limit: 1, ..ChatQuery::default() };
+    let page = bounded(store.list_chats("tenant_a", &query)).await.expect("lists");
+    assert_eq!(page.data.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&busy.chat.id]);
     assert!(!page.has_more);
 
     // Lost index updates (as if a node died between commit and index): every
     // index of the tenant is gone; reindex rebuilds them from the chats.
-    let keys: Vec<String> = bounded(
-        redis::cmd("KEYS")
-            .arg("fg:tenant:{tenant_a}:chats*")
-            .query_async(&mut conn),
-    )
-    .await
-    .expect("lists keys");
-    let _: i64 = bounded(redis::cmd("DEL").arg(&keys).query_async(&mut conn))
-        .await
-        .expect("deletes");
-    assert!(
-        bounded(store.running_chats())
+    let keys: Vec<String> =
+        bounded(redis::cmd("KEYS").arg("fg:tenant:{tenant_a}:chats*").query_async(&mut conn))
             .await
-            .expect("reads")
-            .is_empty()
-    );
+            .expect("lists keys");
+    let _: i64 = bounded(redis::cmd("DEL").arg(&keys).query_async(&mut conn)).await.expect("deletes");
+    assert!(bounded(store.running_chats()).await.expect("reads").is_empty());
     assert_eq!(bounded(redis_store.reindex()).await.expect("reindexes"), 2);
-    assert_same(
-        &bounded(store.running_chats()).await.expect("reads"),
-        &vec![busy.clone()],
-    );
-    let all = ChatQuery {
-        limit: 10,
-        ..ChatQuery::default()
-    };
-    let page = bounded(store.list_chats("tenant_a", &all))
-        .await
-        .expect("lists");
+    assert_same(&bounded(store.running_chats()).await.expect("reads"), &vec![busy.clone()]);
+    let all = ChatQuery { limit: 10, ..ChatQuery::default() };
+    let page = bounded(store.list_chats("tenant_a", &all)).await.expect("lists");
     let ids: Vec<&String> = page.data.iter().map(|c| &c.id).collect();
     assert_eq!(ids, vec![&busy.chat.id, &idle.chat.id]);
 }
@@ -337,8 +261,5 @@ async fn a_change_with_an_event_it_cannot_store_is_refused_and_changes_nothing()
     assert_same(&got.expect("there"), &chat);
     assert_eq!(bounded(all_events(&store, &chat.chat.id)).await.len(), 1);
     let again = transitions::create("tenant_a", chat.chat.clone());
-    assert!(matches!(
-        bounded(store.commit(again)).await,
-        Err(StoreError::Conflict)
-    ));
+    assert!(matches!(bounded(store.commit(again)).await, Err(StoreError::Conflict)));
 }

@@ -85,7 +85,7 @@ impl From<StoreError> for ApiError {
             err.retry_after = Some(1);
             return err;
         }
-        if matches!(e, StoreError::Conflict) {
+        if matches!(e, StoreError::Conflict | StoreError::Fenced) {
             return ApiError::new(StatusCode::CONFLICT, "conflict", "the record changed concurrently; retry");
         }
         tracing::error!(error = %e, "store failure");

@@ -78,19 +78,14 @@ struct Shared {
 
 impl Shared {
     fn is_live(&self, name: &str) -> bool {
-        self.channels
-            .get(name)
-            .is_some_and(|w| w.strong_count() > 0)
+        self.channels.get(name).is_some_and(|w| w.strong_count() > 0)
     }
 }
 
 /// What the listener task is asked.
 enum Request {
     /// Make sure Redis sends us `name`; answer once it does.
-    Subscribe {
-        name: String,
-        done: oneshot::Sender<Result<(), String>>,
-    },
+    Subscribe { name: String, done: oneshot::Sender<Result<(), String>> },
     /// The last local subscriber of `name` left (unless one came back since).
     Release { name: String },
 }
@@ -114,11 +109,8 @@ impl RedisBus {
             .set_connection_timeout(Some(options.timeout))
             .set_number_of_retries(1)
             .set_max_delay(options.backoff_max);
-        let publisher = within(
-            options.timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await?;
+        let publisher =
+            within(options.timeout, ConnectionManager::new_with_config(client.clone(), config)).await?;
         let first = within(options.timeout, client.get_async_pubsub()).await?;
         let (requests, inbox) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -138,13 +130,7 @@ impl RedisBus {
         let tasks = TaskTracker::new();
         tasks.spawn(listener.run(first));
         tasks.close();
-        Ok(RedisBus {
-            shared,
-            publisher,
-            options,
-            cancel,
-            tasks,
-        })
+        Ok(RedisBus { shared, publisher, options, cancel, tasks })
     }
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
@@ -155,11 +141,7 @@ impl RedisBus {
 
     /// How many channels have live local subscribers (for metrics and tests).
     pub fn channel_count(&self) -> usize {
-        self.shared
-            .channels
-            .iter()
-            .filter(|e| e.value().strong_count() > 0)
-            .count()
+        self.shared.channels.iter().filter(|e| e.value().strong_count() > 0).count()
     }
 
     /// The local sender of `name`, created if there is none alive.
@@ -197,10 +179,7 @@ impl Drop for Guard {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let gone = shared
-            .channels
-            .remove_if(&self.name, |_, weak| weak.strong_count() == 0)
-            .is_some();
+        let gone = shared.channels.remove_if(&self.name, |_, weak| weak.strong_count() == 0).is_some();
         if gone {
             let name = std::mem::take(&mut self.name);
             let _ = shared.requests.send(Request::Release { name });
@@ -212,10 +191,7 @@ impl Drop for Guard {
 impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
         let mut conn = self.publisher.clone();
-        let cmd = redis::cmd("PUBLISH")
-            .arg(channel.name())
-            .arg(frame.json.as_str())
-            .to_owned();
+        let cmd = redis::cmd("PUBLISH").arg(channel.name()).arg(frame.json.as_str()).to_owned();
         let _receivers: i64 = within(self.options.timeout, cmd.query_async(&mut conn)).await?;
         Ok(())
     }
@@ -226,57 +202,33 @@ impl Bus for RedisBus {
         let resync = self.shared.resync.subscribe();
         let sender = self.sender(&name);
         let receiver = sender.subscribe();
-        let guard = Guard {
-            sender: Some(sender),
-            name: name.clone(),
-            shared: Arc::downgrade(&self.shared),
-        };
+        let guard = Guard { sender: Some(sender), name: name.clone(), shared: Arc::downgrade(&self.shared) };
         let (done, confirmed) = oneshot::channel();
         let shut = || BusError::Unavailable("the bus is shut down".into());
-        self.shared
-            .requests
-            .send(Request::Subscribe { name, done })
-            .map_err(|_| shut())?;
+        self.shared.requests.send(Request::Subscribe { name, done }).map_err(|_| shut())?;
         match tokio::time::timeout(self.options.timeout * 2, confirmed).await {
-            Ok(Ok(Ok(()))) => Ok(Subscription {
-                receiver,
-                resync,
-                guard: Box::new(guard),
-            }),
+            Ok(Ok(Ok(()))) => Ok(Subscription { receiver, resync, guard: Box::new(guard) }),
             Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
             Ok(Err(_)) => Err(shut()),
-            Err(_) => Err(BusError::Unavailable(
-                "redis did not confirm the subscription in time".into(),
-            )),
+            Err(_) => Err(BusError::Unavailable("redis did not confirm the subscription in time".into())),
         }
     }
 
     async fn ping(&self) -> Result<(), BusError> {
         if !*self.shared.connected.borrow() {
-            return Err(BusError::Unavailable(
-                "the subscriber connection to redis is down".into(),
-            ));
+            return Err(BusError::Unavailable("the subscriber connection to redis is down".into()));
         }
         let mut conn = self.publisher.clone();
-        let _pong: String = within(
-            self.options.timeout,
-            redis::cmd("PING").query_async(&mut conn),
-        )
-        .await?;
+        let _pong: String = within(self.options.timeout, redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
     }
 }
 
 /// Awaits a Redis call for at most `limit`.
-async fn within<T>(
-    limit: Duration,
-    call: impl Future<Output = RedisResult<T>>,
-) -> Result<T, BusError> {
+async fn within<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>) -> Result<T, BusError> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => Ok(result?),
-        Err(_) => Err(BusError::Unavailable(format!(
-            "redis did not answer within {limit:?}"
-        ))),
+        Err(_) => Err(BusError::Unavailable(format!("redis did not answer within {limit:?}"))),
     }
 }
 
@@ -290,18 +242,10 @@ struct Link {
 impl Link {
     fn new(pubsub: PubSub) -> Link {
         let (sink, stream) = pubsub.split();
-        Link {
-            sink,
-            stream,
-            subscribed: HashSet::new(),
-        }
+        Link { sink, stream, subscribed: HashSet::new() }
     }
 
-    async fn subscribe(
-        &mut self,
-        names: &[String],
-        options: &RedisBusOptions,
-    ) -> Result<(), BusError> {
+    async fn subscribe(&mut self, names: &[String], options: &RedisBusOptions) -> Result<(), BusError> {
         for batch in names.chunks(options.resubscribe_batch.max(1)) {
             within(options.timeout, self.sink.subscribe(batch)).await?;
             self.subscribed.extend(batch.iter().cloned());
@@ -309,11 +253,7 @@ impl Link {
         Ok(())
     }
 
-    async fn unsubscribe(
-        &mut self,
-        names: &[String],
-        options: &RedisBusOptions,
-    ) -> Result<(), BusError> {
+    async fn unsubscribe(&mut self, names: &[String], options: &RedisBusOptions) -> Result<(), BusError> {
         for batch in names.chunks(options.resubscribe_batch.max(1)) {
             within(options.timeout, self.sink.unsubscribe(batch)).await?;
             for name in batch {

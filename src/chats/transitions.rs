@@ -126,6 +126,7 @@ impl Planner {
             record: self.record,
             events: self.events,
             messages: self.messages,
+            fence: None,
         }
     }
 }

@@ -3,9 +3,10 @@
 //! ends. A node that dies stops renewing; once the lease expires another node's
 //! sweeper adopts the chat and resumes it from its stored history.
 //!
-//! Writes are fenced twice: each commit is a compare-and-set on the chat's
-//! `last_seq` (a stale owner's write is refused and re-planned), and a drive
-//! stops as soon as a renewal finds the lease gone. On one node
+//! Writes are fenced: each commit carries the lease ([`Fence`]) and the Redis
+//! store refuses it unless the lease is still this holder's; each commit is
+//! also a compare-and-set on the chat's `last_seq`; and a drive stops as soon
+//! as a renewal finds the lease gone. On one node
 //! ([`LocalLeases`]) the engine's own registry is the only owner there is.
 //!
 //! Touches Redis (`SET NX PX`, and check-and-set scripts) in [`RedisLeases`];
@@ -16,6 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use crate::store::Fence;
+
 /// A held lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -23,6 +26,9 @@ pub struct Lease {
     pub chat_id: String,
     /// This holder's token (node id and a random part).
     pub token: String,
+    /// What every write of the run must carry, where the store can check it
+    /// (`None` on one node).
+    pub fence: Option<Fence>,
 }
 
 /// Why a lease operation could not be answered.
@@ -51,7 +57,7 @@ pub struct LocalLeases;
 #[async_trait]
 impl Leases for LocalLeases {
     async fn acquire(&self, chat_id: &str) -> Result<Option<Lease>, LeaseError> {
-        Ok(Some(Lease { chat_id: chat_id.to_owned(), token: "local".into() }))
+        Ok(Some(Lease { chat_id: chat_id.to_owned(), token: "local".into(), fence: None }))
     }
 
     async fn renew(&self, _lease: &Lease) -> Result<bool, LeaseError> {
@@ -116,7 +122,8 @@ impl Leases for RedisLeases {
             .arg(self.ttl_ms())
             .query_async(&mut conn)
             .await?;
-        Ok(set.map(|_| Lease { chat_id: chat_id.to_owned(), token }))
+        let fence = Fence { key: self.key(chat_id), token: token.clone() };
+        Ok(set.map(|_| Lease { chat_id: chat_id.to_owned(), token, fence: Some(fence) }))
     }
 
     async fn renew(&self, lease: &Lease) -> Result<bool, LeaseError> {

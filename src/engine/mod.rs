@@ -199,7 +199,7 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
                 // a kick that came meanwhile still runs.
                 let drive = cancel.child_token();
                 tokio::select! {
-                    () = runner::drive(&shared, &chat_id, &drive) => {}
+                    () = runner::drive(&shared, &chat_id, &drive, lease.fence.clone()) => {}
                     () = stop_on_cancel(&shared, &chat_id, &drive) => {}
                     () = keep_lease(&shared, &lease, &drive) => {}
                 }

@@ -24,7 +24,7 @@ use crate::chats::transitions::{self, InputAsk, MessageDraft};
 use crate::chats::{Refusal, UpdateError};
 use crate::flow::Flow;
 use crate::model::{ChatError, ChatRecord, ChatStatus, IdKind, Message, Role, new_id};
-use crate::store::{ChatChange, MessageView, SeqQuery, StoreResult};
+use crate::store::{ChatChange, Fence, MessageView, SeqQuery, StoreError, StoreResult};
 
 mod calls;
 mod lookahead;
@@ -38,9 +38,17 @@ const PAGE: usize = 500;
 const MAX_STORE_FAILURES: u32 = 6;
 
 /// Drives one chat until it needs no task.
-pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken) {
-    let mut runner =
-        Runner { shared, chat_id, cancel, run_id: None, flow: None, history: Vec::new(), preselected: None };
+pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken, fence: Option<Fence>) {
+    let mut runner = Runner {
+        shared,
+        chat_id,
+        cancel,
+        fence,
+        run_id: None,
+        flow: None,
+        history: Vec::new(),
+        preselected: None,
+    };
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         match runner.step().await {
@@ -96,6 +104,8 @@ struct Runner<'a> {
     shared: &'a Shared,
     chat_id: &'a str,
     cancel: &'a CancellationToken,
+    /// The run lease every commit carries.
+    fence: Option<Fence>,
     run_id: Option<String>,
     flow: Option<Arc<Flow>>,
     history: Vec<Message>,
@@ -243,7 +253,9 @@ impl Runner<'_> {
                 if cur.chat.last_seq != at.seen_seq {
                     return Err(NotApplied::Stale);
                 }
-                plan(cur).map_err(NotApplied::Refused)
+                let mut change = plan(cur).map_err(NotApplied::Refused)?;
+                change.fence = self.fence.clone();
+                Ok(change)
             })
             .await;
         match result {
@@ -255,7 +267,7 @@ impl Runner<'_> {
                 }
                 Ok(Committed::Gone)
             }
-            Err(UpdateError::NotFound) => Ok(Committed::Gone),
+            Err(UpdateError::NotFound) | Err(UpdateError::Store(StoreError::Fenced)) => Ok(Committed::Gone),
             Err(UpdateError::Store(e)) => Err(e),
         }
     }

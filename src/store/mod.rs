@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The store's worker has stopped (shutdown).
     #[error("the store is shut down")]
     Closed,
+    /// The change's run lease is no longer held by its writer: another node
+    /// owns the run now.
+    #[error("the run lease is held elsewhere")]
+    Fenced,
 }
 
 impl StoreError {
@@ -69,6 +73,18 @@ pub struct ChatChange {
     /// Messages created by the change; each has its `message.created` event in
     /// `events` with the same seq.
     pub messages: Vec<Message>,
+    /// For a run's writes on a shared store: the run lease that must still be
+    /// held, or the change is refused with [`StoreError::Fenced`].
+    pub fence: Option<Fence>,
+}
+
+/// A run lease a change depends on (see `crate::engine::lease`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease's key, in the chat's hash slot.
+    pub key: String,
+    /// The holder's token.
+    pub token: String,
 }
 
 /// Filters and cursor for `GET /chats`. Chats list newest first.

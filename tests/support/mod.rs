@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod flows;
+pub mod redis_server;
 pub mod ws;

@@ -98,11 +98,8 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("the server is running");
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .expect("runs kill");
+        let status =
+            Command::new("kill").arg(signal).arg(child.id().to_string()).status().expect("runs kill");
         assert!(status.success(), "kill {signal} worked");
     }
 
@@ -149,9 +146,7 @@ impl RedisServer {
     }
 
     fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 }
 
@@ -162,12 +157,7 @@ impl Drop for RedisServer {
 }
 
 fn binary_present() -> bool {
-    match Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
+    match Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         Ok(_) => true,
         Err(e) => e.kind() != ErrorKind::NotFound,
     }

@@ -156,9 +156,7 @@ impl Listener {
             .into_iter()
             .filter(|name| {
                 // Drop a dead entry left by a guard that saw another holder.
-                self.shared
-                    .channels
-                    .remove_if(name, |_, weak| weak.strong_count() == 0);
+                self.shared.channels.remove_if(name, |_, weak| weak.strong_count() == 0);
                 link.subscribed.contains(name) && !self.shared.is_live(name)
             })
             .collect();

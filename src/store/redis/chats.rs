@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{RedisStore, scripts};
 use crate::model::{Chat, ChatRecord, ChatStatus, Page};
-use crate::store::{ChatChange, ChatQuery, SeqQuery, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
 
 /// Chats read per pipelined round trip.
 const READ_BATCH: usize = 500;
@@ -61,38 +61,29 @@ impl RedisStore {
         }
         if change.expected_seq.is_none() {
             // Before the chat exists, so `running_chats` never misses a tenant.
-            let _: i64 = self
-                .query(
-                    redis::cmd("SADD")
-                        .arg(self.keys.tenants())
-                        .arg(&record.tenant),
-                )
-                .await?;
+            let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.tenants()).arg(&record.tenant)).await?;
         }
         let mut invocation = scripts::COMMIT.prepare_invoke();
         invocation
             .key(self.keys.chat(&chat.id))
             .key(self.keys.events(&chat.id))
             .key(self.keys.messages(&chat.id))
-            .arg(
-                change
-                    .expected_seq
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-            )
+            .key(self.keys.final_messages(&chat.id))
+            .key(change.fence.as_ref().map_or_else(|| self.keys.chat(&chat.id), |f| f.key.clone()))
+            .arg(change.expected_seq.map(|s| s.to_string()).unwrap_or_default())
             .arg(chat.last_seq)
             .arg(serde_json::to_string(record)?)
             .arg(&record.tenant)
             .arg(chat.status.as_str())
             .arg(&chat.from_flow)
-            .arg(change.events.len());
+            .arg(change.events.len())
+            .arg(change.fence.as_ref().map(|f| f.token.as_str()).unwrap_or_default());
         for event in &change.events {
             invocation.arg(event.seq).arg(serde_json::to_string(event)?);
         }
         for message in &change.messages {
-            invocation
-                .arg(message.seq)
-                .arg(serde_json::to_string(message)?);
+            let in_final_view = if MessageView::Final.keeps(message) { "1" } else { "0" };
+            invocation.arg(message.seq).arg(serde_json::to_string(message)?).arg(in_final_view);
         }
         let outcome: String = self.invoke(&invocation).await?;
         match outcome.as_str() {
@@ -102,9 +93,8 @@ impl RedisStore {
             }
             "CONFLICT" => Err(StoreError::Conflict),
             "NOT_FOUND" => Err(StoreError::ChatNotFound),
-            other => Err(StoreError::Unavailable(format!(
-                "unexpected commit reply {other:?}"
-            ))),
+            "FENCED" => Err(StoreError::Fenced),
+            other => Err(StoreError::Unavailable(format!("unexpected commit reply {other:?}"))),
         }
     }
 
@@ -152,7 +142,8 @@ impl RedisStore {
         invocation
             .key(self.keys.chat(chat_id))
             .key(self.keys.events(chat_id))
-            .key(self.keys.messages(chat_id));
+            .key(self.keys.messages(chat_id))
+            .key(self.keys.final_messages(chat_id));
         let tenant: Option<String> = self.invoke(&invocation).await?;
         let Some(tenant) = tenant else {
             return Ok(false);
@@ -166,13 +157,8 @@ impl RedisStore {
 
     /// One chat by id.
     pub(super) async fn read_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
-        let json: Option<String> = self
-            .read(
-                redis::cmd("HGET")
-                    .arg(self.keys.chat(chat_id))
-                    .arg("record"),
-            )
-            .await?;
+        let json: Option<String> =
+            self.read(redis::cmd("HGET").arg(self.keys.chat(chat_id)).arg("record")).await?;
         Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 
@@ -220,44 +206,23 @@ impl RedisStore {
 
     /// A page of a tenant's chats, newest first (same cursors as SQLite's
     /// `list_chats`: `before` alone pages toward newer chats).
-    pub(super) async fn list_chat_page(
-        &self,
-        tenant: &str,
-        query: &ChatQuery,
-    ) -> StoreResult<Page<Chat>> {
-        let index = self
-            .keys
-            .chat_index(tenant, query.status, query.from_flow.as_deref());
+    pub(super) async fn list_chat_page(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+        let index = self.keys.chat_index(tenant, query.status, query.from_flow.as_deref());
         let toward_newer = query.before.is_some() && query.after.is_none();
         let mut high = query.after.as_ref().map_or("+".into(), |a| format!("({a}"));
-        let mut low = query
-            .before
-            .as_ref()
-            .map_or("-".into(), |b| format!("({b}"));
+        let mut low = query.before.as_ref().map_or("-".into(), |b| format!("({b}"));
         let wanted = |r: &ChatRecord| {
             query.status.is_none_or(|s| r.chat.status == s)
-                && query
-                    .from_flow
-                    .as_ref()
-                    .is_none_or(|f| &r.chat.from_flow == f)
+                && query.from_flow.as_ref().is_none_or(|f| &r.chat.from_flow == f)
         };
         let want = query.limit.saturating_add(1);
         let mut found: Vec<Chat> = Vec::new();
         while found.len() < want {
             let count = (want - found.len()).min(READ_BATCH);
-            let (command, from, to) = if toward_newer {
-                ("ZRANGEBYLEX", &low, &high)
-            } else {
-                ("ZREVRANGEBYLEX", &high, &low)
-            };
-            let cmd = redis::cmd(command)
-                .arg(&index)
-                .arg(from)
-                .arg(to)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(count)
-                .to_owned();
+            let (command, from, to) =
+                if toward_newer { ("ZRANGEBYLEX", &low, &high) } else { ("ZREVRANGEBYLEX", &high, &low) };
+            let cmd =
+                redis::cmd(command).arg(&index).arg(from).arg(to).arg("LIMIT").arg(0).arg(count).to_owned();
             let ids: Vec<String> = self.read(&cmd).await?;
             let Some(last) = ids.last() else { break };
             let bound = format!("({last}");
@@ -266,28 +231,18 @@ impl RedisStore {
             if ids.len() < count {
                 break;
             }
-            if toward_newer {
-                low = bound
-            } else {
-                high = bound
-            }
+            if toward_newer { low = bound } else { high = bound }
         }
         Ok(page_of(found, query.limit, toward_newer))
     }
 
     /// Every running chat of every tenant, by id.
     pub(super) async fn all_running(&self) -> StoreResult<Vec<ChatRecord>> {
-        let tenants: Vec<String> = self
-            .read(redis::cmd("SMEMBERS").arg(self.keys.tenants()))
-            .await?;
+        let tenants: Vec<String> = self.read(redis::cmd("SMEMBERS").arg(self.keys.tenants())).await?;
         let mut out = Vec::new();
         for tenant in tenants {
-            let index = self
-                .keys
-                .chat_index(&tenant, Some(ChatStatus::Running), None);
-            let ids: Vec<String> = self
-                .read(redis::cmd("ZRANGEBYLEX").arg(&index).arg("-").arg("+"))
-                .await?;
+            let index = self.keys.chat_index(&tenant, Some(ChatStatus::Running), None);
+            let ids: Vec<String> = self.read(redis::cmd("ZRANGEBYLEX").arg(&index).arg("-").arg("+")).await?;
             let running = |r: &ChatRecord| r.chat.status == ChatStatus::Running;
             out.extend(self.verified(&tenant, &index, &ids, running).await?);
         }
@@ -306,11 +261,8 @@ impl RedisStore {
         }
         let min = query.after_seq.map_or("-inf".into(), |s| format!("({s}"));
         let max = query.before_seq.map_or("+inf".into(), |s| format!("({s}"));
-        let (command, from, to) = if query.descending {
-            ("ZREVRANGEBYSCORE", max, min)
-        } else {
-            ("ZRANGEBYSCORE", min, max)
-        };
+        let (command, from, to) =
+            if query.descending { ("ZREVRANGEBYSCORE", max, min) } else { ("ZRANGEBYSCORE", min, max) };
         let cmd = redis::cmd(command)
             .arg(key)
             .arg(from)
@@ -320,10 +272,7 @@ impl RedisStore {
             .arg(query.limit.min(i64::MAX as usize))
             .to_owned();
         let rows: Vec<String> = self.read(&cmd).await?;
-        Ok(rows
-            .iter()
-            .map(|row| serde_json::from_str(row))
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(|row| serde_json::from_str(row)).collect::<Result<_, _>>()?)
     }
 
     /// Rebuilds every tenant index from the chats themselves (after an outage
@@ -341,18 +290,11 @@ impl RedisStore {
                 .arg(READ_BATCH)
                 .to_owned();
             let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
-            let ids: Vec<String> = keys
-                .iter()
-                .filter_map(|k| self.keys.chat_id_of(k).map(str::to_owned))
-                .collect();
+            let ids: Vec<String> =
+                keys.iter().filter_map(|k| self.keys.chat_id_of(k).map(str::to_owned)).collect();
             for record in self.read_chats(&ids).await?.into_iter().flatten() {
-                let _: i64 = self
-                    .query(
-                        redis::cmd("SADD")
-                            .arg(self.keys.tenants())
-                            .arg(&record.tenant),
-                    )
-                    .await?;
+                let _: i64 =
+                    self.query(redis::cmd("SADD").arg(self.keys.tenants()).arg(&record.tenant)).await?;
                 self.index(&Indexed::of(&record)).await?;
                 indexed += 1;
             }
@@ -371,15 +313,7 @@ fn page_of(mut data: Vec<Chat>, limit: usize, toward_newer: bool) -> Page<Chat> 
     if toward_newer {
         data.reverse();
     }
-    let edge = if toward_newer {
-        data.first()
-    } else {
-        data.last()
-    };
+    let edge = if toward_newer { data.first() } else { data.last() };
     let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
-    Page {
-        data,
-        has_more,
-        next_cursor,
-    }
+    Page { data, has_more, next_cursor }
 }

@@ -16,9 +16,7 @@ pub struct Keys {
 impl Keys {
     /// Keys under `prefix`, which holds no braces (checked by the store).
     pub fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.to_owned(),
-        }
+        Keys { prefix: prefix.to_owned() }
     }
 
     /// `fg:{chat_X}:chat`: a hash of `record` (the ChatRecord JSON), `seq`,
@@ -37,11 +35,15 @@ impl Keys {
         format!("{}{{{chat_id}}}:messages", self.prefix)
     }
 
+    /// `fg:{chat_X}:final`: the messages of the final view (user, human input,
+    /// final answers), scored by seq.
+    pub fn final_messages(&self, chat_id: &str) -> String {
+        format!("{}{{{chat_id}}}:final", self.prefix)
+    }
+
     /// The chat id in a chat hash's key name.
     pub fn chat_id_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.prefix.as_str())?
-            .strip_prefix('{')?
-            .strip_suffix("}:chat")
+        key.strip_prefix(self.prefix.as_str())?.strip_prefix('{')?.strip_suffix("}:chat")
     }
 
     /// The glob matching every chat hash (for [`super::RedisStore::reindex`]).
@@ -52,12 +54,7 @@ impl Keys {
     /// `fg:tenant:{T}:chats`: every chat id of a tenant (score 0, by lex = by
     /// creation). With `status` and/or `flow`, the filtered index:
     /// `…:chats:status:<S>`, `…:chats:flow:<F>`, `…:chats:status:<S>:flow:<F>`.
-    pub fn chat_index(
-        &self,
-        tenant: &str,
-        status: Option<ChatStatus>,
-        flow: Option<&str>,
-    ) -> String {
+    pub fn chat_index(&self, tenant: &str, status: Option<ChatStatus>, flow: Option<&str>) -> String {
         let mut key = self.chats_base(tenant);
         if let Some(status) = status {
             key.push_str(":status:");

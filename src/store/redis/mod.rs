@@ -22,7 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
 
 use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
-use crate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
 
 use keys::Keys;
 
@@ -73,16 +73,8 @@ impl RedisStore {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = bounded(
-            options.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await?;
-        Ok(RedisStore {
-            conn,
-            keys: Keys::new(&options.prefix),
-            timeout: options.timeout,
-        })
+        let conn = bounded(options.timeout, ConnectionManager::new_with_config(client, config)).await?;
+        Ok(RedisStore { conn, keys: Keys::new(&options.prefix), timeout: options.timeout })
     }
 
     /// Runs one command, bounded.
@@ -124,10 +116,7 @@ impl RedisStore {
     }
 
     /// Runs one script, bounded.
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> StoreResult<T> {
+    async fn invoke<T: FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> StoreResult<T> {
         let mut conn = self.conn.clone();
         bounded(self.timeout, invocation.invoke_async(&mut conn)).await
     }
@@ -137,9 +126,7 @@ impl RedisStore {
 async fn bounded<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>) -> StoreResult<T> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result.map_err(from_redis),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "redis did not answer within {limit:?}"
-        ))),
+        Err(_) => Err(StoreError::Unavailable(format!("redis did not answer within {limit:?}"))),
     }
 }
 
@@ -158,11 +145,7 @@ fn from_redis(e: RedisError) -> StoreError {
         || e.is_connection_refusal()
         || e.is_cluster_error()
         || !matches!(e.retry_method(), RetryMethod::NoRetry);
-    if transient {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Redis(e)
-    }
+    if transient { StoreError::Unavailable(e.to_string()) } else { StoreError::Redis(e) }
 }
 
 #[async_trait]
@@ -188,7 +171,11 @@ impl Store for RedisStore {
     }
 
     async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>> {
-        self.by_seq(&self.keys.messages(chat_id), query).await
+        let key = match query.view {
+            MessageView::All => self.keys.messages(chat_id),
+            MessageView::Final => self.keys.final_messages(chat_id),
+        };
+        self.by_seq(&key, query).await
     }
 
     async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>> {

@@ -53,13 +53,8 @@ impl RedisStore {
         tenant: &str,
         flow_id: &str,
     ) -> StoreResult<Option<FlowRecord>> {
-        let json: Option<String> = self
-            .read(
-                redis::cmd("HGET")
-                    .arg(self.keys.flow_defs(tenant))
-                    .arg(flow_id),
-            )
-            .await?;
+        let json: Option<String> =
+            self.read(redis::cmd("HGET").arg(self.keys.flow_defs(tenant)).arg(flow_id)).await?;
         json.map(|j| flow_from(tenant, &j)).transpose()
     }
 
@@ -79,27 +74,16 @@ impl RedisStore {
             .arg(after.unwrap_or(""))
             .arg(limit.saturating_add(1));
         let rows: Vec<Option<String>> = self.invoke(&invocation).await?;
-        let mut data = rows
-            .iter()
-            .flatten()
-            .map(|json| flow_from(tenant, json))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut data =
+            rows.iter().flatten().map(|json| flow_from(tenant, json)).collect::<StoreResult<Vec<_>>>()?;
         let has_more = data.len() > limit;
         data.truncate(limit);
         let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
-        Ok(Page {
-            data,
-            has_more,
-            next_cursor,
-        })
+        Ok(Page { data, has_more, next_cursor })
     }
 
     /// Removes one flow of one tenant.
-    pub(super) async fn delete_flow_record(
-        &self,
-        tenant: &str,
-        flow_id: &str,
-    ) -> StoreResult<bool> {
+    pub(super) async fn delete_flow_record(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZREM")
@@ -114,11 +98,7 @@ impl RedisStore {
     }
 
     /// Stores a new key: its record, its tenant's list, then its lookup.
-    pub(super) async fn insert_key_record(
-        &self,
-        key: &ApiKey,
-        secret_hash: &str,
-    ) -> StoreResult<()> {
+    pub(super) async fn insert_key_record(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("HSET")
             .arg(self.keys.key(&key.id))
@@ -143,50 +123,29 @@ impl RedisStore {
 
     /// The key whose secret hashes to `secret_hash`.
     pub(super) async fn find_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
-        let id: Option<String> = self
-            .read(redis::cmd("GET").arg(self.keys.key_hash(secret_hash)))
-            .await?;
+        let id: Option<String> = self.read(redis::cmd("GET").arg(self.keys.key_hash(secret_hash))).await?;
         let Some(id) = id else { return Ok(None) };
         let (json, hash, used): (Option<String>, Option<String>, Option<String>) = self
-            .read(
-                redis::cmd("HMGET")
-                    .arg(self.keys.key(&id))
-                    .arg("json")
-                    .arg("hash")
-                    .arg("used"),
-            )
+            .read(redis::cmd("HMGET").arg(self.keys.key(&id)).arg("json").arg("hash").arg("used"))
             .await?;
         match json {
-            Some(json) if hash.as_deref() == Some(secret_hash) => {
-                Ok(Some(key_from(&json, used.as_deref())?))
-            }
+            Some(json) if hash.as_deref() == Some(secret_hash) => Ok(Some(key_from(&json, used.as_deref())?)),
             _ => Ok(None),
         }
     }
 
     /// A tenant's keys, oldest first (key ids sort by creation).
     pub(super) async fn tenant_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
-        let ids: Vec<String> = self
-            .read(
-                redis::cmd("ZRANGEBYLEX")
-                    .arg(self.keys.tenant_keys(tenant))
-                    .arg("-")
-                    .arg("+"),
-            )
-            .await?;
+        let ids: Vec<String> =
+            self.read(redis::cmd("ZRANGEBYLEX").arg(self.keys.tenant_keys(tenant)).arg("-").arg("+")).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys.key(id))
-                .arg("json")
-                .arg("tenant")
-                .arg("used");
+            pipe.cmd("HMGET").arg(self.keys.key(id)).arg("json").arg("tenant").arg("used");
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-            self.read_pipe(&pipe).await?;
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self.read_pipe(&pipe).await?;
         rows.iter()
             .filter_map(|(json, owner, used)| match (json, owner) {
                 (Some(json), Some(owner)) if owner == tenant => Some((json, used)),
@@ -199,9 +158,8 @@ impl RedisStore {
     /// Removes one key of one tenant: lookup first, then record and list entry.
     pub(super) async fn delete_key_record(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
         let record = self.keys.key(key_id);
-        let (owner, hash): (Option<String>, Option<String>) = self
-            .query(redis::cmd("HMGET").arg(&record).arg("tenant").arg("hash"))
-            .await?;
+        let (owner, hash): (Option<String>, Option<String>) =
+            self.query(redis::cmd("HMGET").arg(&record).arg("tenant").arg("hash")).await?;
         if owner.as_deref() != Some(tenant) {
             return Ok(false);
         }
@@ -209,12 +167,7 @@ impl RedisStore {
         if let Some(hash) = hash {
             pipe.cmd("DEL").arg(self.keys.key_hash(&hash)).ignore();
         }
-        pipe.cmd("DEL")
-            .arg(&record)
-            .cmd("ZREM")
-            .arg(self.keys.tenant_keys(tenant))
-            .arg(key_id)
-            .ignore();
+        pipe.cmd("DEL").arg(&record).cmd("ZREM").arg(self.keys.tenant_keys(tenant)).arg(key_id).ignore();
         let (removed,): (i64,) = self.query_pipe(&pipe).await?;
         Ok(removed > 0)
     }
@@ -222,9 +175,7 @@ impl RedisStore {
     /// Records a use of a key; a missing key is not an error.
     pub(super) async fn touch_key_record(&self, key_id: &str, at: Timestamp) -> StoreResult<()> {
         let mut invocation = scripts::TOUCH_KEY.prepare_invoke();
-        invocation
-            .key(self.keys.key(key_id))
-            .arg(serde_json::to_string(&at)?);
+        invocation.key(self.keys.key(key_id)).arg(serde_json::to_string(&at)?);
         let _: i64 = self.invoke(&invocation).await?;
         Ok(())
     }

@@ -11,13 +11,16 @@ use redis::Script;
 
 /// The compare-and-set of `Store::commit`.
 ///
-/// KEYS: chat hash, events, messages. ARGV: expected seq (`""` to insert), new
-/// seq, record JSON, tenant, status, flow, number of events, then the events
-/// as (seq, JSON) pairs, then the messages as (seq, JSON) pairs.
-/// Returns `OK`, `CONFLICT` or `NOT_FOUND`.
+/// KEYS: chat hash, events, messages, final-view messages, fence (the run
+/// lease, or the chat hash when unfenced). ARGV: expected seq (`""` to
+/// insert), new seq, record JSON, tenant, status, flow, number of events, fence
+/// token (`""`: unfenced), then the events as (seq, JSON) pairs, then the
+/// messages as (seq, JSON, in-final-view `1`/`0`) triples.
+/// Returns `OK`, `CONFLICT`, `NOT_FOUND` or `FENCED`.
 pub static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return 'FENCED' end
 local current = redis.call('HGET', KEYS[1], 'seq')
 if ARGV[1] == '' then
   if current then return 'CONFLICT' end
@@ -27,29 +30,31 @@ else
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'record', ARGV[3],
   'tenant', ARGV[4], 'status', ARGV[5], 'flow', ARGV[6])
-local i = 8
-local events_end = 8 + 2 * tonumber(ARGV[7])
+local i = 9
+local events_end = 9 + 2 * tonumber(ARGV[7])
 while i < events_end do
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 while i <= #ARGV do
   redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
+  if ARGV[i + 2] == '1' then redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1]) end
+  i = i + 3
 end
 return 'OK'
 "#,
     )
 });
 
-/// Removes a chat's keys. KEYS: chat hash, events, messages. Returns the
+/// Removes a chat's keys. KEYS: chat hash, events, messages, final-view
+/// messages. Returns the
 /// chat's tenant, or nil when there was no chat.
 pub static DELETE_CHAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local tenant = redis.call('HGET', KEYS[1], 'tenant')
 if not tenant then return false end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return tenant
 "#,
     )

@@ -1,0 +1,211 @@
+//! Several gateway nodes on one Redis (contract §5's guarantee "across node
+//! changes and bus restarts"): any client on any node, one run per chat however
+//! the requests spread, a run that survives its node's death, and a Redis
+//! restart that loses nothing. Each test starts its own `redis-server`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flowgate::config::StoreKind;
+use flowgate::model::{ChatStatus, EventKind};
+use serde_json::{Value, json};
+use support::app::{KEY, TestApp, send, spawn_configured};
+use support::redis_server::RedisServer;
+use support::ws::{assert_contiguous, connect, seqs};
+
+/// A gateway node on `redis`, with short leases so takeovers are quick.
+async fn node(redis: &RedisServer, name: &str) -> TestApp {
+    let url = redis.url();
+    let name = name.to_owned();
+    spawn_configured(move |c| {
+        c.store = StoreKind::Redis;
+        c.redis_url = Some(url);
+        c.node_id = Some(name);
+        c.cluster.lease_ttl_secs = 2;
+        c.cluster.sweep_secs = 1;
+    })
+    .await
+}
+
+/// Polls `check` until it holds (bounded); for states no event announces.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn senders(messages: &[Value]) -> Vec<String> {
+    messages.iter().map(|m| m["sender"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn assert_once_each(app: &TestApp, chat: &str) {
+    let events = app.events(chat).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq.unwrap()).collect();
+    assert_contiguous(&seqs, 1);
+    let messages = app.messages(chat).await;
+    let ids: HashSet<_> = messages.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), messages.len(), "a message is stored twice");
+    assert_eq!(events.iter().filter(|e| e.kind == EventKind::RunStarted).count(), 1);
+}
+
+#[tokio::test]
+async fn a_socket_on_node_b_gets_every_event_of_a_chat_driven_through_node_a() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    a.put_flow("f", support::flows::two_agent("NEVER", &["one", "two"])).await;
+    let chat = a.create_chat("f").await;
+    let mut ws = connect(&b, &format!("/chats/{chat}/ws")).await;
+    assert_eq!(ws.next().await["type"], "subscribed");
+    a.say(&chat, "go").await;
+    let frames = ws.until_status("completed").await;
+    let got = seqs(&frames);
+    assert_contiguous(&got, 1);
+    let stored: Vec<u64> = b.events(&chat).await.iter().filter_map(|e| e.seq).collect();
+    assert_eq!(got, stored);
+}
+
+#[tokio::test]
+async fn input_on_b_resumes_a_run_started_on_a_and_cancel_on_b_stops_a_run_on_a() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let chat = a.create_chat("demo").await;
+    a.say(&chat, "hi").await;
+    let last = a.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await.last().unwrap().seq.unwrap();
+    b.answer(&chat, "exit").await;
+    a.wait_for_status(&chat, last, ChatStatus::Completed).await;
+    // A long stream driven by A, cancelled through B.
+    b.put_flow("slow", support::flows::slow(1500)).await;
+    let chat = a.create_chat("slow").await;
+    a.say(&chat, "go").await;
+    a.wait_for(&chat, |e| e.kind == EventKind::RunStarted).await;
+    assert_eq!(a.state.engine.active_runs(), 1);
+    let (status, body) = b.post(&format!("/chats/{chat}/cancel"), json!({})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    eventually("node A's runner stops", async || a.state.engine.active_runs() == 0).await;
+    assert_eq!(a.messages(&chat).await.len(), 1, "the half-streamed reply is not stored");
+}
+
+#[tokio::test]
+async fn twenty_posts_spread_over_two_nodes_start_one_run() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    a.put_flow("slow", support::flows::slow(50)).await;
+    let chat = a.create_chat("slow").await;
+    let posts = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let req = app
+            .client
+            .post(app.url(&format!("/chats/{chat}/messages")))
+            .json(&json!({"message": format!("m{i}")}));
+        send(req)
+    });
+    let results = futures::future::join_all(posts).await;
+    let accepted = results.iter().filter(|(s, _)| *s == 202).count();
+    let busy = results.iter().filter(|(s, b)| *s == 409 && b["error"]["code"] == "chat_busy").count();
+    assert_eq!((accepted, busy), (1, 19), "{results:?}");
+    let runs = a.events(&chat).await.iter().filter(|e| e.kind == EventKind::RunStarted).count();
+    assert_eq!(runs, 1);
+}
+
+/// Node A as a real process, so it can die abruptly (SIGKILL).
+struct ProcessNode {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl ProcessNode {
+    async fn start(redis: &RedisServer, dir: &std::path::Path) -> ProcessNode {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .arg("serve")
+            .env("FLOWGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FLOWGATE_DATA_DIR", dir)
+            .env("FLOWGATE_STORE", "redis")
+            .env("FLOWGATE_REDIS_URL", redis.url())
+            .env("FLOWGATE_NODE_ID", "process-a")
+            .env("FLOWGATE_API_KEY", KEY)
+            .env("FLOWGATE_JWT__SECRET", support::app::JWT_SECRET)
+            .env("FLOWGATE_CLUSTER__LEASE_TTL_SECS", "2")
+            .env("FLOWGATE_CLUSTER__SWEEP_SECS", "1")
+            .env("FLOWGATE_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the flowgate binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        eventually("node A answers", async || client.get(format!("{base}/healthz")).send().await.is_ok())
+            .await;
+        ProcessNode { child, base }
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_node_is_killed_is_finished_by_another_with_every_message_once() {
+    let Some(redis) = RedisServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = node(&redis, "b").await;
+    b.put_flow("slow", support::flows::slow(100)).await;
+    // A control chat, run undisturbed on B, gives the expected conversation.
+    let control = b.create_chat("slow").await;
+    b.say(&control, "go").await;
+    b.wait_for_status(&control, 0, ChatStatus::Completed).await;
+    let expected = senders(&b.messages(&control).await);
+    // The same flow started on process A, which dies after its first reply.
+    let mut a = ProcessNode::start(&redis, dir.path()).await;
+    let chat = b.create_chat("slow").await;
+    let (status, _) =
+        send(b.client.post(format!("{}/chats/{chat}/messages", a.base)).json(&json!({"message": "go"})))
+            .await;
+    assert_eq!(status, 202);
+    b.wait_for(&chat, |e| e.kind == EventKind::MessageCreated && e.data["sender"] == "assistant").await;
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    // B adopts the run once A's lease expires, and finishes it.
+    b.wait_for_status(&chat, 0, ChatStatus::Completed).await;
+    assert_eq!(senders(&b.messages(&chat).await), expected);
+    assert_once_each(&b, &chat).await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_loses_nothing_and_writes_fail_retryably_meanwhile() {
+    let Some(mut redis) = RedisServer::start_with_aof() else { return };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    a.put_flow("slow", support::flows::slow(60)).await;
+    let chat = a.create_chat("slow").await;
+    let mut ws = connect(&b, &format!("/chats/{chat}/ws")).await;
+    assert_eq!(ws.next().await["type"], "subscribed");
+    a.say(&chat, "go").await;
+    let mut frames = ws.until(|f| f["type"] == "message.created" && f["data"]["sender"] == "assistant").await;
+    redis.stop();
+    let (status, _) = a.get("/readyz").await;
+    assert_eq!(status, 503);
+    let (status, body) = a.post("/chats", json!({"from_flow": "slow"})).await;
+    let error = &body["error"];
+    assert_eq!(
+        (status, error["code"].as_str(), error["retryable"].as_bool()),
+        (503, Some("unavailable"), Some(true))
+    );
+    redis.restart();
+    eventually("both nodes are ready again", async || {
+        a.get("/readyz").await.0 == 200 && b.get("/readyz").await.0 == 200
+    })
+    .await;
+    let (status, _) = a.post("/chats", json!({"from_flow": "slow"})).await;
+    assert_eq!(status, 201, "the retried write succeeds");
+    // The subscriber on B ends with every durable event once, in order.
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("the run completes");
+        let done = f["type"] == "chat.status" && f["data"]["status"] == "completed";
+        frames.push(f);
+        if done {
+            break;
+        }
+    }
+    let stored: Vec<u64> = b.events(&chat).await.iter().filter_map(|e| e.seq).collect();
+    assert_eq!(seqs(&frames), stored, "every durable event once, in order");
+    assert_once_each(&b, &chat).await;
+}
