@@ -34,12 +34,8 @@ async fn the_seeds_six_steps_work_against_the_demo_flow() {
     assert_eq!(senders, ["user", "writer", "critic", "user", "writer", "critic"]);
     assert!(messages[5]["content"].as_str().unwrap().contains("TERMINATE"));
     // Step 5: answer; the run continues, then `exit` completes it.
-    let last = chat["last_seq"].as_u64().unwrap();
-    app.answer(&id, "Hello, FlowGen!").await;
-    app.wait_for_status(&id, last, ChatStatus::WaitForHumanInput).await;
-    let last = app.chat(&id).await["last_seq"].as_u64().unwrap();
-    app.answer(&id, "exit").await;
-    let events = app.wait_for_status(&id, last, ChatStatus::Completed).await;
+    app.answer_then(&id, "Hello, FlowGen!", ChatStatus::WaitForHumanInput).await;
+    let events = app.answer_then(&id, "exit", ChatStatus::Completed).await;
     assert_eq!(
         statuses(&events),
         [
@@ -258,13 +254,9 @@ async fn each_human_input_mode_gives_its_status_sequence() {
     app.put_flow("always", two_agent("ALWAYS", &["one", "two"])).await;
     let chat = app.create_chat("always").await;
     app.say(&chat, "go").await;
-    let events = app.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await;
-    let last = events.last().unwrap().seq.unwrap();
-    app.answer(&chat, "more").await;
-    let events = app.wait_for_status(&chat, last, ChatStatus::WaitForHumanInput).await;
-    let last = events.last().unwrap().seq.unwrap();
-    app.answer(&chat, "exit").await;
-    let events = app.wait_for_status(&chat, last, ChatStatus::Completed).await;
+    app.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await;
+    app.answer_then(&chat, "more", ChatStatus::WaitForHumanInput).await;
+    let events = app.answer_then(&chat, "exit", ChatStatus::Completed).await;
     assert_eq!(
         statuses(&events),
         [

@@ -59,12 +59,8 @@ async fn a_chat_waiting_for_input_still_waits_after_restart_and_continues() {
     assert_eq!(after["status"], "wait_for_human_input");
     assert_eq!(after["pending_input"], before["pending_input"]);
     assert_eq!(after["last_seq"], before["last_seq"]);
-    let last = after["last_seq"].as_u64().unwrap();
-    app.answer(&chat, "more please").await;
-    app.wait_for_status(&chat, last, ChatStatus::WaitForHumanInput).await;
-    let last = app.chat(&chat).await["last_seq"].as_u64().unwrap();
-    app.answer(&chat, "exit").await;
-    app.wait_for_status(&chat, last, ChatStatus::Completed).await;
+    app.answer_then(&chat, "more please", ChatStatus::WaitForHumanInput).await;
+    app.answer_then(&chat, "exit", ChatStatus::Completed).await;
     assert_exactly_once(&app, &chat).await;
     let human: Vec<_> =
         app.messages(&chat).await.into_iter().filter(|m| m["role"] == "human_input").collect();

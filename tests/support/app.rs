@@ -185,6 +185,14 @@ impl TestApp {
         body
     }
 
+    /// Answers the pending input, then waits for the chat's next `status`;
+    /// returns its durable events so far.
+    pub async fn answer_then(&self, chat: &str, text: &str, status: ChatStatus) -> Vec<Event> {
+        let last = self.chat(chat).await["last_seq"].as_u64().unwrap();
+        self.answer(chat, text).await;
+        self.wait_for_status(chat, last, status).await
+    }
+
     /// Waits (bounded) until the chat has a `chat.status` event to `status`
     /// after seq `after`; returns the chat's durable events so far.
     pub async fn wait_for_status(&self, chat: &str, after: u64, status: ChatStatus) -> Vec<Event> {
