@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_model_registry_loads_from_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "flowgate.toml",
+                "[models.default]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n\
+                 model = \"llama3.2\"\napi_key_env = \"OPENAI_API_KEY\"\ntimeout_secs = 120\n\
+                 [models.offline]\nprovider = \"scripted\"\nreplies = [\"hi\"]\n",
+            )?;
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert!(
+                matches!(&c.models["default"], ModelSpec::Openai { model, timeout_secs: Some(120), .. } if model == "llama3.2")
+            );
+            assert!(matches!(&c.models["offline"], ModelSpec::Scripted { .. }));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn redis_without_a_url_is_refused() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FLOWGATE_STORE", "redis");
