@@ -2,11 +2,15 @@
 //! starts a scripted run that streams E `message.delta` chunks, each fanned
 //! out to every subscriber of the chat. Counts every frame every client
 //! receives until its chat reports `completed`; deliveries/s is that total
-//! over the wall time from the first post to the last client done.
+//! over the wall time from the first post to the last client done. With
+//! many chats, posting (one durable commit per message) takes part of that
+//! time, so the rate once every message was posted is shown too.
 //!
 //! Touches the gateway (REST, `/ws`) and `/proc` (the server's CPU time).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -54,6 +58,8 @@ pub struct FanoutArgs {
 #[derive(Debug, Default)]
 struct Tally {
     frames: u64,
+    /// Frames received once every message was posted (the steady state).
+    frames_after_posting: u64,
     deltas: u64,
     bytes: u64,
     ended: Option<Instant>,
@@ -78,32 +84,35 @@ pub async fn run(target: &Target, args: FanoutArgs) -> Result<(), BenchError> {
         conn::open_many(target, &chats, args.subscribers, conn::Setup::subscribed(args.read_buffer)).await?;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.run_timeout_secs);
+    let posted = Arc::new(AtomicBool::new(false));
     let mut clients = JoinSet::new();
     for socket in sockets {
-        clients.spawn(follow(socket, deadline));
+        clients.spawn(follow(socket, deadline, posted.clone()));
     }
     let sent_before = target.metric("flowgate_ws_frames_sent_total").await?.unwrap_or(0.0);
-    let cpu_before = (pid.as_deref().and_then(procfs::cpu_secs), procfs::cpu_secs("self"));
+    let cpu_before = procfs::CpuClock::read(pid.as_deref());
     let started = Instant::now();
     futures::stream::iter(&chats)
         .map(|c| target.post_message(&c.id, "go"))
         .buffer_unordered(32)
         .try_collect::<Vec<u16>>()
         .await?;
+    let posting = started.elapsed().as_secs_f64();
+    posted.store(true, Ordering::Relaxed);
     let mut tallies = Vec::with_capacity(args.subscribers);
     while let Some(t) = clients.join_next().await {
         tallies.push(t.unwrap_or_default());
     }
-    let cpu_after = (pid.as_deref().and_then(procfs::cpu_secs), procfs::cpu_secs("self"));
+    let cpu_after = procfs::CpuClock::read(pid.as_deref());
     let sent_after = target.metric("flowgate_ws_frames_sent_total").await?.unwrap_or(0.0);
 
-    let report = Report { args: &args, script, tallies, started, cpu: (cpu_before, cpu_after) };
+    let report = Report { args: &args, script, tallies, started, posting, cpu: (cpu_before, cpu_after) };
     report.print((sent_after - sent_before) as u64);
     Ok(())
 }
 
 /// Reads `socket` until its chat's run ends, the server closes it, or `deadline`.
-async fn follow(mut socket: Socket, deadline: tokio::time::Instant) -> Tally {
+async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<AtomicBool>) -> Tally {
     let mut t = Tally::default();
     loop {
         let Ok(msg) = tokio::time::timeout_at(deadline, socket.next()).await else {
@@ -123,6 +132,7 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant) -> Tally {
             }
         };
         t.frames += 1;
+        t.frames_after_posting += u64::from(posted.load(Ordering::Relaxed));
         t.bytes += text.len() as u64;
         match frame::kind(&text) {
             Kind::Event("message.delta") => t.deltas += 1,
@@ -140,20 +150,20 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant) -> Tally {
     t
 }
 
-type Cpu = (Option<f64>, Option<f64>);
-
 struct Report<'a> {
     args: &'a FanoutArgs,
     script: Script,
     tallies: Vec<Tally>,
     started: Instant,
-    cpu: (Cpu, Cpu),
+    posting: f64,
+    cpu: (procfs::CpuClock, procfs::CpuClock),
 }
 
 impl Report<'_> {
     fn print(&self, sent_by_server: u64) {
         let tallies = &self.tallies;
         let frames: u64 = tallies.iter().map(|t| t.frames).sum();
+        let steady: u64 = tallies.iter().map(|t| t.frames_after_posting).sum();
         let deltas: u64 = tallies.iter().map(|t| t.deltas).sum();
         let bytes: u64 = tallies.iter().map(|t| t.bytes).sum();
         let last = tallies.iter().filter_map(|t| t.ended).max().unwrap_or_else(Instant::now);
@@ -169,11 +179,6 @@ impl Report<'_> {
             closes.iter().map(|(c, n)| format!("{n}x{c}")).collect::<Vec<_>>().join(" ")
         };
         let a = self.args;
-        let ((server0, bench0), (server1, bench1)) = self.cpu;
-        let cpu = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2} ({:.0}% of one core)", b - a, 100.0 * (b - a) / wall),
-            _ => "-".into(),
-        };
         let title = format!(
             "fanout: {} subscribers over {} chats, {} deltas per chat",
             thousands(a.subscribers as u64),
@@ -184,18 +189,24 @@ impl Report<'_> {
         t.row("subscribers per chat", format!("{:.1}", a.subscribers as f64 / a.chats as f64))
             .row("script", format!("{} words x {} replies", self.script.words, self.script.auto_replies + 1))
             .row("wall time, s", format!("{wall:.3}"))
+            .row("of which posting the messages, s", format!("{:.3}", self.posting))
             .row("frames received", thousands(frames))
             .row("deliveries/s", thousands((frames as f64 / wall) as u64))
             .row("delta deliveries/s", thousands((deltas as f64 / wall) as u64))
+            .row(
+                "deliveries/s once all were posted",
+                thousands((steady as f64 / (wall - self.posting).max(1e-6)) as u64),
+            )
             .row("deltas received / expected", format!("{} / {}", thousands(deltas), thousands(expected)))
             .row("frames sent (server metric)", thousands(sent_by_server))
             .row("received MiB/s", format!("{:.1}", bytes as f64 / wall / (1 << 20) as f64))
             .row("clients completed", tallies.iter().filter(|t| t.ended.is_some()).count())
             .row("runs ended in error", tallies.iter().filter(|t| t.failed).count())
             .row("closed early (count x code)", closes)
-            .row("timed out", tallies.iter().filter(|t| t.timed_out).count())
-            .row("server CPU, s", cpu(server0, server1))
-            .row("bench CPU, s", cpu(bench0, bench1));
+            .row("timed out", tallies.iter().filter(|t| t.timed_out).count());
+        for (metric, value) in self.cpu.1.rows(&self.cpu.0, wall) {
+            t.row(metric, value);
+        }
         t.print();
     }
 }

@@ -8,9 +8,11 @@
 //!   moment it sent `POST /messages` (`lat:<µs>`); every subscriber that
 //!   receives its `message.created` subtracts that from its own clock (one
 //!   machine, one clock; includes the HTTP request and the durable commit).
-//! - publish → delivery: every frame's `created_at` (the server's clock,
+//! - created → delivery: every frame's `created_at` (the server's clock,
 //!   truncated to the millisecond, so this reads up to 1 ms high) against the
-//!   receipt time.
+//!   receipt time; apart for `message.delta` (ephemeral: published as soon as
+//!   it is stamped, so this is the fan-out alone) and durable events (stamped
+//!   before their commit, so this includes the store write).
 //!
 //! Touches the gateway (REST, `/ws`).
 
@@ -29,6 +31,7 @@ use crate::BenchError;
 use crate::api::{Chat, Script, Target};
 use crate::conn::{self, Socket};
 use crate::frame::{self, Kind};
+use crate::procfs;
 use crate::table::{Samples, Table, thousands};
 
 /// Samples kept per client and kind, at most (bounds memory).
@@ -54,6 +57,9 @@ pub struct LatencyArgs {
     /// Words of the scripted reply (one `message.delta` each).
     #[arg(long, default_value_t = 8)]
     words: usize,
+    /// The server's pid (for its CPU time); found from the port when absent.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 /// What every client task shares.
@@ -68,7 +74,8 @@ struct Shared {
 struct Seen {
     frames: u64,
     post: Vec<u32>,
-    publish: Vec<u32>,
+    delta: Vec<u32>,
+    durable: Vec<u32>,
     closed: Option<u16>,
 }
 
@@ -109,17 +116,21 @@ pub async fn run(target: &Target, args: LatencyArgs) -> Result<(), BenchError> {
     let per_run = shared.warmup_frames.load(Ordering::Relaxed) as f64 / args.subscribers as f64;
     let interval = Duration::from_secs_f64(per_run * args.subscribers as f64 / args.rate as f64);
 
+    let pid = procfs::server_pid(args.pid, target.addr.port()).ok();
+    let cpu_before = procfs::CpuClock::read(pid.as_deref());
     shared.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let plan = Plan { interval, chats: args.chats, duration: Duration::from_secs(args.duration) };
     let posted = post_all(target, &chats, &ended_rx, plan).await?;
     let window = started.elapsed().as_secs_f64();
+    let cpu = procfs::CpuClock::read(pid.as_deref()).rows(&cpu_before, window);
     shared.stop.cancel();
     let mut seen = Vec::with_capacity(args.subscribers);
     while let Some(s) = clients.join_next().await {
         seen.push(s.unwrap_or_default());
     }
-    print(&args, per_run, interval, window, &posted, seen);
+    let run = Measured { per_run, interval, window, posted, cpu };
+    print(&args, &run, seen);
     Ok(())
 }
 
@@ -227,7 +238,8 @@ async fn listen(mut socket: Socket, sentinel: Option<watch::Sender<u64>>, shared
         if measuring {
             seen.frames += 1;
             if let Some(ms) = frame::created_at_ms(&text) {
-                push(&mut seen.publish, now - ms * 1000);
+                let samples = if kind == "message.delta" { &mut seen.delta } else { &mut seen.durable };
+                push(samples, now - ms * 1000);
             }
         } else {
             shared.warmup_frames.fetch_add(1, Ordering::Relaxed);
@@ -256,22 +268,27 @@ fn push(samples: &mut Vec<u32>, micros: i64) {
     }
 }
 
-fn print(
-    args: &LatencyArgs,
+/// What the measured window gave, besides the clients' samples.
+struct Measured {
     per_run: f64,
     interval: Duration,
     window: f64,
-    posted: &[Posted],
-    seen: Vec<Seen>,
-) {
+    posted: Vec<Posted>,
+    cpu: [(&'static str, String); 3],
+}
+
+fn print(args: &LatencyArgs, run: &Measured, seen: Vec<Seen>) {
+    let Measured { per_run, interval, window, .. } = *run;
+    let posted = &run.posted;
     let frames: u64 = seen.iter().map(|s| s.frames).sum();
     let closed = seen.iter().filter(|s| s.closed.is_some()).count();
-    let (mut post, mut publish) = (Vec::new(), Vec::new());
+    let (mut post, mut delta, mut durable) = (Vec::new(), Vec::new(), Vec::new());
     for s in seen {
         post.extend(s.post);
-        publish.extend(s.publish);
+        delta.extend(s.delta);
+        durable.extend(s.durable);
     }
-    let (post, publish) = (Samples::new(post), Samples::new(publish));
+    let (post, delta, durable) = (Samples::new(post), Samples::new(delta), Samples::new(durable));
     let sum = |f: fn(&Posted) -> u64| posted.iter().map(f).sum::<u64>();
     let title = format!(
         "latency: {} subscribers over {} chats, target {} deliveries/s",
@@ -289,8 +306,13 @@ fn print(
         .row("deliveries/s achieved", thousands((frames as f64 / window) as u64))
         .row("post->delivery samples", thousands(post.len() as u64))
         .row("post->delivery p50/p99/p99.9/max, ms", post.summary_ms())
-        .row("publish->delivery samples", thousands(publish.len() as u64))
-        .row("publish->delivery p50/p99/p99.9/max, ms", publish.summary_ms())
+        .row("delta created->delivery samples", thousands(delta.len() as u64))
+        .row("delta created->delivery p50/p99/p99.9/max, ms", delta.summary_ms())
+        .row("durable created->delivery samples", thousands(durable.len() as u64))
+        .row("durable created->delivery p50/p99/p99.9/max, ms", durable.summary_ms())
         .row("clients closed early", closed);
+    for (metric, value) in &run.cpu {
+        t.row(*metric, value);
+    }
     t.print();
 }

@@ -36,6 +36,56 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// CPU time every process on the machine has used (all cores), in
+/// seconds, from the first line of `/proc/stat` (same `USER_HZ`).
+pub fn machine_cpu_secs() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy: u64 =
+        ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Some(busy as f64 / 100.0)
+}
+
+/// CPU seconds of the server, this bench and the whole machine, read together.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuClock {
+    server: Option<f64>,
+    bench: Option<f64>,
+    machine: Option<f64>,
+}
+
+impl CpuClock {
+    /// Reads the three clocks now (`server` is a pid, if known).
+    pub fn read(server: Option<&str>) -> Self {
+        CpuClock { server: server.and_then(cpu_secs), bench: cpu_secs("self"), machine: machine_cpu_secs() }
+    }
+
+    /// `(server, bench, everything else)` CPU seconds used since `earlier`.
+    pub fn since(&self, earlier: &CpuClock) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let d = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        let (server, bench, machine) =
+            (d(self.server, earlier.server), d(self.bench, earlier.bench), d(self.machine, earlier.machine));
+        let others = machine.zip(bench).map(|(m, b)| (m - server.unwrap_or(0.0) - b).max(0.0));
+        (server, bench, others)
+    }
+
+    /// Table rows for the CPU used over `wall` seconds since `earlier`.
+    pub fn rows(&self, earlier: &CpuClock, wall: f64) -> [(&'static str, String); 3] {
+        let (server, bench, others) = self.since(earlier);
+        let show = |v: Option<f64>| match v {
+            Some(v) => format!("{v:.2} ({:.0}% of one core)", 100.0 * v / wall),
+            None => "-".into(),
+        };
+        [
+            ("server CPU, s", show(server)),
+            ("bench CPU, s", show(bench)),
+            ("rest of machine CPU (others + softirq), s", show(others)),
+        ]
+    }
+}
+
 /// The pid of the server: `given`, else the process listening on `port`.
 pub fn server_pid(given: Option<u32>, port: u16) -> Result<String, BenchError> {
     match given {
@@ -97,5 +147,6 @@ mod tests {
     fn this_process_has_a_resident_set_and_a_cpu_clock() {
         assert!(rss_kib("self").unwrap() > 0);
         assert!(cpu_secs("self").is_some());
+        assert!(machine_cpu_secs().is_some());
     }
 }
