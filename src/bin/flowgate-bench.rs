@@ -34,7 +34,7 @@ mod table;
 
 /// Load generator for a running Flowgate gateway (loopback only).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     common: Common,

@@ -41,6 +41,19 @@ pub struct IdleArgs {
     settle_secs: u64,
 }
 
+/// What the run read, for its table.
+struct Readings {
+    pid: String,
+    connect_secs: f64,
+    open_on_server: Option<f64>,
+    server_threads: Option<u64>,
+    /// Server RSS (KiB) before, with the clients, after they closed.
+    rss: [u64; 3],
+    /// The bench's own RSS (KiB) before and with the clients.
+    own: [u64; 2],
+    closed_by_server: u64,
+}
+
 /// Runs the scenario and prints its table.
 pub async fn run(target: &Target, args: IdleArgs) -> Result<(), BenchError> {
     if args.connections == 0 || args.chats == 0 {
@@ -52,17 +65,11 @@ pub async fn run(target: &Target, args: IdleArgs) -> Result<(), BenchError> {
     target.put_flow("bench-idle", &script.flow("bench idle")).await?;
     let chats = target.create_chats("bench-idle", args.chats).await?;
     tokio::time::sleep(settle).await;
-    let before = procfs::rss_kib(&pid)?;
-    let self_before = procfs::rss_kib("self")?;
+    let (before, own_before) = (procfs::rss_kib(&pid)?, procfs::rss_kib("self")?);
 
     let started = Instant::now();
-    let sockets = conn::open_many(
-        target,
-        &chats,
-        args.connections,
-        Setup { read_buffer: READ_BUFFER, subscribe: !args.no_subscribe },
-    )
-    .await?;
+    let setup = Setup { read_buffer: READ_BUFFER, subscribe: !args.no_subscribe };
+    let sockets = conn::open_many(target, &chats, args.connections, setup).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     let stop = CancellationToken::new();
     let mut holders = JoinSet::new();
@@ -70,8 +77,7 @@ pub async fn run(target: &Target, args: IdleArgs) -> Result<(), BenchError> {
         holders.spawn(hold(socket, stop.clone()));
     }
     tokio::time::sleep(settle).await;
-    let with = procfs::rss_kib(&pid)?;
-    let self_with = procfs::rss_kib("self")?;
+    let (with, own_with) = (procfs::rss_kib(&pid)?, procfs::rss_kib("self")?);
     let server_threads = procfs::threads(&pid);
     let open_on_server = target.metric("flowgate_ws_connections").await?;
 
@@ -88,28 +94,40 @@ pub async fn run(target: &Target, args: IdleArgs) -> Result<(), BenchError> {
     }
     tokio::time::sleep(settle).await;
     let after = procfs::rss_kib(&pid)?;
+    let rss = [before, with, after];
+    let readings = Readings {
+        pid,
+        connect_secs,
+        open_on_server,
+        server_threads,
+        rss,
+        own: [own_before, own_with],
+        closed_by_server,
+    };
+    print(&args, &readings);
+    Ok(())
+}
 
+fn print(args: &IdleArgs, r: &Readings) {
     let n = args.connections as u64;
-    let per_conn = with.saturating_sub(before) as f64 / n as f64;
+    let [before, with, after] = r.rss;
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    let per = |a: u64, b: u64| format!("{:.2}", b.saturating_sub(a) as f64 / n as f64);
     let what =
         if args.no_subscribe { "not subscribed".to_owned() } else { format!("over {} chats", args.chats) };
     let mut t = Table::new(format!("idle: {} connections, {what}", thousands(n)));
-    t.row("server pid", &pid)
-        .row("connect + subscribe, s", format!("{connect_secs:.2}"))
-        .row("handshakes/s", format!("{:.0}", n as f64 / connect_secs))
-        .row("open on server (metric)", open_on_server.map_or("-".into(), |v| format!("{v}")))
-        .row("server threads", server_threads.map_or("-".into(), |v| v.to_string()))
-        .row("server RSS before, MiB", format!("{:.1}", before as f64 / 1024.0))
-        .row("server RSS with clients, MiB", format!("{:.1}", with as f64 / 1024.0))
-        .row("server RSS after close, MiB", format!("{:.1}", after as f64 / 1024.0))
-        .row("server RSS per idle connection, KiB", format!("{per_conn:.2}"))
-        .row(
-            "bench RSS per client, KiB",
-            format!("{:.2}", self_with.saturating_sub(self_before) as f64 / n as f64),
-        )
-        .row("closed by server while idle", closed_by_server);
+    t.row("server pid", &r.pid)
+        .row("connect + subscribe, s", format!("{:.2}", r.connect_secs))
+        .row("handshakes/s", format!("{:.0}", n as f64 / r.connect_secs))
+        .row("open on server (metric)", r.open_on_server.map_or("-".into(), |v| format!("{v}")))
+        .row("server threads", r.server_threads.map_or("-".into(), |v| v.to_string()))
+        .row("server RSS before, MiB", mib(before))
+        .row("server RSS with clients, MiB", mib(with))
+        .row("server RSS after close, MiB", mib(after))
+        .row("server RSS per idle connection, KiB", per(before, with))
+        .row("bench RSS per client, KiB", per(r.own[0], r.own[1]))
+        .row("closed by server while idle", r.closed_by_server);
     t.print();
-    Ok(())
 }
 
 /// Keeps a client open (answering pings, draining frames) until `stop`;
