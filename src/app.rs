@@ -147,6 +147,13 @@ impl App {
         let shutdown = self.state.shutdown.clone();
         let router = self.router();
         let stop = shutdown.clone();
+        // Frames are batched and flushed on purpose; Nagle would only add a
+        // delayed-ACK wait (~40 ms) to the tail of every stream.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             tokio::select! {
                 _ = signal => {}

@@ -5,14 +5,15 @@
 //!
 //! Touches only its socket half and the node's metrics.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use futures::stream::SplitSink;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -83,12 +84,36 @@ impl Closer {
     }
 }
 
+/// The queue between a connection's producers and its writer. A `VecDeque`
+/// allocates nothing until the first frame (an idle socket costs no queue
+/// memory), and the critical sections are a push or a pop, never an await.
+#[derive(Default)]
+struct Queue {
+    frames: Mutex<VecDeque<Utf8Bytes>>,
+    /// Bytes queued and not yet flushed.
+    queued: AtomicUsize,
+    /// A frame was queued (the writer waits on it).
+    ready: Notify,
+    /// A batch was flushed (patient producers wait on it).
+    drained: Notify,
+}
+
+impl Queue {
+    fn pop(&self) -> Option<Utf8Bytes> {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let frame = frames.pop_front();
+        if frames.is_empty() && frames.capacity() > 64 {
+            // After a burst, give the memory back.
+            frames.shrink_to(8);
+        }
+        frame
+    }
+}
+
 /// The sending half every producer of a connection shares.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Utf8Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
+    queue: Arc<Queue>,
     limit: usize,
     closer: Closer,
     metrics: Arc<Metrics>,
@@ -96,31 +121,49 @@ pub struct Outbox {
 
 /// The writer's end of an [`Outbox`].
 pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<Utf8Bytes>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
+    queue: Arc<Queue>,
+}
+
+impl Inbox {
+    /// The next frame, waiting for one.
+    async fn recv(&self) -> Utf8Bytes {
+        loop {
+            if let Some(frame) = self.queue.pop() {
+                return frame;
+            }
+            // `notify_one` keeps a permit when nobody waits, so a frame pushed
+            // between the pop and this wait is not missed.
+            self.queue.ready.notified().await;
+        }
+    }
+
+    fn try_recv(&self) -> Option<Utf8Bytes> {
+        self.queue.pop()
+    }
 }
 
 /// A new outbox bounded to `limit` queued bytes.
 pub fn outbox(limit: usize, closer: Closer, metrics: Arc<Metrics>) -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let drained = Arc::new(Notify::new());
-    let outbox = Outbox { tx, queued: queued.clone(), drained: drained.clone(), limit, closer, metrics };
-    (outbox, Inbox { rx, queued, drained })
+    let queue = Arc::new(Queue::default());
+    (Outbox { queue: queue.clone(), limit, closer, metrics }, Inbox { queue })
 }
 
 impl Outbox {
     /// Queues a frame; `false` (and a 4008 close) when the client is too far
     /// behind, or the connection is closing.
     pub fn push(&self, text: Utf8Bytes) -> bool {
+        if self.closer.token().is_cancelled() {
+            return false;
+        }
         let len = text.len();
-        let total = self.queued.fetch_add(len, Ordering::AcqRel) + len;
+        let total = self.queue.queued.fetch_add(len, Ordering::AcqRel) + len;
         if total > self.limit {
             self.closer.close_slow(&self.metrics, format!("too slow: over {} bytes queued", self.limit));
             return false;
         }
-        self.tx.send(text).is_ok()
+        self.queue.frames.lock().unwrap_or_else(|e| e.into_inner()).push_back(text);
+        self.queue.ready.notify_one();
+        true
     }
 
     /// Queues a frame once the queue has room for it (at most half full, so
@@ -129,10 +172,11 @@ impl Outbox {
     pub async fn push_when_room(&self, text: Utf8Bytes) -> bool {
         let room = |q: &AtomicUsize| q.load(Ordering::Acquire) + text.len() <= self.limit / 2;
         loop {
-            let drained = self.drained.notified();
+            let drained = self.queue.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if room(&self.queued) || self.queued.load(Ordering::Acquire) == 0 {
+            let queued = &self.queue.queued;
+            if room(queued) || queued.load(Ordering::Acquire) == 0 {
                 return self.push(text);
             }
             tokio::select! {
@@ -185,8 +229,7 @@ pub async fn write_loop(
         tokio::select! {
             biased;
             _ = closer.token().cancelled() => break,
-            first = inbox.rx.recv() => {
-                let Some(first) = first else { break };
+            first = inbox.recv() => {
                 let batch = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics));
                 // A close (say, 4008 from a producer) must not wait for a stalled write.
                 let written = tokio::select! {
@@ -214,7 +257,7 @@ pub async fn write_loop(
         // What was queued before a deliberate close (a `chat.deleted` before
         // 4004) still goes out; a slow or dead client gets only the close.
         if closer.code().is_some_and(|c| c != code::TOO_SLOW && c != code::PONG_TIMEOUT) {
-            while let Ok(text) = inbox.rx.try_recv() {
+            while let Some(text) = inbox.try_recv() {
                 if sink.feed(Message::Text(text)).await.is_err() {
                     return;
                 }
@@ -238,7 +281,7 @@ async fn write_batch(
         return false;
     }
     while frames < BATCH {
-        let Ok(next) = inbox.rx.try_recv() else { break };
+        let Some(next) = inbox.try_recv() else { break };
         bytes += next.len();
         frames += 1;
         if sink.feed(Message::Text(next)).await.is_err() {
@@ -246,8 +289,8 @@ async fn write_batch(
         }
     }
     let ok = sink.flush().await.is_ok();
-    inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
-    inbox.drained.notify_waiters();
+    inbox.queue.queued.fetch_sub(bytes, Ordering::AcqRel);
+    inbox.queue.drained.notify_waiters();
     metrics.ws_frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
     ok
 }

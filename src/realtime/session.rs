@@ -81,7 +81,9 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         window: (Instant::now(), 0),
     };
     if let Some((chat_id, after_seq)) = bound {
-        session.subscribe(None, chat_id, after_seq, MessageView::All).await;
+        // Boxed: the command futures are large and only live while running,
+        // so an idle session does not carry their space.
+        Box::pin(session.subscribe(None, chat_id, after_seq, MessageView::All)).await;
     }
     loop {
         let next = tokio::select! {
@@ -96,7 +98,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
                     closer.close(code::RATE_LIMITED, "too many commands");
                     break;
                 }
-                session.handle(text.as_str()).await;
+                Box::pin(session.handle(text.as_str())).await;
             }
             Some(Ok(Message::Binary(_))) => session.send_error(
                 None,
