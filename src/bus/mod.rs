@@ -74,6 +74,40 @@ impl Frame {
         Ok(Arc::new(Frame { chat_id: event.chat_id, seq: event.seq, kind: event.kind, json }))
     }
 
+    /// A `message.delta` frame, serialized straight from borrowed parts (the
+    /// hot path of token streaming: no intermediate JSON value).
+    pub fn delta(chat_id: &str, message_id: &str, sender: &str, delta: &str) -> Arc<Frame> {
+        #[derive(serde::Serialize)]
+        struct Envelope<'a> {
+            seq: Option<u64>,
+            chat_id: &'a str,
+            #[serde(rename = "type")]
+            kind: EventKind,
+            created_at: crate::model::Timestamp,
+            data: Data<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Data<'a> {
+            message_id: &'a str,
+            sender: &'a str,
+            delta: &'a str,
+        }
+        let envelope = Envelope {
+            seq: None,
+            chat_id,
+            kind: EventKind::MessageDelta,
+            created_at: crate::model::now(),
+            data: Data { message_id, sender, delta },
+        };
+        let json = serde_json::to_string(&envelope).expect("a delta always serializes");
+        Arc::new(Frame {
+            chat_id: chat_id.to_owned(),
+            seq: None,
+            kind: EventKind::MessageDelta,
+            json: json.into(),
+        })
+    }
+
     /// The frame's bytes, for publishing to Redis.
     pub fn bytes(&self) -> Bytes {
         Bytes::from(self.json.clone())

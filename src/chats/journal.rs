@@ -70,6 +70,14 @@ impl Journal {
         Err(UpdateError::Store(StoreError::Unavailable("the chat is changing too fast; retry".into())))
     }
 
+    /// Publishes an ephemeral frame (a `message.delta`) to its chat's channel;
+    /// a bus failure only costs live listeners that chunk.
+    pub async fn publish_ephemeral(&self, frame: Arc<Frame>) {
+        if let Err(e) = self.bus.publish(&Channel::Chat(frame.chat_id.clone()), frame).await {
+            tracing::debug!(error = %e, "delta not published");
+        }
+    }
+
     /// Publishes an event (durable after its commit, or ephemeral) to the chat's
     /// channel, and a `chat.status` also to its tenant's status feed. A bus
     /// failure is logged, not returned: the event is stored and listeners catch

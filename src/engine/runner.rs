@@ -95,7 +95,6 @@ enum NotApplied {
 
 /// The chat as the current step saw it.
 struct At {
-    tenant: String,
     run_id: String,
     seen_seq: u64,
 }
@@ -126,8 +125,7 @@ impl Runner<'_> {
         if self.run_id.get_or_insert_with(|| run.run_id.clone()) != &run.run_id {
             return Ok(Next::Stop);
         }
-        let at =
-            At { tenant: record.tenant.clone(), run_id: run.run_id.clone(), seen_seq: record.chat.last_seq };
+        let at = At { run_id: run.run_id.clone(), seen_seq: record.chat.last_seq };
         let flow = match self.load_flow(&record).await? {
             Ok(flow) => flow,
             Err(message) => return self.fail(&at, "flow_invalid", message).await,
@@ -197,7 +195,7 @@ impl Runner<'_> {
         let message_id = new_id(IdKind::Message);
         let (content, metadata) = match &speak.via {
             Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
-            Via::Model(model) => match self.call_agent(at, flow, &speak.agent, model, &message_id).await {
+            Via::Model(model) => match self.call_agent(flow, &speak.agent, model, &message_id).await {
                 Ok(done) => (done.content, done.metadata),
                 Err(ProviderError::Cancelled) => return Ok(Next::Stop),
                 Err(e) => return self.fail(at, "model_error", e.to_string()).await,

@@ -15,8 +15,9 @@ use crate::api::{ApiError, QueryParams};
 use crate::app::AppState;
 use crate::config::Limits;
 
-/// Read buffer per socket: 4 KiB instead of tungstenite's 128 KiB.
-const READ_BUFFER: usize = 4 << 10;
+/// Read buffer per socket: 2 KiB instead of tungstenite's 128 KiB. Inbound frames are
+/// small commands; a larger one (up to `ws_frame_bytes`) is read in several chunks.
+const READ_BUFFER: usize = 2 << 10;
 /// Write buffer per socket (frames are batched, then flushed).
 const WRITE_BUFFER: usize = 8 << 10;
 

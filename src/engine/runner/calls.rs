@@ -7,22 +7,20 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{At, Runner};
+use super::Runner;
+use crate::bus::Frame;
 use crate::engine::policy::{self, Context, Selection};
 use crate::engine::prompt;
 use crate::engine::provider::{Completion, CompletionRequest, ModelProvider, ProviderError};
 use crate::flow::{AgentKind, Flow, SpeakerSelection};
-use crate::model::{Event, EventKind, now};
 
 /// Selector answers asked for before falling back to round robin.
 pub(super) const SELECTOR_ATTEMPTS: u32 = 3;
 
 /// Where streamed chunks go.
 struct DeltaTarget<'a> {
-    tenant: &'a str,
     message_id: &'a str,
     sender: &'a str,
 }
@@ -31,7 +29,6 @@ impl Runner<'_> {
     /// `agent`'s reply from `model`, streamed as `message.delta` events.
     pub(super) async fn call_agent(
         &self,
-        at: &At,
         flow: &Flow,
         agent: &str,
         model: &str,
@@ -43,7 +40,7 @@ impl Runner<'_> {
         })?;
         let provider = self.shared.models.resolve(flow, model)?;
         let request = prompt::agent_request(spec, &self.history);
-        let target = DeltaTarget { tenant: &at.tenant, message_id, sender: agent };
+        let target = DeltaTarget { message_id, sender: agent };
         self.stream(provider, request, Some(target)).await
     }
 
@@ -118,17 +115,7 @@ impl Runner<'_> {
         if delta.is_empty() {
             return;
         }
-        let event = Event {
-            seq: None,
-            chat_id: self.chat_id.to_owned(),
-            kind: EventKind::MessageDelta,
-            created_at: now(),
-            data: json!({
-                "message_id": target.message_id,
-                "sender": target.sender,
-                "delta": delta,
-            }),
-        };
-        self.shared.journal.publish(target.tenant, &event).await;
+        let frame = Frame::delta(self.chat_id, target.message_id, target.sender, &delta);
+        self.shared.journal.publish_ephemeral(frame).await;
     }
 }
