@@ -126,8 +126,14 @@ mod tests {
     fn a_delta_frame_reads_back_as_the_event_it_stands_for() {
         let frame = Frame::delta("chat_x", "msg_1", "writer", "Hel\"lo");
         let event: Event = serde_json::from_str(frame.json.as_str()).unwrap();
-        assert_eq!((event.seq, event.kind, event.chat_id.as_str()), (None, EventKind::MessageDelta, "chat_x"));
-        assert_eq!(event.data, serde_json::json!({"message_id": "msg_1", "sender": "writer", "delta": "Hel\"lo"}));
+        assert_eq!(
+            (event.seq, event.kind, event.chat_id.as_str()),
+            (None, EventKind::MessageDelta, "chat_x")
+        );
+        assert_eq!(
+            event.data,
+            serde_json::json!({"message_id": "msg_1", "sender": "writer", "delta": "Hel\"lo"})
+        );
         assert_eq!(Frame::parse(frame.bytes()).unwrap(), frame);
     }
 

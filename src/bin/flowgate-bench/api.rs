@@ -72,6 +72,17 @@ impl Target {
         })
     }
 
+    /// The same settings against another gateway (a second node).
+    pub fn on(&self, url: &str) -> Result<Self, BenchError> {
+        let common = Common {
+            url: url.to_owned(),
+            key: self.key.clone(),
+            connect_concurrency: self.connect_concurrency,
+            timeout_secs: 0,
+        };
+        Target::new(&common)
+    }
+
     async fn send(&self, what: &'static str, req: reqwest::RequestBuilder) -> Result<Value, BenchError> {
         let resp = req.send().await?;
         let status = resp.status().as_u16();

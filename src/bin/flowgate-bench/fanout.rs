@@ -52,6 +52,10 @@ pub struct FanoutArgs {
     /// The server's pid (for its CPU time); found from the port when absent.
     #[arg(long)]
     pid: Option<u32>,
+    /// Post the messages through this gateway instead (another node on the
+    /// same Redis), so every event crosses Redis on its way to the clients.
+    #[arg(long)]
+    post_url: Option<String>,
 }
 
 /// What one client saw.
@@ -74,6 +78,14 @@ pub async fn run(target: &Target, args: FanoutArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--subscribers, --chats, --events and --words must be at least 1"));
     }
     let pid = procfs::server_pid(args.pid, target.addr.port()).ok();
+    let other_node;
+    let poster = match &args.post_url {
+        Some(url) => {
+            other_node = target.on(url)?;
+            &other_node
+        }
+        None => target,
+    };
     let words = (args.words as u64).min(args.events) as usize;
     let replies = args.events.div_ceil(words as u64);
     let auto_replies = u32::try_from(replies - 1).map_err(|_| BenchError::Usage("--events is too large"))?;
@@ -93,7 +105,7 @@ pub async fn run(target: &Target, args: FanoutArgs) -> Result<(), BenchError> {
     let cpu_before = procfs::CpuClock::read(pid.as_deref());
     let started = Instant::now();
     futures::stream::iter(&chats)
-        .map(|c| target.post_message(&c.id, "go"))
+        .map(|c| poster.post_message(&c.id, "go"))
         .buffer_unordered(32)
         .try_collect::<Vec<u16>>()
         .await?;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One embedded node (SQLite + in-process bus) on 127.0.0.1:18080 with a fresh
+# data dir, then `flowgate-bench ARGS...` against it; stops the node after.
+#   cargo build --release --bins && scripts/bench-node.sh fanout --subscribers 1000 --chats 1 --events 10000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n 20000
+KEY=bench-key-0123456789abcdef
+DATA=$(mktemp -d)
+trap 'kill "$NODE" 2>/dev/null; wait "$NODE" 2>/dev/null; rm -rf "$DATA"' EXIT
+FLOWGATE_DATA_DIR=$DATA FLOWGATE_API_KEY=$KEY FLOWGATE_LISTEN=127.0.0.1:18080 FLOWGATE_LOG=warn \
+  FLOWGATE_LIMITS__WS_MAX_CONNECTIONS=20000 target/release/flowgate serve &
+NODE=$!
+for _ in $(seq 50); do curl -sf 127.0.0.1:18080/healthz >/dev/null && break; sleep 0.2; done
+FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18080 target/release/flowgate-bench "$@"
