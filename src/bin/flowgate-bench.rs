@@ -27,6 +27,8 @@ mod frame;
 mod idle;
 #[path = "flowgate-bench/latency.rs"]
 mod latency;
+#[path = "flowgate-bench/posts.rs"]
+mod posts;
 #[path = "flowgate-bench/procfs.rs"]
 mod procfs;
 #[path = "flowgate-bench/table.rs"]
@@ -67,6 +69,8 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     /// Publish-to-delivery latency at a paced delivery rate.
     Latency(latency::LatencyArgs),
+    /// Accepted `POST /messages` per second (each a durable commit).
+    Posts(posts::PostsArgs),
 }
 
 /// Why a scenario failed.
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
                 Scenario::Idle(args) => idle::run(&target, args).await,
                 Scenario::Fanout(args) => fanout::run(&target, args).await,
                 Scenario::Latency(args) => latency::run(&target, args).await,
+                Scenario::Posts(args) => posts::run(&target, args).await,
             }
         };
         tokio::time::timeout(bound, run).await.map_err(|_| BenchError::Timeout("--timeout-secs"))?
