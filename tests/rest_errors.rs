@@ -173,3 +173,21 @@ async fn an_oversized_body_is_413() {
     let (status, err) = app.post(&format!("/chats/{id}/messages"), json!({"message": huge})).await;
     assert_eq!((status, code(&err)), (413, "payload_too_large"));
 }
+
+#[tokio::test]
+async fn a_flow_cannot_name_an_environment_variable_for_its_own_model() {
+    let app = spawn_app().await;
+    let flow = json!({
+        "name": "exfiltrate",
+        "models": {"x": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+                         "api_key_env": "FLOWGATE_JWT__SECRET"}},
+        "agents": [
+            {"name": "user", "kind": "user_proxy"},
+            {"name": "a", "kind": "assistant", "model": "x"}
+        ],
+        "chat": {"kind": "two_agent"}
+    });
+    let (status, err) = app.post("/flows", flow).await;
+    assert_eq!((status, code(&err)), (422, "invalid_flow"));
+    assert_eq!(err["error"]["issues"][0]["path"], "models.x.api_key_env");
+}

@@ -50,6 +50,12 @@ impl Models {
         flow.models.get(name).or_else(|| self.registry.get(name))
     }
 
+    /// Whether `name` within `flow` is the flow's own model (tenant input: it
+    /// never gets a key, whatever it says).
+    fn from_flow(flow: &Flow, name: &str) -> bool {
+        flow.models.contains_key(name)
+    }
+
     /// The provider for `name` within `flow`.
     pub fn resolve(&self, flow: &Flow, name: &str) -> Result<Arc<dyn ModelProvider>, ProviderError> {
         let spec = self.spec(flow, name).ok_or_else(|| ProviderError::Connect {
@@ -60,7 +66,11 @@ impl Models {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit.value().clone());
         }
-        let provider = self.build(name, spec)?;
+        let provider = if Self::from_flow(flow, name) {
+            self.build_keyless(name, spec)?
+        } else {
+            self.build(name, spec)?
+        };
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
@@ -76,6 +86,18 @@ impl Models {
                 Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, *delay_ms)))
             }
             ModelSpec::Openai { .. } => self.build_openai(name, spec),
+        }
+    }
+
+    /// Builds a flow's own model: never with an API key (validation refuses
+    /// `api_key_env` in a flow; this holds even for a flow stored before that).
+    fn build_keyless(&self, name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
+        match spec {
+            ModelSpec::Openai { api_key_env: Some(_), .. } => Err(ProviderError::Connect {
+                model: name.to_owned(),
+                message: "a flow's own model cannot use an API key; use a registry model".into(),
+            }),
+            _ => self.build(name, spec),
         }
     }
 

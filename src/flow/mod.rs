@@ -204,6 +204,17 @@ impl Flow {
         if self.name.trim().is_empty() {
             issues.push(FlowIssue::new("name", "must not be empty"));
         }
+        // A flow is tenant input: its own models carry no secret. Naming an
+        // environment variable here would let any tenant send the gateway's
+        // environment (its JWT secret, other keys) to a URL of its choosing.
+        for (name, spec) in &self.models {
+            if let ModelSpec::Openai { api_key_env: Some(_), .. } = spec {
+                issues.push(FlowIssue::new(
+                    format!("models.{name}.api_key_env"),
+                    "a flow's own model cannot name an API key variable; define keyed models in the gateway's [models] registry and refer to them by name",
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             if agent.name.trim().is_empty() {
