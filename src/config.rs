@@ -123,6 +123,9 @@ impl Default for ClusterConfig {
 pub struct Limits {
     /// Largest REST request body, bytes.
     pub max_body_bytes: usize,
+    /// Longest user message or human input, bytes (422 above it). The
+    /// outbound queue holds at least four, so one never trips the 4008 bound.
+    pub max_message_bytes: usize,
     /// Largest inbound WebSocket frame, bytes (close 4009 above it).
     pub ws_frame_bytes: usize,
     /// Subscriptions per WebSocket connection.
@@ -143,6 +146,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            max_message_bytes: 256 << 10,
             ws_frame_bytes: 64 << 10,
             ws_max_subscriptions: 128,
             ws_outbound_queue_bytes: 1 << 20,
@@ -268,6 +272,12 @@ impl Config {
         }
         if self.cluster.lease_ttl_secs < 1 || self.cluster.sweep_secs < 1 {
             return bad("cluster", "lease_ttl_secs and sweep_secs must be at least 1");
+        }
+        if l.max_message_bytes == 0 || l.ws_outbound_queue_bytes < 4 * l.max_message_bytes {
+            return bad(
+                "limits.ws_outbound_queue_bytes",
+                "must hold at least four messages: 4 × limits.max_message_bytes",
+            );
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

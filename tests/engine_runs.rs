@@ -215,9 +215,9 @@ async fn an_invalid_flow_fails_the_run_with_flow_invalid() {
 async fn a_model_that_cannot_be_called_fails_the_run_with_model_error() {
     let h = Harness::new().await;
     let mut flow = two_agent("NEVER", &["a"], json!({}));
+    // Nothing listens on port 9: the call cannot connect.
     flow["models"]["writer_model"] = json!({
-        "provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
-        "api_key_env": "FLOWGATE_ENGINE_TEST_UNSET_KEY"
+        "provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "timeout_secs": 5
     });
     let chat = h.chat(flow).await;
     let mut w = h.watch(&chat).await;

@@ -140,6 +140,7 @@ async fn a_slow_client_is_cut_off_with_4008_while_a_fast_one_gets_everything() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path().to_path_buf());
     config.limits.ws_outbound_queue_bytes = 64 * 1024;
+    config.limits.max_message_bytes = 16 * 1024;
     // Small kernel buffers, so a client that never reads fills them fast.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_send_buffer_size(8 * 1024).unwrap();
@@ -260,4 +261,29 @@ async fn a_long_poll_answers_when_a_message_lands_and_empty_after_its_wait() {
         .expect("the long-poll answers before its 30 s wait");
     assert_eq!(status, 200);
     assert_eq!(page["data"][0]["content"], "wake up");
+}
+
+#[tokio::test]
+async fn a_message_at_the_size_cap_reaches_its_subscriber_and_one_over_it_is_refused() {
+    // The smallest queue the config allows for 16 KiB messages.
+    let app = spawn_configured(|c| {
+        c.limits.max_message_bytes = 16 * 1024;
+        c.limits.ws_outbound_queue_bytes = 64 * 1024;
+    })
+    .await;
+    app.put_flow("f", support::flows::two_agent("NEVER", &["ok TERMINATE"])).await;
+    let chat = app.create_chat("f").await;
+    let mut ws = connect(&app, &format!("/chats/{chat}/ws")).await;
+    ws.next().await;
+    let (status, err) =
+        app.post(&format!("/chats/{chat}/messages"), json!({"message": "x".repeat(16 * 1024 + 1)})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (422, Some("message")));
+    let big = "x".repeat(16 * 1024);
+    app.say(&chat, &big).await;
+    let frames = ws.until_status("completed").await;
+    assert!(frames.iter().any(|f| f["data"]["content"].as_str().map(str::len) == Some(big.len())));
+    // A reconnect replays it too, without a 4008.
+    let mut again = connect(&app, &format!("/chats/{chat}/ws")).await;
+    let replay = again.until_status("completed").await;
+    assert!(replay.iter().any(|f| f["data"]["content"].as_str().map(str::len) == Some(big.len())));
 }

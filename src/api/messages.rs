@@ -31,17 +31,20 @@ pub struct MessageBody {
 
 impl MessageBody {
     /// The text; a missing or blank one is a 422 naming `message`.
-    pub fn text(&self) -> Result<&str, ApiError> {
-        required_text(self.message.as_deref().or(self.content.as_deref()))
+    pub fn text(&self, max_bytes: usize) -> Result<&str, ApiError> {
+        required_text(self.message.as_deref().or(self.content.as_deref()), max_bytes)
     }
 }
 
-/// A message or input text as every route and socket op requires it: present
-/// and not blank, else a 422 naming `message`.
-pub fn required_text(text: Option<&str>) -> Result<&str, ApiError> {
+/// A message or input text as every route and socket op requires it:
+/// present, not blank, at most `max_bytes`; else a 422 naming `message`.
+pub fn required_text(text: Option<&str>, max_bytes: usize) -> Result<&str, ApiError> {
     match text {
         None => Err(ApiError::invalid("message", "message is required")),
         Some(t) if t.trim().is_empty() => Err(ApiError::invalid("message", "message must not be empty")),
+        Some(t) if t.len() > max_bytes => {
+            Err(ApiError::invalid("message", format!("message is longer than {max_bytes} bytes")))
+        }
         Some(t) => Ok(t),
     }
 }
@@ -55,7 +58,10 @@ pub async fn post(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let message = state.chats.post_message(&caller.tenant, &chat_id, body.text()?).await?;
+    let message = state
+        .chats
+        .post_message(&caller.tenant, &chat_id, body.text(state.config.limits.max_message_bytes)?)
+        .await?;
     Metrics::inc(&state.metrics.messages_posted);
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
@@ -116,7 +122,7 @@ pub async fn input(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_chat(&caller, &chat_id)?;
-    let text = if body.auto_reply { None } else { Some(body.text()?) };
+    let text = if body.auto_reply { None } else { Some(body.text(state.config.limits.max_message_bytes)?) };
     let chat = state.chats.submit_input(&caller.tenant, &chat_id, body.request_id.as_deref(), text).await?;
     Ok((StatusCode::ACCEPTED, Json(chat)))
 }

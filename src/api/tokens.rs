@@ -38,7 +38,8 @@ pub async fn mint(
     let jwt = state.auth.jwt();
     let (token, exp) = jwt.mint_chat_token(&caller.tenant, &chat_id, body.ttl_secs);
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0).map(crate::model::Timestamp);
-    let expires_in = body.ttl_secs.unwrap_or(jwt.chat_ttl_secs());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let expires_in = exp.saturating_sub(now);
     Ok((
         StatusCode::CREATED,
         Json(json!({"token": token, "chat_id": chat_id, "expires_at": expires_at, "expires_in": expires_in})),

@@ -44,17 +44,18 @@ impl MemoryBus {
 
 /// Holds a channel's sender alive; the map entry goes when the last one drops.
 struct Guard {
-    _sender: Arc<broadcast::Sender<Arc<Frame>>>,
+    sender: Option<Arc<broadcast::Sender<Arc<Frame>>>>,
     channel: Channel,
     channels: Weak<Senders>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Let go of our sender first, so two last guards dropping at once can
+        // each see the count reach zero (the map holds only a Weak).
+        drop(self.sender.take());
         if let Some(map) = self.channels.upgrade() {
-            // The map holds only a Weak; remove it once no guard holds the sender
-            // (our own Arc is still alive here, hence `<= 1`).
-            map.remove_if(&self.channel, |_, weak| weak.strong_count() <= 1);
+            map.remove_if(&self.channel, |_, weak| weak.strong_count() == 0);
         }
     }
 }
@@ -83,8 +84,11 @@ impl Bus for MemoryBus {
             }
         };
         let receiver = sender.subscribe();
-        let guard =
-            Guard { _sender: sender, channel: channel.clone(), channels: Arc::downgrade(&self.channels) };
+        let guard = Guard {
+            sender: Some(sender),
+            channel: channel.clone(),
+            channels: Arc::downgrade(&self.channels),
+        };
         Ok(Subscription { receiver, resync: self.resync.subscribe(), guard: Box::new(guard) })
     }
 

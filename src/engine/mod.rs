@@ -27,7 +27,10 @@ use crate::chats::Journal;
 use crate::flow::ModelSpec;
 use crate::model::EventKind;
 use crate::store::StoreResult;
-use lease::{Lease, Leases};
+use lease::{Lease, LeaseError, Leases};
+
+/// Lease attempts, 50 ms apart, before leaving a run to the node that holds it.
+const ACQUIRE_TRIES: u32 = 10;
 
 pub mod lease;
 pub mod models;
@@ -191,7 +194,7 @@ impl Engine {
 /// registry unless it was kicked meanwhile.
 async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: CancellationToken) {
     loop {
-        match shared.leases.acquire(&chat_id).await {
+        match acquire(&shared, &chat_id, &cancel).await {
             Ok(Some(lease)) => {
                 // Each drive has its own token, fired by a cancel or delete
                 // committed anywhere (this node or another, through the bus) or
@@ -224,6 +227,25 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
             return;
         }
     }
+}
+
+/// Takes the chat's lease. A `None` is retried for a moment: right after a
+/// local cancel the stopped task may still be giving the lease back.
+async fn acquire(
+    shared: &Shared,
+    chat_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Option<Lease>, LeaseError> {
+    for _ in 0..ACQUIRE_TRIES {
+        if let Some(lease) = shared.leases.acquire(chat_id).await? {
+            return Ok(Some(lease));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Renews the lease while the drive runs; fires `drive` once it is lost or

@@ -71,6 +71,11 @@ impl<S: FrameSink> Follow<'_, S> {
         if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
             return end;
         }
+        // A delete between the caller's check and our subscribe (or during a
+        // bus outage) published a `chat.deleted` this feed never saw.
+        if let Some(end) = self.gone(last).await {
+            return end;
+        }
         loop {
             let received = tokio::select! {
                 biased;
@@ -80,6 +85,9 @@ impl<S: FrameSink> Follow<'_, S> {
                         return FeedEnd::Resubscribe("the live feed closed".into());
                     }
                     if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                        return end;
+                    }
+                    if let Some(end) = self.gone(last).await {
                         return end;
                     }
                     continue;
@@ -128,6 +136,27 @@ impl<S: FrameSink> Follow<'_, S> {
         }
         *last = seq;
         deleted.then_some(FeedEnd::Deleted)
+    }
+
+    /// If the chat no longer exists, delivers the `chat.deleted` its feed
+    /// missed and ends; `None` while it exists (or cannot be checked: the next
+    /// read will tell).
+    async fn gone(&mut self, last: u64) -> Option<FeedEnd> {
+        match self.journal.store.get_chat(self.chat_id).await {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return None,
+        }
+        let deleted = crate::model::Event {
+            seq: Some(last + 1),
+            chat_id: self.chat_id.to_owned(),
+            kind: EventKind::ChatDeleted,
+            created_at: crate::model::now(),
+            data: serde_json::json!({}),
+        };
+        if !self.sink.push(Frame::from_event(&deleted)) {
+            return Some(FeedEnd::SinkClosed);
+        }
+        Some(FeedEnd::Deleted)
     }
 
     /// Delivers stored events after `last`, up to `up_to`, advancing `last`.

@@ -156,8 +156,10 @@ impl Outbox {
             return false;
         }
         let len = text.len();
-        let total = self.queue.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if total > self.limit {
+        let before = self.queue.queued.fetch_add(len, Ordering::AcqRel);
+        // One frame always fits an empty queue, however large: a big event must
+        // not cut off every subscriber of its chat (and again on every replay).
+        if before > 0 && before + len > self.limit {
             self.closer.close_slow(&self.metrics, format!("too slow: over {} bytes queued", self.limit));
             return false;
         }
@@ -244,12 +246,24 @@ pub async fn write_loop(
                 }
             }
             _ = tick.tick() => {
-                let since = live.epoch.elapsed().as_millis() as u64 - live.last_pong_ms.load(Ordering::Relaxed);
+                let now = live.epoch.elapsed().as_millis() as u64;
+                let since = now.saturating_sub(live.last_pong_ms.load(Ordering::Relaxed));
                 if since > live.pong_timeout.as_millis() as u64 {
                     closer.close(code::PONG_TIMEOUT, "no pong in time");
                     break;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() { break }
+                // Like a batch: bounded, and never in the way of a close.
+                let ping = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Default::default())));
+                let sent = tokio::select! {
+                    biased;
+                    _ = closer.token().cancelled() => break,
+                    sent = ping => sent,
+                };
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => { closer.close(code::NORMAL, "socket closed"); break }
+                    Err(_) => { closer.close_slow(&metrics, "too slow: ping stalled"); break }
+                }
             }
         }
     }

@@ -115,12 +115,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
                 break;
             }
             Some(Err(e)) => {
-                let too_large = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string())
-                    .contains("too long")
-                    || e.to_string().contains("Space limit");
-                if too_large {
+                if is_too_large(e) {
                     closer.close(code::TOO_LARGE, "frame too large");
                 } else {
                     closer.close(code::NORMAL, "read error");
@@ -316,7 +311,7 @@ impl Session {
         text: Option<String>,
     ) -> Result<(), ApiError> {
         let id = self.target(chat_id)?;
-        let text = required_text(text.as_deref())?.to_owned();
+        let text = required_text(text.as_deref(), self.state.config.limits.max_message_bytes)?.to_owned();
         self.check_chat(&id).await?;
         let message = self.state.chats.post_message(&self.caller.tenant, &id, &text).await?;
         self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
@@ -333,7 +328,9 @@ impl Session {
         let id = self.target(chat_id)?;
         let text = match text {
             None => None,
-            Some(t) => Some(required_text(t.as_deref())?.to_owned()),
+            Some(t) => {
+                Some(required_text(t.as_deref(), self.state.config.limits.max_message_bytes)?.to_owned())
+            }
         };
         self.check_chat(&id).await?;
         let chat = self
@@ -352,4 +349,10 @@ impl Session {
         self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
+}
+
+/// Whether a read failed because a frame or message went over the size limit.
+fn is_too_large(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    e.into_inner().downcast_ref::<Error>().is_some_and(|e| matches!(e, Error::Capacity(_)))
 }

@@ -1,7 +1,7 @@
 //! The WebSocket upgrade routes. Authentication, the tenant check of a bound
 //! chat and the connection limit all happen before the upgrade: an
 //! unauthenticated or refused request gets an HTTP error and never reaches the
-//! hub. Buffers are tuned small (4 KiB read, 8 KiB write).
+//! hub. Buffers are tuned small (2 KiB read, 8 KiB write).
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
