@@ -156,6 +156,9 @@ async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
     let store = app.state.store.as_ref();
     match cmd {
         KeysCommand::Create { tenant, name, environment } => {
+            if !flowgate::auth::valid_tenant(&tenant) {
+                return Err("--tenant must be 1 to 64 of [A-Za-z0-9_.-]".into());
+            }
             let (key, secret) = flowgate::auth::create_key(store, &tenant, &name, environment).await?;
             if demo {
                 register_demo(store, &tenant).await?;

@@ -205,3 +205,23 @@ async fn human_input_over_the_socket_resumes_the_run_and_rest_agrees() {
     let humans = app.messages(&chat).await.into_iter().filter(|m| m["role"] == "human_input").count();
     assert_eq!(humans, 2);
 }
+
+#[tokio::test]
+async fn a_socket_whose_key_is_revoked_closes_with_4001_at_its_next_command() {
+    let app = spawn_app().await;
+    let (_, key) = app.post("/api-keys", json!({"name": "short-lived"})).await;
+    let mut ws = connect_with(&app, "/ws", key["secret"].as_str()).await.unwrap();
+    assert_eq!(ws.call(json!({"op": "watch_status"})).await["type"], "ack");
+    let (status, _) = app.delete(&format!("/api-keys/{}", key["id"].as_str().unwrap())).await;
+    assert_eq!(status, 204);
+    ws.send(json!({"op": "watch_status"})).await;
+    assert_eq!(ws.closed().await, Ended::Closed(4001));
+}
+
+#[tokio::test]
+async fn a_token_for_a_malformed_tenant_is_refused() {
+    let app = spawn_app().await;
+    let bad = jwt(json!({"sub": "acme}:chats", "exp": now() + 60}));
+    let resp = reqwest::Client::new().get(app.url("/chats")).bearer_auth(bad).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+}

@@ -62,6 +62,15 @@ pub struct Caller {
     pub scope: Scope,
     /// The API key used, if any.
     pub key_id: Option<String>,
+    /// That key's hash, to check a long-lived socket's key is still valid.
+    pub key_hash: Option<String>,
+}
+
+/// Whether a tenant name is usable: 1 to 64 of `[A-Za-z0-9_.-]` (it becomes
+/// part of store keys and Redis hash tags, where a brace would change slots).
+pub fn valid_tenant(tenant: &str) -> bool {
+    (1..=64).contains(&tenant.len())
+        && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 impl Caller {
@@ -101,6 +110,15 @@ impl Authenticator {
         &self.jwt
     }
 
+    /// Whether a caller's credential still holds: a deleted API key does not
+    /// (tokens hold until they expire, which the socket's caller checked once).
+    pub async fn still_valid(&self, caller: &Caller) -> bool {
+        match &caller.key_hash {
+            Some(hash) => matches!(self.store.key_by_hash(hash).await, Ok(Some(_))),
+            None => true,
+        }
+    }
+
     /// Authenticates from headers, or from a `?token=` (a JWT; API keys are
     /// never accepted in a URL).
     pub async fn authenticate(
@@ -133,14 +151,19 @@ impl Authenticator {
         let claims = self.jwt.verify(token)?;
         let tenant = claims.tenant().unwrap_or_default().to_owned();
         let scope = claims.chat_id.map_or(Scope::Tenant, Scope::Chat);
-        Ok(Caller { tenant, scope, key_id: None })
+        if !valid_tenant(&tenant) {
+            return Err(AuthError::InvalidToken(jwt::JwtError::Invalid(
+                "the tenant must be 1 to 64 of [A-Za-z0-9_.-]".into(),
+            )));
+        }
+        Ok(Caller { tenant, scope, key_id: None, key_hash: None })
     }
 
     async fn api_key(&self, secret: &str) -> Result<Caller, AuthError> {
         let hash = keys::hash_secret(secret);
         let key = self.store.key_by_hash(&hash).await?.ok_or(AuthError::InvalidKey)?;
         self.touch(&key).await;
-        Ok(Caller { tenant: key.tenant, scope: Scope::Tenant, key_id: Some(key.id) })
+        Ok(Caller { tenant: key.tenant, scope: Scope::Tenant, key_id: Some(key.id), key_hash: Some(hash) })
     }
 
     async fn touch(&self, key: &ApiKey) {

@@ -33,6 +33,8 @@ pub mod code {
     pub const GOING_AWAY: u16 = 1001;
     /// No pong in time.
     pub const PONG_TIMEOUT: u16 = 4000;
+    /// Unauthenticated (the key was revoked while the socket was open).
+    pub const UNAUTHENTICATED: u16 = 4001;
     /// Chat gone.
     pub const CHAT_GONE: u16 = 4004;
     /// Too slow: outbound queue over its bound.

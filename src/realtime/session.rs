@@ -169,6 +169,10 @@ impl Session {
             }
         };
         let r = reference.as_ref();
+        // A key deleted since the upgrade ends the socket at its next command.
+        if !matches!(op, Op::Ping) && !self.state.auth.still_valid(&self.caller).await {
+            return self.outbox.closer().close(code::UNAUTHENTICATED, "the API key was revoked");
+        }
         let result = match op {
             Op::Ping => {
                 self.outbox.push(protocol::pong(r));
