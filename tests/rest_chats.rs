@@ -8,6 +8,10 @@ use serde_json::json;
 use support::app::{spawn_app, statuses};
 use support::flows::two_agent;
 
+/// The statuses of a chat whose run asks the human twice, then completes.
+const ASKED_TWICE_THEN_COMPLETED: [&str; 7] =
+    ["ready", "running", "wait_for_human_input", "running", "wait_for_human_input", "running", "completed"];
+
 #[tokio::test]
 async fn the_seeds_six_steps_work_against_the_demo_flow() {
     let app = spawn_app().await;
@@ -36,18 +40,7 @@ async fn the_seeds_six_steps_work_against_the_demo_flow() {
     // Step 5: answer; the run continues, then `exit` completes it.
     app.answer_then(&id, "Hello, FlowGen!", ChatStatus::WaitForHumanInput).await;
     let events = app.answer_then(&id, "exit", ChatStatus::Completed).await;
-    assert_eq!(
-        statuses(&events),
-        [
-            "ready",
-            "running",
-            "wait_for_human_input",
-            "running",
-            "wait_for_human_input",
-            "running",
-            "completed"
-        ]
-    );
+    assert_eq!(statuses(&events), ASKED_TWICE_THEN_COMPLETED);
     // Step 6: delete it.
     let (status, _) = app.delete(&format!("/chats/{id}")).await;
     assert_eq!(status, 204);
@@ -257,18 +250,7 @@ async fn each_human_input_mode_gives_its_status_sequence() {
     app.wait_for_status(&chat, 0, ChatStatus::WaitForHumanInput).await;
     app.answer_then(&chat, "more", ChatStatus::WaitForHumanInput).await;
     let events = app.answer_then(&chat, "exit", ChatStatus::Completed).await;
-    assert_eq!(
-        statuses(&events),
-        [
-            "ready",
-            "running",
-            "wait_for_human_input",
-            "running",
-            "wait_for_human_input",
-            "running",
-            "completed"
-        ]
-    );
+    assert_eq!(statuses(&events), ASKED_TWICE_THEN_COMPLETED);
     // NEVER: no question; the proxy's auto-reply limit (2) ends the run.
     app.put_flow("never", two_agent("NEVER", &["one", "two"])).await;
     let chat = app.create_chat("never").await;
