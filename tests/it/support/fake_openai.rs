@@ -2,7 +2,7 @@
 //! 127.0.0.1, port 0. Each request to `POST /v1/chat/completions` is answered
 //! by the next scripted [`Behaviour`] and recorded (path, headers, JSON body).
 //!
-//! Include it with `#[path = "support/fake_openai.rs"] mod fake_openai;`.
+//! Used as `crate::support::fake_openai`.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};

@@ -4,11 +4,7 @@
 //! WebSocket protocol names the server's ops and close codes, and its examples
 //! fit its schemas. `openapi/live.rs` then checks the running server against it.
 
-mod support;
-
-#[path = "openapi/doc.rs"]
 mod doc;
-#[path = "openapi/live.rs"]
 mod live;
 
 use std::collections::{BTreeMap, BTreeSet};

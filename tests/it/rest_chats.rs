@@ -1,12 +1,10 @@
 //! The FlowGen chat API over real HTTP: the seed's walkthrough against the demo
 //! flow, every route's happy path under `/` and `/v1`, pages and cursors.
 
-mod support;
-
+use crate::support::app::{spawn_app, statuses};
+use crate::support::flows::two_agent;
 use flowgate::model::ChatStatus;
 use serde_json::json;
-use support::app::{spawn_app, statuses};
-use support::flows::two_agent;
 
 /// The statuses of a chat whose run asks the human twice, then completes.
 const ASKED_TWICE_THEN_COMPLETED: [&str; 7] =
@@ -205,7 +203,7 @@ async fn flows_can_be_registered_listed_shown_replaced_and_deleted() {
     let mut changed = two_agent("ALWAYS", &["y"]);
     changed["name"] = json!("renamed");
     let (status, replaced) =
-        support::app::send(app.client.put(app.url(&format!("/flows/{id}"))).json(&changed)).await;
+        crate::support::app::send(app.client.put(app.url(&format!("/flows/{id}"))).json(&changed)).await;
     assert_eq!((status, replaced["name"].as_str()), (200, Some("renamed")));
     let (status, _) = app.delete(&format!("/flows/{id}")).await;
     assert_eq!(status, 204);
@@ -225,8 +223,8 @@ async fn api_keys_are_created_once_listed_without_secrets_and_deleted() {
     let text = list.to_string();
     assert!(!text.contains(&secret) && !text.contains("hash"));
     assert!(list["data"].as_array().unwrap().iter().any(|k| k["id"] == key["id"]));
-    let other = support::app::client_with_key(&secret);
-    let (status, _) = support::app::send(other.get(app.url("/chats"))).await;
+    let other = crate::support::app::client_with_key(&secret);
+    let (status, _) = crate::support::app::send(other.get(app.url("/chats"))).await;
     assert_eq!(status, 200);
     let (status, _) = app.delete(&format!("/api-keys/{}", key["id"].as_str().unwrap())).await;
     assert_eq!(status, 204);

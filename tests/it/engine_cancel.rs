@@ -2,14 +2,12 @@
 //! as another node would, without this node's `Engine::stop`) stops the
 //! in-flight model call of the run at once.
 
-mod support;
-
+use crate::support::app::{WAIT, spawn_app};
 use flowgate::bus::Channel;
 use flowgate::chats::transitions;
 use flowgate::model::{ChatStatus, EventKind};
-use support::app::{WAIT, spawn_app};
 
-async fn until_no_runs(app: &support::app::TestApp) {
+async fn until_no_runs(app: &crate::support::app::TestApp) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while app.state.engine.active_runs() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "the runner did not stop");
@@ -17,10 +15,10 @@ async fn until_no_runs(app: &support::app::TestApp) {
     }
 }
 
-async fn streaming_chat(app: &support::app::TestApp) -> String {
+async fn streaming_chat(app: &crate::support::app::TestApp) -> String {
     // 10 words at 1.5 s each: a 15 s stream, longer than any wait here, so
     // only a prompt stop can pass these tests.
-    app.put_flow("slow", support::flows::slow(1500)).await;
+    app.put_flow("slow", crate::support::flows::slow(1500)).await;
     let chat = app.create_chat("slow").await;
     let mut sub = app.state.bus.subscribe(&Channel::Chat(chat.clone())).await.unwrap();
     app.say(&chat, "go").await;

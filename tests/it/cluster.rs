@@ -3,17 +3,15 @@
 //! the requests spread, a run that survives its node's death, and a Redis
 //! restart that loses nothing. Each test starts its own `redis-server`.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::app::{KEY, TestApp, send, spawn_configured};
+use crate::support::redis_server::RedisServer;
+use crate::support::ws::{assert_contiguous, connect, seqs};
 use flowgate::config::StoreKind;
 use flowgate::model::{ChatStatus, EventKind};
 use serde_json::{Value, json};
-use support::app::{KEY, TestApp, send, spawn_configured};
-use support::redis_server::RedisServer;
-use support::ws::{assert_contiguous, connect, seqs};
 
 /// A gateway node on `redis`, with short leases so takeovers are quick.
 async fn node(redis: &RedisServer, name: &str) -> TestApp {
@@ -56,7 +54,7 @@ async fn assert_once_each(app: &TestApp, chat: &str) {
 async fn a_socket_on_node_b_gets_every_event_of_a_chat_driven_through_node_a() {
     let Some(redis) = RedisServer::start() else { return };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
-    a.put_flow("f", support::flows::two_agent("NEVER", &["one", "two"])).await;
+    a.put_flow("f", crate::support::flows::two_agent("NEVER", &["one", "two"])).await;
     let chat = a.create_chat("f").await;
     let mut ws = connect(&b, &format!("/chats/{chat}/ws")).await;
     assert_eq!(ws.next().await["type"], "subscribed");
@@ -78,7 +76,7 @@ async fn input_on_b_resumes_a_run_started_on_a_and_cancel_on_b_stops_a_run_on_a(
     b.answer(&chat, "exit").await;
     a.wait_for_status(&chat, last, ChatStatus::Completed).await;
     // A long stream driven by A, cancelled through B.
-    b.put_flow("slow", support::flows::slow(1500)).await;
+    b.put_flow("slow", crate::support::flows::slow(1500)).await;
     let chat = a.create_chat("slow").await;
     a.say(&chat, "go").await;
     a.wait_for(&chat, |e| e.kind == EventKind::RunStarted).await;
@@ -93,7 +91,7 @@ async fn input_on_b_resumes_a_run_started_on_a_and_cancel_on_b_stops_a_run_on_a(
 async fn twenty_posts_spread_over_two_nodes_start_one_run() {
     let Some(redis) = RedisServer::start() else { return };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
-    a.put_flow("slow", support::flows::slow(50)).await;
+    a.put_flow("slow", crate::support::flows::slow(50)).await;
     let chat = a.create_chat("slow").await;
     let posts = (0..20).map(|i| {
         let app = if i % 2 == 0 { &a } else { &b };
@@ -128,7 +126,7 @@ impl ProcessNode {
             .env("FLOWGATE_REDIS_URL", redis.url())
             .env("FLOWGATE_NODE_ID", "process-a")
             .env("FLOWGATE_API_KEY", KEY)
-            .env("FLOWGATE_JWT__SECRET", support::app::JWT_SECRET)
+            .env("FLOWGATE_JWT__SECRET", crate::support::app::JWT_SECRET)
             .env("FLOWGATE_CLUSTER__LEASE_TTL_SECS", "2")
             .env("FLOWGATE_CLUSTER__SWEEP_SECS", "1")
             .env("FLOWGATE_LOG", "warn")
@@ -148,7 +146,7 @@ async fn a_run_whose_node_is_killed_is_finished_by_another_with_every_message_on
     let Some(redis) = RedisServer::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let b = node(&redis, "b").await;
-    b.put_flow("slow", support::flows::slow(100)).await;
+    b.put_flow("slow", crate::support::flows::slow(100)).await;
     // A control chat, run undisturbed on B, gives the expected conversation.
     let control = b.create_chat("slow").await;
     b.say(&control, "go").await;
@@ -174,7 +172,7 @@ async fn a_run_whose_node_is_killed_is_finished_by_another_with_every_message_on
 async fn a_redis_restart_mid_stream_loses_nothing_and_writes_fail_retryably_meanwhile() {
     let Some(mut redis) = RedisServer::start_with_aof() else { return };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
-    a.put_flow("slow", support::flows::slow(60)).await;
+    a.put_flow("slow", crate::support::flows::slow(60)).await;
     let chat = a.create_chat("slow").await;
     let mut ws = connect(&b, &format!("/chats/{chat}/ws")).await;
     assert_eq!(ws.next().await["type"], "subscribed");

@@ -2,7 +2,7 @@
 //! snapshots, optionally an append-only file in a temp dir, killed on drop.
 //! Never touches a system Redis.
 //!
-//! Include it with `#[path = "support/redis_server.rs"] mod redis_server;`.
+//! Used as `crate::support::redis_server`.
 //! Without a `redis-server` binary, [`RedisServer::start`] prints a loud
 //! `SKIPPED` line and returns `None`, unless `FLOWGATE_REQUIRE_REDIS=1`, when
 //! it panics instead (CI).

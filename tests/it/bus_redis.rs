@@ -7,8 +7,7 @@
 //! Without a `redis-server` binary every test prints `SKIPPED` and passes,
 //! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use crate::support::redis_server;
 
 use std::future::Future;
 use std::sync::Arc;

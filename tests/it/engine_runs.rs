@@ -2,9 +2,7 @@
 //! `MemoryBus`, with scripted models. Each test reads as the contract (§3, §4)
 //! and `docs/flows.md` promise.
 
-#[path = "engine_runs/groups.rs"]
 mod groups;
-#[path = "engine_runs/harness.rs"]
 mod harness;
 
 use flowgate::model::{EventKind, Role};

@@ -8,9 +8,9 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::doc::{self, Doc};
-use super::support::app::{KEY, TestApp, WAIT, spawn_app};
-use super::support::flows::two_agent;
-use super::support::ws;
+use crate::support::app::{KEY, TestApp, WAIT, spawn_app};
+use crate::support::flows::two_agent;
+use crate::support::ws;
 
 /// The route template of a concrete path (`/chats/chat_1/ws` →
 /// `/chats/{chat_id}/ws`), from `ROUTES`.

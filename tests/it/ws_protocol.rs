@@ -1,13 +1,11 @@
 //! The WebSocket protocol (contract §5) over a real socket: every op's reply,
 //! every refusal, and a connection that stays usable after bad frames.
 
-mod support;
-
+use crate::support::app::{JWT_SECRET, spawn_app, spawn_configured};
+use crate::support::flows::two_agent;
+use crate::support::ws::{Ended, connect, connect_with};
 use futures::SinkExt;
 use serde_json::json;
-use support::app::{JWT_SECRET, spawn_app, spawn_configured};
-use support::flows::two_agent;
-use support::ws::{Ended, connect, connect_with};
 use tokio_tungstenite::tungstenite::Message;
 
 fn now() -> u64 {
@@ -48,7 +46,7 @@ async fn every_op_gets_its_reply() {
 #[tokio::test]
 async fn refused_commands_get_the_rest_error_codes() {
     let app = spawn_app().await;
-    app.put_flow("slow", support::flows::slow(30)).await;
+    app.put_flow("slow", crate::support::flows::slow(30)).await;
     let chat = app.create_chat("slow").await;
     let mut ws = connect(&app, "/ws").await;
     let cases = [
@@ -117,7 +115,7 @@ async fn an_unauthenticated_or_badly_tokened_upgrade_is_401() {
         format!("/ws?token={expired}"),
         format!("/ws?token={wrong}"),
         format!("/chats/{chat}/ws?token={expired}"),
-        format!("/ws?token={}", support::app::KEY),
+        format!("/ws?token={}", crate::support::app::KEY),
     ] {
         let refused = connect_with(&app, &path, None).await.err().expect("refused");
         assert_eq!(
@@ -179,7 +177,7 @@ async fn subscriptions_and_connections_are_limited() {
         "too_many_subscriptions"
     );
     let _second = connect(&app, "/ws").await;
-    let refused = connect_with(&app, "/ws", Some(support::app::KEY)).await.err().unwrap();
+    let refused = connect_with(&app, "/ws", Some(crate::support::app::KEY)).await.err().unwrap();
     assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (503, Some("too_many_connections")));
 }
 

@@ -3,13 +3,11 @@
 //! subscribes that race a run; slow clients are cut off without slowing
 //! anyone; deleted chats close their sockets.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
+use crate::support::app::{WAIT, spawn_app, spawn_configured, spawn_on, test_config};
+use crate::support::ws::{Ended, assert_contiguous, connect, seqs};
 use serde_json::{Value, json};
-use support::app::{spawn_app, spawn_configured, spawn_on, test_config};
-use support::ws::{Ended, assert_contiguous, connect, seqs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A flow whose assistant streams `words` words per reply, `replies` times.
@@ -126,7 +124,7 @@ async fn deleting_a_chat_closes_its_socket_with_4004_and_tells_the_multiplexed_o
     assert_eq!(multi.call(json!({"op": "ping"})).await["type"], "pong");
     let mut last = Vec::new();
     let end = loop {
-        match bound.next_or_end(support::app::WAIT).await {
+        match bound.next_or_end(WAIT).await {
             Ok(v) => last.push(v),
             Err(end) => break end,
         }
@@ -156,7 +154,7 @@ async fn a_slow_client_is_cut_off_with_4008_while_a_fast_one_gets_everything() {
     let request = format!("ws://{}/chats/{chat}/ws", app.addr);
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(request).unwrap();
-    request.headers_mut().insert("x-api-key", support::app::KEY.parse().unwrap());
+    request.headers_mut().insert("x-api-key", crate::support::app::KEY.parse().unwrap());
     let (mut slow, _) = tokio_tungstenite::client_async(request, slow_tcp).await.unwrap();
     let mut fast = connect(&app, &format!("/chats/{chat}/ws")).await;
     fast.next().await;
@@ -171,7 +169,7 @@ async fn a_slow_client_is_cut_off_with_4008_while_a_fast_one_gets_everything() {
     // The slow client's stream ends: with 4008 if the close frame got through.
     let end = loop {
         use futures::StreamExt;
-        match tokio::time::timeout(support::app::WAIT, slow.next()).await.expect("the slow socket ends") {
+        match tokio::time::timeout(WAIT, slow.next()).await.expect("the slow socket ends") {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
                 break f.map(|f| u16::from(f.code));
             }
@@ -194,12 +192,12 @@ async fn a_client_that_never_answers_pings_is_closed() {
     let handshake = format!(
         "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-API-KEY: {}\r\n\r\n",
         app.addr,
-        support::app::KEY
+        crate::support::app::KEY
     );
     tcp.write_all(handshake.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
     let read_all = tcp.read_to_end(&mut bytes);
-    tokio::time::timeout(support::app::WAIT, read_all).await.expect("the server closes the socket").unwrap();
+    tokio::time::timeout(WAIT, read_all).await.expect("the server closes the socket").unwrap();
     let body = &bytes[bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
     assert!(body.starts_with(&[0x89, 0x00]), "the server pinged first");
     let close = body.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
@@ -230,11 +228,7 @@ async fn sse_resumes_after_last_event_id() {
     let mut ids = Vec::new();
     while ids.last() != Some(&last) {
         use futures::StreamExt;
-        let chunk = tokio::time::timeout(support::app::WAIT, stream.next())
-            .await
-            .expect("events arrive")
-            .unwrap()
-            .unwrap();
+        let chunk = tokio::time::timeout(WAIT, stream.next()).await.expect("events arrive").unwrap().unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
         ids =
             text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|s| s.parse::<u64>().unwrap()).collect();
@@ -246,7 +240,7 @@ async fn sse_resumes_after_last_event_id() {
 #[tokio::test]
 async fn a_long_poll_answers_when_a_message_lands_and_empty_after_its_wait() {
     let app = spawn_app().await;
-    app.put_flow("f", support::flows::two_agent("NEVER", &["hello TERMINATE"])).await;
+    app.put_flow("f", crate::support::flows::two_agent("NEVER", &["hello TERMINATE"])).await;
     let chat = app.create_chat("f").await;
     let last = app.chat(&chat).await["last_seq"].as_u64().unwrap();
     let (status, empty) = app.get(&format!("/chats/{chat}/messages?after_seq={last}&wait=1")).await;
@@ -256,7 +250,7 @@ async fn a_long_poll_answers_when_a_message_lands_and_empty_after_its_wait() {
     let post = async {
         app.say(&chat, "wake up").await;
     };
-    let ((status, page), ()) = tokio::time::timeout(support::app::WAIT, futures::future::join(poll, post))
+    let ((status, page), ()) = tokio::time::timeout(WAIT, futures::future::join(poll, post))
         .await
         .expect("the long-poll answers before its 30 s wait");
     assert_eq!(status, 200);
@@ -271,7 +265,7 @@ async fn a_message_at_the_size_cap_reaches_its_subscriber_and_one_over_it_is_ref
         c.limits.ws_outbound_queue_bytes = 64 * 1024;
     })
     .await;
-    app.put_flow("f", support::flows::two_agent("NEVER", &["ok TERMINATE"])).await;
+    app.put_flow("f", crate::support::flows::two_agent("NEVER", &["ok TERMINATE"])).await;
     let chat = app.create_chat("f").await;
     let mut ws = connect(&app, &format!("/chats/{chat}/ws")).await;
     ws.next().await;

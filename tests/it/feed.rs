@@ -2,14 +2,12 @@
 //! starts (deleted before the subscribe, or during a bus outage that swallowed
 //! its `chat.deleted`) ends the feed with `chat.deleted` instead of idling.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::app::{WAIT, spawn_app};
 use flowgate::bus::Frame;
 use flowgate::model::EventKind;
 use flowgate::realtime::feed::{FeedEnd, Follow, FrameSink};
-use support::app::{WAIT, spawn_app};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps every frame it is given.

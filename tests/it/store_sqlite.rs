@@ -1,9 +1,6 @@
 //! The store suite against a fresh SQLite file, plus what only SQLite has: a
 //! file that outlives the process, and a schema version in it.
 
-#[macro_use]
-mod store_suite;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +9,7 @@ use flowgate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous, current_v
 use flowgate::store::{SeqQuery, StoreError};
 use tempfile::TempDir;
 
-use store_suite::{DynStore, all_events, all_messages, assert_same, create_chat, flow_of, key_of};
+use crate::store_suite::{DynStore, all_events, all_messages, assert_same, create_chat, flow_of, key_of};
 
 fn open(path: &Path, synchronous: Synchronous) -> SqliteStore {
     let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
@@ -38,8 +35,8 @@ async fn data_survives_closing_and_reopening_the_file() {
     let sqlite = Arc::new(open(&path, Synchronous::Normal));
     let store: DynStore = sqlite.clone();
     let chat = bounded(create_chat(&store, "tenant_a", "demo")).await;
-    let chat = bounded(store_suite::post_and_cancel(&store, &chat, "hello")).await;
-    let flow = flow_of("tenant_a", "demo", "Demo", store_suite::at_ms(flowgate::model::now(), 0));
+    let chat = bounded(crate::store_suite::post_and_cancel(&store, &chat, "hello")).await;
+    let flow = flow_of("tenant_a", "demo", "Demo", crate::store_suite::at_ms(flowgate::model::now(), 0));
     let key = key_of("tenant_a", "ci");
     bounded(store.put_flow(&flow)).await.expect("puts");
     bounded(store.insert_key(&key, "hash")).await.expect("inserts");
@@ -104,7 +101,7 @@ async fn readers_see_whole_commits_while_writes_go_on() {
         tokio::spawn(async move {
             let mut record = first;
             for i in 0..40 {
-                record = store_suite::post_and_cancel(&store, &record, &format!("m{i}")).await;
+                record = crate::store_suite::post_and_cancel(&store, &record, &format!("m{i}")).await;
             }
             record.chat.last_seq
         })
@@ -135,11 +132,11 @@ async fn a_failed_command_undoes_its_own_writes_and_no_one_elses() {
     let (store, _dir) = fresh_sqlite().await;
     let broken_chat = bounded(create_chat(&store, "tenant_a", "demo")).await;
     let fine_chat = bounded(create_chat(&store, "tenant_a", "demo")).await;
-    let mut broken = store_suite::post(&broken_chat, "half");
+    let mut broken = crate::store_suite::post(&broken_chat, "half");
     let mut ephemeral = broken.events[0].clone();
     ephemeral.seq = None;
     broken.events.push(ephemeral);
-    let fine = store_suite::post(&fine_chat, "whole");
+    let fine = crate::store_suite::post(&fine_chat, "whole");
 
     let (a, b) = bounded(async { tokio::join!(store.commit(broken), store.commit(fine.clone())) }).await;
     assert!(matches!(a, Err(StoreError::Sqlite(_))), "{a:?}");

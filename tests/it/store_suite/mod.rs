@@ -1,12 +1,13 @@
 //! The behaviour every [`Store`] backend must show, independent of the backend.
 //!
-//! A backend's test file runs the whole suite with
+//! A backend's test module runs the whole suite with
 //!
 //! ```ignore
-//! #[macro_use]
-//! mod store_suite;
 //! store_suite!(fresh_store());
 //! ```
+//!
+//! (`main.rs` declares this module first, with `#[macro_use]`, so every module
+//! after it sees the macro).
 //!
 //! where `fresh_store()` is an expression evaluating to a future of
 //! `(Arc<dyn Store>, guard)`: an EMPTY store of its own (some behaviours count

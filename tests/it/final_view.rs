@@ -3,13 +3,11 @@
 //! `"view": "final"`, over a scripted flow whose agents talk among themselves
 //! before each answer.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::app::{TestApp, WAIT, spawn_app};
+use crate::support::ws::{Ws, connect};
 use serde_json::{Value, json};
-use support::app::{TestApp, WAIT, spawn_app};
-use support::ws::{Ws, connect};
 
 use flowgate::model::{ChatStatus, Event, EventKind};
 

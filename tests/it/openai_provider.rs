@@ -2,8 +2,7 @@
 //! socket: streaming, whole answers, retries, timeouts, cancel, and secrecy of
 //! the API key.
 
-#[path = "support/fake_openai.rs"]
-mod fake_openai;
+use crate::support::fake_openai;
 
 use std::time::Duration;
 

@@ -5,10 +5,7 @@
 //! Without a `redis-server` binary every test prints `SKIPPED` and passes,
 //! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
 
-#[macro_use]
-mod store_suite;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use crate::support::redis_server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,11 +16,11 @@ use flowgate::model::{ChatStatus, now};
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
 use flowgate::store::{ChatQuery, StoreError};
 
-use redis_server::RedisServer;
-use store_suite::{
+use crate::store_suite::{
     DynStore, all_events, all_messages, apply, assert_same, at_ms, create_chat, flow_of, key_of, post,
     post_and_cancel,
 };
+use redis_server::RedisServer;
 
 /// A store with its own prefix on a fresh server; `None` without redis-server.
 async fn fresh_redis_store() -> Option<(DynStore, RedisServer)> {

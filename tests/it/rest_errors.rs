@@ -1,12 +1,10 @@
 //! Bad input gets the contract's error, never a 500: malformed JSON with its
 //! position, missing fields named, unknown ids, wrong states, races.
 
-mod support;
-
+use crate::support::app::{send, spawn_app};
+use crate::support::flows::two_agent;
 use flowgate::model::ChatStatus;
 use serde_json::{Value, json};
-use support::app::{send, spawn_app};
-use support::flows::two_agent;
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
@@ -87,7 +85,7 @@ async fn unknown_ids_are_404_on_every_chat_route() {
 #[tokio::test]
 async fn twenty_racing_posts_start_exactly_one_run() {
     let app = spawn_app().await;
-    app.put_flow("slow", support::flows::slow(20)).await;
+    app.put_flow("slow", crate::support::flows::slow(20)).await;
     let id = app.create_chat("slow").await;
     let url = app.url(&format!("/chats/{id}/messages"));
     let posts = (0..20).map(|i| {
@@ -131,7 +129,7 @@ async fn wrong_states_get_their_409s() {
 #[tokio::test]
 async fn a_busy_chat_refuses_a_second_message() {
     let app = spawn_app().await;
-    app.put_flow("slow", support::flows::slow(50)).await;
+    app.put_flow("slow", crate::support::flows::slow(50)).await;
     let id = app.create_chat("slow").await;
     app.say(&id, "one").await;
     let (status, err) = app.post(&format!("/chats/{id}/messages"), json!({"message": "two"})).await;

@@ -3,20 +3,18 @@
 //! server on a real socket. Streaming, retries, failures, cancel, secrecy of
 //! the API key, `auto` speaker selection, and an imported FlowGen export.
 
-#[path = "support/fake_openai.rs"]
-mod fake_openai;
-mod support;
+use crate::support::fake_openai;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::app::{TestApp, WAIT, spawn_configured, spawn_configured_with_secrets};
+use crate::support::ws::{Ws, connect};
 use fake_openai::{Behaviour, FakeOpenAi};
 use flowgate::engine::models::SecretLookup;
 use flowgate::engine::provider::openai::DEFAULT_MAX_RETRIES;
 use flowgate::flow::ModelSpec;
 use serde_json::{Value, json};
-use support::app::{TestApp, WAIT, spawn_configured, spawn_configured_with_secrets};
-use support::ws::{Ws, connect};
 
 /// The environment variable the registry model reads its key from.
 const KEY_ENV: &str = "FLOWGATE_TEST_OPENAI_KEY";
@@ -306,7 +304,7 @@ async fn an_imported_flowgen_export_runs_end_to_end_on_its_filter_dict_model() {
         config.models.insert("default".into(), ModelSpec::Scripted { replies, echo: false, delay_ms: 0 });
     })
     .await;
-    let export: Value = serde_json::from_str(include_str!("../examples/flows/flowgen_export.json"))
+    let export: Value = serde_json::from_str(include_str!("../../examples/flows/flowgen_export.json"))
         .expect("the example parses");
     let (status, flow) = app.post("/flows", export).await;
     assert_eq!(status, 201, "{flow}");

@@ -2,13 +2,11 @@
 //! history, and a chat waiting for input still waits, with every message and
 //! event exactly once.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::app::{TestApp, spawn_app};
 use flowgate::model::{ChatStatus, EventKind};
 use serde_json::Value;
-use support::app::{TestApp, spawn_app};
 
 fn senders(messages: &[Value]) -> Vec<String> {
     messages.iter().map(|m| m["sender"].as_str().unwrap().to_owned()).collect()
@@ -28,7 +26,7 @@ async fn assert_exactly_once(app: &TestApp, chat: &str) {
 #[tokio::test]
 async fn a_run_stopped_mid_way_resumes_after_restart_with_every_message_once() {
     let app = spawn_app().await;
-    app.put_flow("slow", support::flows::slow(15)).await;
+    app.put_flow("slow", crate::support::flows::slow(15)).await;
     // A control chat runs to the end undisturbed.
     let control = app.create_chat("slow").await;
     app.say(&control, "go").await;
@@ -71,9 +69,9 @@ async fn a_chat_waiting_for_input_still_waits_after_restart_and_continues() {
 async fn keys_and_flows_survive_a_restart() {
     let app = spawn_app().await;
     let (_, key) = app.post("/api-keys", serde_json::json!({"name": "keep"})).await;
-    app.put_flow("kept", support::flows::two_agent("NEVER", &["x"])).await;
+    app.put_flow("kept", crate::support::flows::two_agent("NEVER", &["x"])).await;
     let app = app.restart().await;
-    let client = support::app::client_with_key(key["secret"].as_str().unwrap());
-    let (status, _) = support::app::send(client.get(app.url("/flows/kept"))).await;
+    let client = crate::support::app::client_with_key(key["secret"].as_str().unwrap());
+    let (status, _) = crate::support::app::send(client.get(app.url("/flows/kept"))).await;
     assert_eq!(status, 200);
 }

@@ -1,12 +1,10 @@
 //! Auth and tenancy (contract §7): keys, bearer tokens, and another tenant's
 //! records answering 404 on every route.
 
-mod support;
-
+use crate::support::app::{JWT_SECRET, client_with_key, send, spawn_app};
 use flowgate::model::ChatStatus;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use support::app::{JWT_SECRET, client_with_key, send, spawn_app};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
@@ -63,7 +61,7 @@ async fn bearer_jwts_are_verified_by_signature_and_expiry() {
         let (status, body) = send(bearer(&bad)).await;
         assert_eq!((status, code(&body)), (401, "unauthenticated"), "{bad}");
     }
-    let bearer_key = reqwest::Client::new().get(app.url("/chats")).bearer_auth(support::app::KEY);
+    let bearer_key = reqwest::Client::new().get(app.url("/chats")).bearer_auth(crate::support::app::KEY);
     assert_eq!(send(bearer_key).await.0, 200);
 }
 
@@ -94,7 +92,7 @@ async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     }
     let flow_routes = [
         other.get(app.url("/flows/demo")),
-        other.put(app.url("/flows/demo")).json(&support::flows::two_agent("NEVER", &["x"])),
+        other.put(app.url("/flows/demo")).json(&crate::support::flows::two_agent("NEVER", &["x"])),
         other.delete(app.url("/flows/demo")),
     ];
     let (status, body) = send(other.get(app.url("/flows/demo"))).await;

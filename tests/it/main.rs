@@ -1,0 +1,28 @@
+//! The integration tests: one binary (building one is far cheaper than
+//! building nineteen), a module per area. Every test runs the real wiring
+//! through `support::app::spawn_app()` or a real backend; the only fake is an
+//! OpenAI-compatible model server (`support::fake_openai`).
+
+#[macro_use]
+mod store_suite;
+mod support;
+
+mod bus_redis;
+mod cli;
+mod cluster;
+mod engine_cancel;
+mod engine_runs;
+mod feed;
+mod final_view;
+mod flowgen_import;
+mod models_e2e;
+mod openai_provider;
+mod openapi;
+mod rest_auth;
+mod rest_chats;
+mod rest_errors;
+mod restart;
+mod store_redis;
+mod store_sqlite;
+mod ws_delivery;
+mod ws_protocol;
