@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowgate::chats::transitions;
+use flowgate::ledger::transitions;
 use flowgate::model::{Chat, ChatRecord, ChatStatus, IdKind, new_id, now};
 use flowgate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use flowgate::store::{Store, StoreResult};

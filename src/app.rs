@@ -1,29 +1,36 @@
 //! Wires the parts together once: picks the store and bus named by the config,
-//! builds the engine, the chat service and the authenticator into one
-//! [`AppState`], seeds the bootstrap key and the demo flow, resumes runs left
-//! `running`, and serves the router until shutdown.
+//! builds the engine and the domain services into one [`AppState`] (with the
+//! REST and realtime sub-states its handlers take), composes the routes,
+//! seeds the bootstrap key and the demo flow, resumes runs left `running`, and
+//! serves until shutdown. The only module that sees every other.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{FromRef, Request, State};
+use axum::handler::Handler;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::api::ApiState;
 use crate::auth::{Authenticator, Jwt, jwt::JwtError};
 use crate::bus::redis::{RedisBus, RedisBusOptions};
 use crate::bus::{Bus, BusError, memory::MemoryBus};
-use crate::chats::{ChatService, Journal};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
 use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
+use crate::ledger::Journal;
 use crate::metrics::Metrics;
-use crate::model::{FlowRecord, now};
-use crate::realtime::Hub;
+use crate::model::{ClientError, ErrorCode, FlowRecord, now};
+use crate::realtime::{Connections, RealtimeState};
+use crate::service::Services;
 use crate::store::redis::{RedisStore, RedisStoreOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
@@ -43,22 +50,24 @@ pub enum StartError {
     /// A file or socket could not be used.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The bootstrap key could not be seeded.
+    #[error("seeding FLOWGATE_API_KEY: {0}")]
+    Seed(ClientError),
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
 }
 
-/// Everything a handler may use; cloned into each request (all `Arc`s).
+/// The node's state; handlers take the sub-state they need ([`Services`],
+/// [`ApiState`], [`RealtimeState`]). Cloned into each request (all `Arc`s).
 #[derive(Clone)]
 pub struct AppState {
-    /// Chat operations.
-    pub chats: ChatService,
+    /// The domain: chats, flows, keys, access.
+    pub services: Services,
     /// The durable records.
     pub store: Arc<dyn Store>,
     /// The live feed.
     pub bus: Arc<dyn Bus>,
-    /// Credentials.
-    pub auth: Arc<Authenticator>,
     /// The flow runner.
     pub engine: Arc<Engine>,
     /// The settings the node started with.
@@ -66,14 +75,37 @@ pub struct AppState {
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Live WebSocket and SSE connections.
-    pub hub: Arc<Hub>,
+    pub connections: Arc<Connections>,
     /// Fires on shutdown; long-lived requests end with it.
     pub shutdown: CancellationToken,
 }
 
-impl FromRef<AppState> for Arc<Authenticator> {
+impl FromRef<AppState> for Services {
     fn from_ref(state: &AppState) -> Self {
-        state.auth.clone()
+        state.services.clone()
+    }
+}
+
+impl FromRef<AppState> for ApiState {
+    fn from_ref(state: &AppState) -> Self {
+        ApiState {
+            services: state.services.clone(),
+            metrics: state.metrics.clone(),
+            long_poll_max_secs: state.config.limits.long_poll_max_secs,
+            shutdown: state.shutdown.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for RealtimeState {
+    fn from_ref(state: &AppState) -> Self {
+        RealtimeState {
+            services: state.services.clone(),
+            connections: state.connections.clone(),
+            limits: Arc::new(state.config.limits.clone()),
+            metrics: state.metrics.clone(),
+            shutdown: state.shutdown.clone(),
+        }
     }
 }
 
@@ -104,24 +136,23 @@ impl App {
             sweep_every: Duration::from_secs(config.cluster.sweep_secs),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
+        let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);
         if let Some(secret) = &config.api_key
-            && crate::auth::seed_key(store.as_ref(), "default", secret).await?
+            && services.keys.seed("default", secret).await.map_err(StartError::Seed)?
         {
             tracing::info!("seeded FLOWGATE_API_KEY for tenant `default`");
         }
         if config.demo {
             register_demo(store.as_ref(), "default").await?;
         }
-        let hub = Hub::new(config.limits.ws_max_connections);
         let state = AppState {
-            chats: ChatService::new(journal, engine.clone()),
+            services,
             store,
             bus,
-            auth,
             engine,
+            connections: Connections::new(config.limits.ws_max_connections),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
-            hub,
             shutdown,
         };
         Ok(App { state })
@@ -129,7 +160,7 @@ impl App {
 
     /// The HTTP and WebSocket routes over this state.
     pub fn router(&self) -> Router {
-        crate::api::router(self.state.clone())
+        router(self.state.clone())
     }
 
     /// Resumes runs left `running`, serves until `signal` completes, then stops
@@ -163,9 +194,42 @@ impl App {
         });
         let result = serve.await;
         shutdown.cancel();
-        self.state.hub.wait().await;
+        self.state.connections.wait().await;
         self.state.engine.shutdown().await;
         result
+    }
+}
+
+/// Every route over one state: REST and realtime, at `/` and under `/v1`,
+/// with the contract's envelope for unknown routes, wrong methods and panics.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    let routes = || {
+        crate::api::routes::<AppState>()
+            .merge(crate::realtime::routes::<AppState>())
+            .route("/chats/{chat_id}/events", axum::routing::get(events))
+    };
+    Router::new()
+        .merge(routes())
+        .nest("/v1", routes())
+        .fallback(|| async { ClientError::new(ErrorCode::NotFound, "no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ClientError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(|_| ClientError::internal("a handler panicked").into_response()))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `GET /chats/{chat_id}/events`: the SSE stream for `Accept:
+/// text/event-stream`, else the JSON page.
+async fn events(State(state): State<AppState>, request: Request) -> Response {
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if accept.is_some_and(|v| v.contains("text/event-stream")) {
+        crate::realtime::sse::events.call(request, state).await
+    } else {
+        crate::api::events_page.call(request, state).await
     }
 }
 

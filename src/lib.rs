@@ -1,21 +1,32 @@
 //! Flowgate: a WebSocket-first realtime gateway for FlowGen multi-agent chats.
 //!
-//! The crate is laid out one module per concept (see the README's architecture
-//! section): `model` holds the records, `store` keeps them durably, `bus` carries
-//! committed events between tasks and nodes, `chats` is the status machine,
-//! `engine` runs flows, `auth` decides who is calling, `api` and `realtime`
-//! speak HTTP and WebSocket, and `app` wires them together once.
+//! The crate is laid out one module per concept, in layers; each module may
+//! use only those below it (a test reads the `use crate::` edges and holds the
+//! code to this table; the README's architecture section explains it):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | records | `model`, `flow`, `config`, `metrics` |
+//! | backends | `store`, `bus` |
+//! | ledger | `ledger` (status machine + journal) |
+//! | engine | `engine` |
+//! | domain | `auth`, `service` (chats, flows, keys: where access is decided) |
+//! | edge | `http` (error envelope, extractors) |
+//! | transports | `api`, `realtime` (never importing each other) |
+//! | wiring | `app` |
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bus;
-pub mod chats;
 pub mod config;
 pub mod engine;
 pub mod flow;
+pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod realtime;
+pub mod service;
 pub mod store;

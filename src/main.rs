@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use flowgate::app::{App, register_demo};
+use flowgate::auth::Caller;
 use flowgate::config::{Config, Overrides};
+use flowgate::model::ErrorCode;
 
 /// A WebSocket-first realtime gateway for FlowGen multi-agent chats.
 #[derive(Debug, Parser)]
@@ -153,13 +155,14 @@ async fn shutdown_signal() {
 async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
     let demo = config.demo;
     let app = App::build(config).await?;
-    let store = app.state.store.as_ref();
+    let (store, keys) = (app.state.store.as_ref(), &app.state.services.keys);
     match cmd {
         KeysCommand::Create { tenant, name, environment } => {
             if !flowgate::auth::valid_tenant(&tenant) {
                 return Err("--tenant must be 1 to 64 of [A-Za-z0-9_.-]".into());
             }
-            let (key, secret) = flowgate::auth::create_key(store, &tenant, &name, environment).await?;
+            let operator = Caller::operator(&tenant);
+            let (key, secret) = keys.create(&operator, Some(name), environment).await?;
             if demo {
                 register_demo(store, &tenant).await?;
             }
@@ -167,7 +170,7 @@ async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
             println!("{secret}");
         }
         KeysCommand::List { tenant } => {
-            for k in store.list_keys(&tenant).await? {
+            for k in keys.list(&Caller::operator(&tenant)).await? {
                 let used = k.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
                 let env = k.environment.unwrap_or_else(|| "-".into());
                 println!(
@@ -182,8 +185,11 @@ async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
             }
         }
         KeysCommand::Revoke { key_id, tenant } => {
-            if !store.delete_key(&tenant, &key_id).await? {
-                return Err(format!("no key {key_id} for tenant `{tenant}`").into());
+            match keys.revoke(&Caller::operator(&tenant), &key_id).await {
+                Err(e) if e.code == ErrorCode::KeyNotFound => {
+                    return Err(format!("no key {key_id} for tenant `{tenant}`").into());
+                }
+                result => result?,
             }
             eprintln!("revoked {key_id}");
         }

@@ -7,12 +7,12 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, JsonBody, QueryParams};
-use crate::app::AppState;
+use super::ApiState;
 use crate::auth::Caller;
-use crate::chats::NewChat;
+use crate::http::{JsonBody, QueryParams};
 use crate::metrics::Metrics;
-use crate::model::ChatStatus;
+use crate::model::{ChatStatus, ClientError};
+use crate::service::NewChat;
 use crate::store::ChatQuery;
 
 /// `POST /chats` body (the seed's shape).
@@ -34,47 +34,40 @@ pub struct ListChats {
     limit: Option<usize>,
 }
 
-/// Checks a chat-scoped caller only reaches its own chat (404 otherwise).
-pub fn check_chat(caller: &Caller, chat_id: &str) -> Result<(), ApiError> {
-    if caller.may_access_chat(chat_id) { Ok(()) } else { Err(ApiError::chat_not_found(chat_id)) }
-}
-
 /// `POST /chats` → 201 with the chat.
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateChat>,
-) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant_scope()?;
+) -> Result<impl IntoResponse, ClientError> {
     if let Some(t) = body.from_type.as_deref().filter(|t| *t != "flow") {
-        return Err(ApiError::invalid("from_type", format!("`{t}` is not supported; use \"flow\"")));
+        return Err(ClientError::invalid("from_type", format!("`{t}` is not supported; use \"flow\"")));
     }
     let from_flow = body.from_flow.filter(|f| !f.trim().is_empty());
-    let from_flow =
-        from_flow.ok_or_else(|| ApiError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
+    let from_flow = from_flow
+        .ok_or_else(|| ClientError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
     if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
-        return Err(ApiError::invalid("metadata", "must be a JSON object"));
+        return Err(ClientError::invalid("metadata", "must be a JSON object"));
     }
     if body.name.as_ref().is_some_and(|n| n.len() > 256) {
-        return Err(ApiError::invalid("name", "at most 256 characters"));
+        return Err(ClientError::invalid("name", "at most 256 characters"));
     }
     let new = NewChat { name: body.name, from_flow, metadata: body.metadata };
-    let chat = state.chats.create(&caller.tenant, new).await?;
+    let chat = state.services.chats.create(&caller, new).await?;
     Metrics::inc(&state.metrics.chats_created);
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
 /// `GET /chats` → a page, newest first.
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     QueryParams(q): QueryParams<ListChats>,
-) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant_scope()?;
+) -> Result<impl IntoResponse, ClientError> {
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(ChatStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid(
+            ClientError::invalid(
                 "status",
                 format!("`{s}` is not one of ready, running, wait_for_human_input, completed, error"),
             )
@@ -82,29 +75,27 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+        return Err(ClientError::invalid("limit", "must be between 1 and 100"));
     }
     let query = ChatQuery { status, from_flow: q.from_flow, after: q.after, before: q.before, limit };
-    Ok(Json(state.chats.list(&caller.tenant, &query).await?))
+    Ok(Json(state.services.chats.list(&caller, &query).await?))
 }
 
 /// `GET /chats/{chat_id}` → the chat with its status.
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(chat_id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    check_chat(&caller, &chat_id)?;
-    Ok(Json(state.chats.get(&caller.tenant, &chat_id).await?.chat))
+) -> Result<impl IntoResponse, ClientError> {
+    Ok(Json(state.services.chats.get(&caller, &chat_id).await?.chat))
 }
 
 /// `DELETE /chats/{chat_id}` → 204; cancels the run and closes its sockets.
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(chat_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    check_chat(&caller, &chat_id)?;
-    state.chats.delete(&caller.tenant, &chat_id).await?;
+) -> Result<StatusCode, ClientError> {
+    state.services.chats.delete(&caller, &chat_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,12 +3,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::ApiError;
-use crate::app::AppState;
+use super::ApiState;
+use crate::model::ClientError;
 
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> impl IntoResponse {
@@ -17,27 +17,21 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// `GET /readyz`: 200 when the store and the bus answer; else 503 with the
 /// error envelope, whose `store` and `bus` fields say which failed.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.store.ping().await.map_err(|e| e.to_string());
-    let bus = state.bus.ping().await.map_err(|e| e.to_string());
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    let (store, bus) = state.services.chats.ping().await;
     let show = |r: &Result<(), String>| r.as_ref().err().cloned().unwrap_or_else(|| "ok".into());
     let (store_state, bus_state) = (show(&store), show(&bus));
     if store.is_ok() && bus.is_ok() {
         return Json(json!({"status": "ok", "store": store_state, "bus": bus_state})).into_response();
     }
-    let mut error = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "not ready: the store or the bus does not answer",
-    )
-    .with("store", store_state)
-    .with("bus", bus_state);
-    error.retry_after = Some(1);
-    error.into_response()
+    ClientError::unavailable("not ready: the store or the bus does not answer")
+        .with("store", store_state)
+        .with("bus", bus_state)
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 

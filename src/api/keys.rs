@@ -8,10 +8,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, JsonBody};
-use crate::app::AppState;
-use crate::auth::{Caller, create_key};
-use crate::model::Page;
+use super::ApiState;
+use crate::auth::Caller;
+use crate::http::JsonBody;
+use crate::model::{ClientError, Page};
 
 /// `POST /api-keys` body.
 #[derive(Debug, Deserialize)]
@@ -21,28 +21,18 @@ pub struct CreateKey {
 }
 
 /// `GET /api-keys` → every key of the tenant, without secrets.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant_scope()?;
-    let data = state.store.list_keys(&caller.tenant).await?;
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ClientError> {
+    let data = state.services.keys.list(&caller).await?;
     Ok(Json(Page { data, has_more: false, next_cursor: None }))
 }
 
 /// `POST /api-keys` → 201 with the key and its `secret` (shown only now).
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateKey>,
-) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant_scope()?;
-    let name = body
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("name", "name is required"))?;
-    if name.len() > 128 {
-        return Err(ApiError::invalid("name", "at most 128 characters"));
-    }
-    let environment = body.environment.filter(|e| !e.trim().is_empty());
-    let (key, secret) = create_key(state.store.as_ref(), &caller.tenant, &name, environment).await?;
+) -> Result<impl IntoResponse, ClientError> {
+    let (key, secret) = state.services.keys.create(&caller, body.name, body.environment).await?;
     let mut body = json!(key);
     body["secret"] = json!(secret);
     Ok((StatusCode::CREATED, Json(body)))
@@ -50,14 +40,10 @@ pub async fn create(
 
 /// `DELETE /api-keys/{key_id}` → 204; the next request with it gets 401.
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(key_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    caller.require_tenant_scope()?;
-    if state.store.delete_key(&caller.tenant, &key_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key {key_id}")))
-    }
+) -> Result<StatusCode, ClientError> {
+    state.services.keys.revoke(&caller, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,29 +1,41 @@
-//! The HTTP surface: thin axum handlers that parse, authorize, call the domain
-//! (`crate::chats`, the store for flows and keys) and map errors. Every route is
-//! served both at `/` and under `/v1`.
+//! The REST surface: thin axum handlers that parse the request, call the
+//! domain services (`crate::service`) with the [`Caller`](crate::auth::Caller),
+//! and answer. Every route is served both at `/` and under `/v1`.
 //!
-//! Touches only `AppState`; all rules live in the domain modules.
+//! Touches the services, the HTTP plumbing (`crate::http`) and the metrics;
+//! all rules, access included, live in the services.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
-use tower_http::catch_panic::CatchPanicLayer;
+use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use crate::metrics::Metrics;
+use crate::service::Services;
 
 mod chats;
-mod error;
-mod extract;
 mod flows;
 mod health;
 mod keys;
 mod messages;
-mod page;
 mod tokens;
 
-pub use error::ApiError;
-pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json};
-pub use messages::required_text;
+pub use messages::events as events_page;
+
+/// What the REST handlers use.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The domain.
+    pub services: Services,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cap on a long-poll's `wait`, seconds.
+    pub long_poll_max_secs: u64,
+    /// Fires on shutdown; long-polls answer at once.
+    pub shutdown: CancellationToken,
+}
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;
 /// a test keeps the two in step.
@@ -58,7 +70,15 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The checked-in OpenAPI description, served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../static/openapi.json");
 
-fn routes() -> Router<AppState> {
+/// The REST routes, for a router whose state provides an [`ApiState`] and the
+/// [`Services`] (to authenticate). `GET /chats/{chat_id}/events` is left to
+/// the wiring, which picks this page or the SSE stream by `Accept`.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ApiState: FromRef<S>,
+    Services: FromRef<S>,
+{
     Router::new()
         .route("/chats", get(chats::list).post(chats::create))
         .route("/chats/{chat_id}", get(chats::show).delete(chats::delete))
@@ -66,10 +86,7 @@ fn routes() -> Router<AppState> {
         .route("/chats/{chat_id}/input", post(messages::input))
         .route("/chats/{chat_id}/cancel", post(messages::cancel))
         .route("/chats/{chat_id}/abort", post(messages::cancel))
-        .route("/chats/{chat_id}/events", get(messages::events))
-        .route("/chats/{chat_id}/ws", get(crate::realtime::ws::chat_bound))
         .route("/chats/{chat_id}/tokens", post(tokens::mint))
-        .route("/ws", get(crate::realtime::ws::multiplexed))
         .route("/flows", get(flows::list).post(flows::create))
         .route("/flows/{flow_id}", get(flows::show).put(flows::replace).delete(flows::delete))
         .route("/api-keys", get(keys::list).post(keys::create))
@@ -78,30 +95,4 @@ fn routes() -> Router<AppState> {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
-}
-
-/// The whole router over one state.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.limits.max_body_bytes;
-    Router::new()
-        .merge(routes())
-        .nest("/v1", routes())
-        .fallback(|| async { ApiError::route_not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ))
-        }))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }

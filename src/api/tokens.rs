@@ -8,10 +8,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::chats::check_chat;
-use super::{ApiError, JsonBody};
-use crate::app::AppState;
+use super::ApiState;
 use crate::auth::Caller;
+use crate::http::JsonBody;
+use crate::model::ClientError;
 
 /// Longest lifetime a caller may ask for, seconds.
 const MAX_TTL_SECS: u64 = 3600;
@@ -24,19 +24,15 @@ pub struct MintToken {
 
 /// → 201 `{"token", "chat_id", "expires_at", "expires_in"}`
 pub async fn mint(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(chat_id): Path<String>,
     JsonBody(body): JsonBody<MintToken>,
-) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant_scope()?;
-    check_chat(&caller, &chat_id)?;
-    state.chats.get(&caller.tenant, &chat_id).await?;
+) -> Result<impl IntoResponse, ClientError> {
     if body.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
-        return Err(ApiError::invalid("ttl_secs", format!("between 1 and {MAX_TTL_SECS}")));
+        return Err(ClientError::invalid("ttl_secs", format!("between 1 and {MAX_TTL_SECS}")));
     }
-    let jwt = state.auth.jwt();
-    let (token, exp) = jwt.mint_chat_token(&caller.tenant, &chat_id, body.ttl_secs);
+    let (token, exp) = state.services.chats.mint_token(&caller, &chat_id, body.ttl_secs).await?;
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0).map(crate::model::Timestamp);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let expires_in = exp.saturating_sub(now);

@@ -57,7 +57,7 @@ pub struct Jwt {
     chat_ttl_secs: u64,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -70,6 +70,7 @@ impl Jwt {
             let mut v = Validation::new(alg);
             v.leeway = 5;
             v.set_required_spec_claims(&["exp"]);
+            v.validate_nbf = true;
             if let Some(iss) = &config.issuer {
                 v.set_issuer(&[iss]);
             }

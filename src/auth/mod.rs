@@ -1,19 +1,16 @@
 //! Who is calling: API keys (`X-API-KEY`, or `Authorization: Bearer fgk_…`) and
-//! JWT bearer tokens, resolved to a [`Caller`] with a tenant and a scope. The
-//! axum extractor lives here so every handler that takes a `Caller` is
-//! authenticated before its body runs.
+//! JWT bearer tokens, resolved to a [`Caller`] with a tenant, a scope and what
+//! its credential's liveness depends on. What a caller may do is decided by the
+//! domain services (`crate::service`), not here.
 //!
 //! Touches the store (key lookup by hash, `last_used_at`) and nothing else.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::HeaderMap;
-use axum::http::request::Parts;
 use dashmap::DashMap;
 
-use crate::model::{ApiKey, IdKind, TenantId, now};
+use crate::model::{ApiKey, TenantId, now};
 use crate::store::{Store, StoreError};
 
 pub mod jwt;
@@ -33,6 +30,15 @@ pub enum AuthError {
     /// An API key that does not exist (or was deleted).
     #[error("invalid API key")]
     InvalidKey,
+    /// A tenant-wide token in `?token=`, which takes chat tokens only.
+    #[error("?token= takes chat tokens only; send a tenant-wide token in Authorization")]
+    NotInUrl,
+    /// The API key was deleted since the caller authenticated.
+    #[error("the API key was revoked")]
+    Revoked,
+    /// The token expired since the caller authenticated.
+    #[error("the token expired")]
+    Expired,
     /// A bearer token that does not verify.
     #[error("{0}")]
     InvalidToken(#[from] jwt::JwtError),
@@ -64,6 +70,19 @@ pub struct Caller {
     pub key_id: Option<String>,
     /// That key's hash, to check a long-lived socket's key is still valid.
     pub key_hash: Option<String>,
+    /// A token's expiry (seconds since the epoch); the caller ends with it.
+    pub expires_at: Option<u64>,
+}
+
+/// The credentials a request presented, as the transport found them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    /// `X-API-KEY`.
+    pub api_key: Option<&'a str>,
+    /// `Authorization` (`Bearer …`).
+    pub authorization: Option<&'a str>,
+    /// `?token=` (browsers: a chat token, never an API key).
+    pub query_token: Option<&'a str>,
 }
 
 /// Whether a tenant name is usable: 1 to 64 of `[A-Za-z0-9_.-]` (it becomes
@@ -74,17 +93,21 @@ pub fn valid_tenant(tenant: &str) -> bool {
 }
 
 impl Caller {
-    /// Refuses chat-scoped tokens on tenant-wide routes (listing, flows, keys).
-    pub fn require_tenant_scope(&self) -> Result<(), AuthError> {
-        match self.scope {
-            Scope::Tenant => Ok(()),
-            Scope::Chat(_) => Err(AuthError::Forbidden("this token is limited to one chat")),
+    /// The operator acting on a tenant from the command line or at start-up
+    /// (whoever can run the binary against the store already holds it all).
+    pub fn operator(tenant: &str) -> Caller {
+        Caller {
+            tenant: tenant.to_owned(),
+            scope: Scope::Tenant,
+            key_id: None,
+            key_hash: None,
+            expires_at: None,
         }
     }
 
-    /// Whether the caller may touch this chat (a chat token only its own).
-    /// The caller answers "not found" otherwise, so existence does not leak.
-    pub fn may_access_chat(&self, chat_id: &str) -> bool {
+    /// Whether the caller's scope reaches this chat (a chat token only its
+    /// own). The domain answers "not found" otherwise, so existence does not leak.
+    pub fn reaches_chat(&self, chat_id: &str) -> bool {
         match &self.scope {
             Scope::Tenant => true,
             Scope::Chat(id) => id == chat_id,
@@ -110,27 +133,30 @@ impl Authenticator {
         &self.jwt
     }
 
-    /// Whether a caller's credential still holds: a deleted API key does not
-    /// (tokens hold until they expire, which the socket's caller checked once).
-    pub async fn still_valid(&self, caller: &Caller) -> bool {
+    /// Whether a caller's credential still holds: its token has not expired,
+    /// and its API key (if any) was not deleted. The one liveness check; every
+    /// long-lived stream asks it again.
+    pub async fn still_valid(&self, caller: &Caller) -> Result<(), AuthError> {
+        if caller.expires_at.is_some_and(|exp| exp <= jwt::now_secs()) {
+            return Err(AuthError::Expired);
+        }
         match &caller.key_hash {
-            Some(hash) => matches!(self.store.key_by_hash(hash).await, Ok(Some(_))),
-            None => true,
+            Some(hash) => match self.store.key_by_hash(hash).await? {
+                Some(_) => Ok(()),
+                None => Err(AuthError::Revoked),
+            },
+            None => Ok(()),
         }
     }
 
-    /// Authenticates from headers, or from a `?token=` (a JWT; API keys are
-    /// never accepted in a URL).
-    pub async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query_token: Option<&str>,
-    ) -> Result<Caller, AuthError> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        if let Some(key) = header("x-api-key") {
+    /// Authenticates the presented credentials: headers first, else a
+    /// `?token=`, which must be a chat token (API keys and tenant-wide tokens
+    /// are never accepted in a URL).
+    pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, AuthError> {
+        if let Some(key) = presented.api_key.map(str::trim) {
             return self.api_key(key).await;
         }
-        if let Some(value) = header("authorization") {
+        if let Some(value) = presented.authorization.map(str::trim) {
             let token = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
@@ -141,8 +167,14 @@ impl Authenticator {
             }
             return self.bearer(token);
         }
-        match query_token {
-            Some(token) if !token.starts_with(keys::PREFIX) => self.bearer(token),
+        match presented.query_token {
+            Some(token) if !token.starts_with(keys::PREFIX) => {
+                let caller = self.bearer(token)?;
+                match caller.scope {
+                    Scope::Chat(_) => Ok(caller),
+                    Scope::Tenant => Err(AuthError::NotInUrl),
+                }
+            }
             _ => Err(AuthError::Missing),
         }
     }
@@ -156,14 +188,20 @@ impl Authenticator {
                 "the tenant must be 1 to 64 of [A-Za-z0-9_.-]".into(),
             )));
         }
-        Ok(Caller { tenant, scope, key_id: None, key_hash: None })
+        Ok(Caller { tenant, scope, key_id: None, key_hash: None, expires_at: Some(claims.exp) })
     }
 
     async fn api_key(&self, secret: &str) -> Result<Caller, AuthError> {
         let hash = keys::hash_secret(secret);
         let key = self.store.key_by_hash(&hash).await?.ok_or(AuthError::InvalidKey)?;
         self.touch(&key).await;
-        Ok(Caller { tenant: key.tenant, scope: Scope::Tenant, key_id: Some(key.id), key_hash: Some(hash) })
+        Ok(Caller {
+            tenant: key.tenant,
+            scope: Scope::Tenant,
+            key_id: Some(key.id),
+            key_hash: Some(hash),
+            expires_at: None,
+        })
     }
 
     async fn touch(&self, key: &ApiKey) {
@@ -174,58 +212,5 @@ impl Authenticator {
                 tracing::warn!(key_id = %key.id, error = %e, "could not record key use");
             }
         }
-    }
-}
-
-/// Creates a key for a tenant; returns the record and the secret (shown once).
-pub async fn create_key(
-    store: &dyn Store,
-    tenant: &str,
-    name: &str,
-    environment: Option<String>,
-) -> Result<(ApiKey, String), StoreError> {
-    let secret = keys::mint_secret();
-    let key = ApiKey {
-        id: crate::model::new_id(IdKind::Key),
-        tenant: tenant.to_owned(),
-        name: name.to_owned(),
-        environment,
-        prefix: keys::display_prefix(&secret),
-        created_at: now(),
-        last_used_at: None,
-    };
-    store.insert_key(&key, &keys::hash_secret(&secret)).await?;
-    Ok((key, secret))
-}
-
-/// Seeds a given secret for a tenant if no key has it yet (`FLOWGATE_API_KEY`).
-pub async fn seed_key(store: &dyn Store, tenant: &str, secret: &str) -> Result<bool, StoreError> {
-    let hash = keys::hash_secret(secret);
-    if store.key_by_hash(&hash).await?.is_some() {
-        return Ok(false);
-    }
-    let key = ApiKey {
-        id: crate::model::new_id(IdKind::Key),
-        tenant: tenant.to_owned(),
-        name: "seeded from FLOWGATE_API_KEY".into(),
-        environment: None,
-        prefix: keys::display_prefix(secret),
-        created_at: now(),
-        last_used_at: None,
-    };
-    store.insert_key(&key, &hash).await?;
-    Ok(true)
-}
-
-impl<S> FromRequestParts<S> for Caller
-where
-    Arc<Authenticator>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = crate::api::ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Arc::<Authenticator>::from_ref(state);
-        Ok(auth.authenticate(&parts.headers, None).await?)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The bus carries exactly what Redis pub/sub can carry: a channel name and the
 //! event's JSON bytes. It is never the record of truth: an event is appended to
-//! the store first and published after (see `crate::chats::Journal`), so a
+//! the store first and published after (see `crate::ledger::Journal`), so a
 //! listener that misses one (a lagging receiver, a Redis outage) fills the hole
 //! from the store by seq. Each event is serialized once into a [`Frame`] and the
 //! same bytes reach every subscriber.

@@ -10,7 +10,7 @@
 //! removes its entry (atomically, under the map's entry lock), sees it and runs
 //! again, so a start is never lost. No map guard is held across an `.await`.
 //!
-//! Touches the store and bus (through `crate::chats::Journal`) and the model
+//! Touches the store and bus (through `crate::ledger::Journal`) and the model
 //! providers; nothing else.
 
 use std::collections::{BTreeMap, HashSet};
@@ -23,8 +23,8 @@ use dashmap::mapref::entry::Entry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::chats::Journal;
 use crate::flow::ModelSpec;
+use crate::ledger::Journal;
 use crate::model::EventKind;
 use crate::store::StoreResult;
 use lease::{Lease, LeaseError, Leases};

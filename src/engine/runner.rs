@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::policy::{self, Context, Decision, RunState, Selection, Speak, Step, Via};
 use super::provider::ProviderError;
-use crate::chats::transitions::{self, InputAsk, MessageDraft};
-use crate::chats::{Refusal, UpdateError};
 use crate::flow::Flow;
+use crate::ledger::transitions::{self, InputAsk, MessageDraft};
+use crate::ledger::{Refusal, UpdateError};
 use crate::model::{ChatError, ChatRecord, ChatStatus, IdKind, Message, Role, new_id};
 use crate::store::{ChatChange, Fence, MessageView, SeqQuery, StoreError, StoreResult};
 

@@ -3,10 +3,12 @@
 //!
 //! Pure data: nothing here touches the store, the bus or the network.
 
+mod error;
 mod event;
 mod ids;
 mod time;
 
+pub use error::{ClientError, Disconnect, ErrorCode, from_json};
 pub use event::{Event, EventKind};
 pub use ids::{IdKind, new_id};
 pub use time::{Timestamp, now};

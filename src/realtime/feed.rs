@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Channel, Frame};
-use crate::chats::Journal;
+use crate::ledger::Journal;
 use crate::model::{EventKind, Message};
 use crate::store::{MessageView, SeqQuery};
 

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::model::Disconnect;
 
 /// Frames written before one flush, at most.
 const BATCH: usize = 64;
@@ -25,52 +26,30 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close frame may wait for room in a full socket.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Close codes of contract §5.
-pub mod code {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
-    /// Server going away (shutdown).
-    pub const GOING_AWAY: u16 = 1001;
-    /// No pong in time.
-    pub const PONG_TIMEOUT: u16 = 4000;
-    /// Unauthenticated (the key was revoked while the socket was open).
-    pub const UNAUTHENTICATED: u16 = 4001;
-    /// Chat gone.
-    pub const CHAT_GONE: u16 = 4004;
-    /// Too slow: outbound queue over its bound.
-    pub const TOO_SLOW: u16 = 4008;
-    /// Inbound frame too large.
-    pub const TOO_LARGE: u16 = 4009;
-    /// Resubscribe needed.
-    pub const RESUBSCRIBE: u16 = 4010;
-    /// Rate limited.
-    pub const RATE_LIMITED: u16 = 4029;
-}
-
 /// Ends a connection once, with the first reason given.
 #[derive(Clone, Default)]
 pub struct Closer {
     token: CancellationToken,
-    reason: Arc<OnceLock<(u16, String)>>,
+    reason: Arc<OnceLock<(Disconnect, String)>>,
 }
 
 impl Closer {
     /// Asks for the connection to close with `code` (first call wins).
-    pub fn close(&self, code: u16, reason: impl Into<String>) {
+    pub fn close(&self, code: Disconnect, reason: impl Into<String>) {
         let _ = self.reason.set((code, reason.into()));
         self.token.cancel();
     }
 
     /// Closes with 4008 and counts it, unless another reason came first.
     pub fn close_slow(&self, metrics: &Metrics, reason: impl Into<String>) {
-        if self.reason.set((code::TOO_SLOW, reason.into())).is_ok() {
+        if self.reason.set((Disconnect::TooSlow, reason.into())).is_ok() {
             Metrics::inc(&metrics.ws_slow_closes);
         }
         self.token.cancel();
     }
 
     /// The close code asked for, if any.
-    pub fn code(&self) -> Option<u16> {
+    pub fn code(&self) -> Option<Disconnect> {
         self.reason.get().map(|(c, _)| *c)
     }
 
@@ -80,9 +59,9 @@ impl Closer {
     }
 
     fn frame(&self) -> CloseFrame {
-        let (code, reason) = self.reason.get().cloned().unwrap_or((code::NORMAL, String::new()));
+        let (code, reason) = self.reason.get().cloned().unwrap_or((Disconnect::Normal, String::new()));
         let reason: String = reason.chars().take(120).collect();
-        CloseFrame { code, reason: Utf8Bytes::from(reason) }
+        CloseFrame { code: code.code(), reason: Utf8Bytes::from(reason) }
     }
 }
 
@@ -243,7 +222,7 @@ pub async fn write_loop(
                 };
                 match written {
                     Ok(true) => {}
-                    Ok(false) => { closer.close(code::NORMAL, "socket closed"); break }
+                    Ok(false) => { closer.close(Disconnect::Normal, "socket closed"); break }
                     Err(_) => { closer.close_slow(&metrics, "too slow: writes stalled"); break }
                 }
             }
@@ -251,7 +230,7 @@ pub async fn write_loop(
                 let now = live.epoch.elapsed().as_millis() as u64;
                 let since = now.saturating_sub(live.last_pong_ms.load(Ordering::Relaxed));
                 if since > live.pong_timeout.as_millis() as u64 {
-                    closer.close(code::PONG_TIMEOUT, "no pong in time");
+                    closer.close(Disconnect::PongTimeout, "no pong in time");
                     break;
                 }
                 // Like a batch: bounded, and never in the way of a close.
@@ -263,7 +242,7 @@ pub async fn write_loop(
                 };
                 match sent {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => { closer.close(code::NORMAL, "socket closed"); break }
+                    Ok(Err(_)) => { closer.close(Disconnect::Normal, "socket closed"); break }
                     Err(_) => { closer.close_slow(&metrics, "too slow: ping stalled"); break }
                 }
             }
@@ -272,7 +251,7 @@ pub async fn write_loop(
     let finish = async {
         // What was queued before a deliberate close (a `chat.deleted` before
         // 4004) still goes out; a slow or dead client gets only the close.
-        if closer.code().is_some_and(|c| c != code::TOO_SLOW && c != code::PONG_TIMEOUT) {
+        if closer.code().is_some_and(|c| c != Disconnect::TooSlow && c != Disconnect::PongTimeout) {
             while let Some(text) = inbox.try_recv() {
                 if sink.feed(Message::Text(text)).await.is_err() {
                     return;

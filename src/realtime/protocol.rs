@@ -6,6 +6,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::model::{ClientError, ErrorCode};
 use crate::store::MessageView;
 
 /// The ops a client may send.
@@ -110,7 +111,7 @@ pub struct BadFrame {
     /// The `ref`, if one could be read.
     pub reference: Option<Value>,
     /// `invalid_json`, `unknown_op`, `invalid_request`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// What is wrong.
     pub message: String,
 }
@@ -118,25 +119,26 @@ pub struct BadFrame {
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, BadFrame> {
     let bad = |reference, code, message: String| BadFrame { reference, code, message };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad(None, "invalid_json", format!("malformed JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| bad(None, ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err(bad(None, "invalid_request", "a command is a JSON object with an `op`".into()));
+        return Err(bad(None, ErrorCode::InvalidRequest, "a command is a JSON object with an `op`".into()));
     };
     let reference = object.remove("ref");
     match object.get("op").and_then(Value::as_str) {
-        None => return Err(bad(reference, "invalid_request", "missing `op`".into())),
+        None => return Err(bad(reference, ErrorCode::InvalidRequest, "missing `op`".into())),
         Some(op) if !OPS.contains(&op) => {
             return Err(bad(
                 reference,
-                "unknown_op",
+                ErrorCode::UnknownOp,
                 format!("unknown op `{op}`; known: {}", OPS.join(", ")),
             ));
         }
         Some(_) => {}
     }
-    let fields: Fields = serde_path_to_error::deserialize(Value::Object(object))
-        .map_err(|e| bad(reference.clone(), "invalid_request", format!("{}: {}", e.path(), e.inner())))?;
+    let fields: Fields = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        bad(reference.clone(), ErrorCode::InvalidRequest, format!("{}: {}", e.path(), e.inner()))
+    })?;
     Ok(Command { reference, op: fields.into_op() })
 }
 
@@ -170,10 +172,10 @@ pub fn subscribed(reference: Option<&Value>, chat_id: &str, last_seq: u64, view:
 }
 
 /// `{"type":"error","ref","code","message",...details}`
-pub fn error(reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) -> Utf8Bytes {
-    let mut fields = details;
-    fields.insert("code".into(), json!(code));
-    fields.insert("message".into(), json!(message));
+pub fn error(reference: Option<&Value>, e: &ClientError) -> Utf8Bytes {
+    let mut fields = e.details.clone();
+    fields.insert("code".into(), json!(e.code.as_str()));
+    fields.insert("message".into(), json!(e.message));
     render("error", reference, Value::Object(fields))
 }
 
@@ -204,19 +206,19 @@ mod tests {
             Op::Subscribe { chat_id: Some("c".into()), after_seq: None, view: MessageView::Final }
         );
         let e = parse(r#"{"op":"subscribe","chat_id":"c","view":"summary"}"#).unwrap_err();
-        assert_eq!(e.code, "invalid_request");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.starts_with("view"), "{}", e.message);
     }
 
     #[test]
     fn not_json_an_unknown_op_and_a_bad_field_are_told_apart() {
-        assert_eq!(parse("nope").unwrap_err().code, "invalid_json");
+        assert_eq!(parse("nope").unwrap_err().code, ErrorCode::InvalidJson);
         let e = parse(r#"{"op":"dance","ref":"a"}"#).unwrap_err();
-        assert_eq!((e.code, e.reference), ("unknown_op", Some(json!("a"))));
+        assert_eq!((e.code, e.reference), (ErrorCode::UnknownOp, Some(json!("a"))));
         let e = parse(r#"{"op":"subscribe","after_seq":"x"}"#).unwrap_err();
-        assert_eq!(e.code, "invalid_request");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("after_seq"), "{}", e.message);
-        assert_eq!(parse("[1]").unwrap_err().code, "invalid_request");
+        assert_eq!(parse("[1]").unwrap_err().code, ErrorCode::InvalidRequest);
     }
 
     #[test]

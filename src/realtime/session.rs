@@ -2,8 +2,12 @@
 //! them with the same rules as the REST routes, the subscriptions it holds
 //! (one gap-free [`Follow`] task each), and the tie to its writer.
 //!
-//! Touches the chat service (commands), the journal (feeds) and the hub's task
-//! tracker; every task it starts ends with the connection.
+//! Touches the domain services (every command, and the access check of every
+//! subscribe, is theirs), the journal they expose (feeds) and the node's
+//! connection registry; every task it starts ends with the connection. A
+//! refusal is an `error` frame, or a [`Disconnect`] where the error table
+//! names one (a revoked or expired credential: 4001; a bound socket's chat
+//! gone: 4004).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,17 +16,16 @@ use std::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Permit;
 use super::feed::{FeedEnd, Follow, InView};
-use super::outbox::{self, Closer, Liveness, Outbox, code};
+use super::outbox::{self, Closer, Liveness, Outbox};
 use super::protocol::{self, Command, Op};
-use crate::api::{ApiError, required_text};
-use crate::app::AppState;
+use super::{Permit, RealtimeState};
 use crate::auth::Caller;
 use crate::bus::Channel;
+use crate::model::{ClientError, Disconnect, ErrorCode};
 use crate::store::MessageView;
 
 /// Commands a connection may send per second before it is closed with 4029.
@@ -30,8 +33,8 @@ const COMMANDS_PER_SEC: u32 = 100;
 
 /// What a session starts from.
 pub struct SessionInit {
-    /// The node's state.
-    pub state: AppState,
+    /// The node's realtime state.
+    pub state: RealtimeState,
     /// Who is connected.
     pub caller: Caller,
     /// The chat a `/chats/{id}/ws` socket is bound to (auto-subscribed).
@@ -41,7 +44,7 @@ pub struct SessionInit {
 }
 
 struct Session {
-    state: AppState,
+    state: RealtimeState,
     caller: Caller,
     bound: Option<String>,
     outbox: Outbox,
@@ -55,7 +58,7 @@ struct Session {
 /// Runs a connection to its end.
 pub async fn run(socket: WebSocket, init: SessionInit) {
     let SessionInit { state, caller, bound, permit } = init;
-    let limits = state.config.limits.clone();
+    let limits = state.limits.clone();
     let closer = Closer::default();
     let (outbox, inbox) =
         outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone(), state.metrics.clone());
@@ -89,36 +92,37 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         let next = tokio::select! {
             biased;
             _ = closer.token().cancelled() => break,
-            _ = token.cancelled() => { closer.close(code::GOING_AWAY, "server shutting down"); break }
+            _ = token.cancelled() => { closer.close(Disconnect::GoingAway, "server shutting down"); break }
             next = stream.next() => next,
         };
         match next {
             Some(Ok(Message::Text(text))) => {
                 if !session.rate_ok() {
-                    closer.close(code::RATE_LIMITED, "too many commands");
+                    closer.close(Disconnect::RateLimited, "too many commands");
                     break;
                 }
                 Box::pin(session.handle(text.as_str())).await;
             }
             Some(Ok(Message::Binary(_))) => session.send_error(
                 None,
-                "invalid_request",
-                "binary frames are not supported; send JSON text",
-                Map::new(),
+                ClientError::new(
+                    ErrorCode::InvalidRequest,
+                    "binary frames are not supported; send JSON text",
+                ),
             ),
             Some(Ok(Message::Pong(_))) => {
                 last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
             }
             Some(Ok(Message::Ping(_))) => {}
             Some(Ok(Message::Close(_))) | None => {
-                closer.close(code::NORMAL, "bye");
+                closer.close(Disconnect::Normal, "bye");
                 break;
             }
             Some(Err(e)) => {
                 if is_too_large(e) {
-                    closer.close(code::TOO_LARGE, "frame too large");
+                    closer.close(Disconnect::TooLarge, "frame too large");
                 } else {
-                    closer.close(code::NORMAL, "read error");
+                    closer.close(Disconnect::Normal, "read error");
                 }
                 break;
             }
@@ -138,26 +142,28 @@ impl Session {
         self.window.1 <= COMMANDS_PER_SEC
     }
 
-    fn send_error(&self, reference: Option<&Value>, code: &str, message: &str, details: Map<String, Value>) {
-        self.outbox.push(protocol::error(reference, code, message, details));
-    }
-
-    fn send_api_error(&self, reference: Option<&Value>, e: ApiError) {
-        self.send_error(reference, e.code, &e.message, e.details);
+    /// Answers a refused command: an `error` frame, then a close where the
+    /// error ends the socket (a dead credential always; a missing chat only
+    /// on a socket bound to it).
+    fn send_error(&self, reference: Option<&Value>, e: ClientError) {
+        self.outbox.push(protocol::error(reference, &e));
+        match e.code.disconnect() {
+            Some(Disconnect::ChatGone) if self.bound.is_none() => {}
+            Some(close) => self.outbox.closer().close(close, e.message),
+            None => {}
+        }
     }
 
     /// The chat an op names, defaulting to the bound chat; a bound socket
     /// refuses others.
-    fn target(&self, chat_id: Option<String>) -> Result<String, ApiError> {
+    fn target(&self, chat_id: Option<String>) -> Result<String, ClientError> {
         match (chat_id, &self.bound) {
-            (Some(id), Some(bound)) if &id != bound => Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this socket is bound to chat {bound}"),
-            )),
+            (Some(id), Some(bound)) if &id != bound => {
+                Err(ClientError::new(ErrorCode::Forbidden, format!("this socket is bound to chat {bound}")))
+            }
             (Some(id), _) => Ok(id),
             (None, Some(bound)) => Ok(bound.clone()),
-            (None, None) => Err(ApiError::invalid("chat_id", "chat_id is required")),
+            (None, None) => Err(ClientError::invalid("chat_id", "chat_id is required")),
         }
     }
 
@@ -165,14 +171,10 @@ impl Session {
         let Command { reference, op } = match protocol::parse(text) {
             Ok(c) => c,
             Err(bad) => {
-                return self.send_error(bad.reference.as_ref(), bad.code, &bad.message, Map::new());
+                return self.send_error(bad.reference.as_ref(), ClientError::new(bad.code, bad.message));
             }
         };
         let r = reference.as_ref();
-        // A key deleted since the upgrade ends the socket at its next command.
-        if !matches!(op, Op::Ping) && !self.state.auth.still_valid(&self.caller).await {
-            return self.outbox.closer().close(code::UNAUTHENTICATED, "the API key was revoked");
-        }
         let result = match op {
             Op::Ping => {
                 self.outbox.push(protocol::pong(r));
@@ -186,7 +188,7 @@ impl Session {
                 Err(e) => Err(e),
             },
             Op::Unsubscribe { chat_id } => self.unsubscribe(r, chat_id),
-            Op::WatchStatus => self.watch_status(r),
+            Op::WatchStatus => self.watch_status(r).await,
             Op::UnwatchStatus => {
                 if let Some(t) = self.status_feed.take() {
                     t.cancel();
@@ -202,16 +204,8 @@ impl Session {
             Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
         };
         if let Err(e) = result {
-            self.send_api_error(r, e);
+            self.send_error(r, e);
         }
-    }
-
-    /// Checks the caller may use the chat; returns its current last seq.
-    async fn check_chat(&self, chat_id: &str) -> Result<u64, ApiError> {
-        if !self.caller.may_access_chat(chat_id) {
-            return Err(ApiError::chat_not_found(chat_id));
-        }
-        Ok(self.state.chats.get(&self.caller.tenant, chat_id).await?.chat.last_seq)
     }
 
     async fn subscribe(
@@ -223,27 +217,16 @@ impl Session {
     ) {
         let r = reference.as_ref();
         self.subscriptions.retain(|_, t| !t.is_cancelled());
-        let limit = self.state.config.limits.ws_max_subscriptions;
+        let limit = self.state.limits.ws_max_subscriptions;
         if !self.subscriptions.contains_key(&chat_id) && self.subscriptions.len() >= limit {
             let msg = format!("at most {limit} subscriptions per connection");
-            return self.send_error(r, "too_many_subscriptions", &msg, Map::new());
+            return self.send_error(r, ClientError::new(ErrorCode::TooManySubscriptions, msg));
         }
-        let last_seq = match self.check_chat(&chat_id).await {
+        let chats = &self.state.services.chats;
+        let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
             Ok(seq) => seq,
-            Err(e) => {
-                if self.bound.is_some() {
-                    self.outbox.closer().close(code::CHAT_GONE, "chat not found");
-                }
-                return self.send_api_error(r, e);
-            }
+            Err(e) => return self.send_error(r, e),
         };
-        if after_seq > last_seq {
-            let e = ApiError::invalid(
-                "after_seq",
-                format!("after_seq {after_seq} is beyond the chat's last_seq {last_seq}"),
-            );
-            return self.send_api_error(r, e);
-        }
         if let Some(old) = self.subscriptions.remove(&chat_id) {
             old.cancel();
         }
@@ -251,8 +234,8 @@ impl Session {
         let token = self.token.child_token();
         self.subscriptions.insert(chat_id.clone(), token.clone());
         let (journal, outbox, bound) =
-            (self.state.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
-        self.state.hub.spawn(async move {
+            (self.state.services.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
+        self.state.connections.spawn(async move {
             let follow = Follow {
                 journal: &journal,
                 chat_id: &chat_id,
@@ -261,15 +244,15 @@ impl Session {
                 cancel: &token,
             };
             match follow.run().await {
-                FeedEnd::Deleted if bound => outbox.closer().close(code::CHAT_GONE, "chat deleted"),
-                FeedEnd::Resubscribe(why) => outbox.closer().close(code::RESUBSCRIBE, why),
+                FeedEnd::Deleted if bound => outbox.closer().close(Disconnect::ChatGone, "chat deleted"),
+                FeedEnd::Resubscribe(why) => outbox.closer().close(Disconnect::Resubscribe, why),
                 FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
             }
             token.cancel();
         });
     }
 
-    fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ApiError> {
+    fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
         if let Some(t) = self.subscriptions.remove(&id) {
             t.cancel();
@@ -278,16 +261,16 @@ impl Session {
         Ok(())
     }
 
-    fn watch_status(&mut self, r: Option<&Value>) -> Result<(), ApiError> {
-        self.caller.require_tenant_scope()?;
+    async fn watch_status(&mut self, r: Option<&Value>) -> Result<(), ClientError> {
+        self.state.services.access.tenant_wide(&self.caller).await?;
         if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
             let token = self.token.child_token();
             self.status_feed = Some(token.clone());
-            let (bus, outbox, tenant) =
-                (self.state.bus.clone(), self.outbox.clone(), self.caller.tenant.clone());
-            self.state.hub.spawn(async move {
+            let bus = self.state.services.chats.journal().bus.clone();
+            let (outbox, tenant) = (self.outbox.clone(), self.caller.tenant.clone());
+            self.state.connections.spawn(async move {
                 let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
-                    return outbox.closer().close(code::RESUBSCRIBE, "status feed unavailable");
+                    return outbox.closer().close(Disconnect::Resubscribe, "status feed unavailable");
                 };
                 loop {
                     let frame = tokio::select! {
@@ -298,7 +281,7 @@ impl Session {
                         Ok(f) if !outbox.push(f.json.clone()) => return,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(_) => {
-                            return outbox.closer().close(code::RESUBSCRIBE, "status feed closed");
+                            return outbox.closer().close(Disconnect::Resubscribe, "status feed closed");
                         }
                     }
                 }
@@ -313,11 +296,9 @@ impl Session {
         r: Option<&Value>,
         chat_id: Option<String>,
         text: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        let text = required_text(text.as_deref(), self.state.config.limits.max_message_bytes)?.to_owned();
-        self.check_chat(&id).await?;
-        let message = self.state.chats.post_message(&self.caller.tenant, &id, &text).await?;
+        let message = self.state.services.chats.post_message(&self.caller, &id, text.as_deref()).await?;
         self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
         Ok(())
     }
@@ -328,28 +309,18 @@ impl Session {
         chat_id: Option<String>,
         text: Option<Option<String>>,
         request_id: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        let text = match text {
-            None => None,
-            Some(t) => {
-                Some(required_text(t.as_deref(), self.state.config.limits.max_message_bytes)?.to_owned())
-            }
-        };
-        self.check_chat(&id).await?;
-        let chat = self
-            .state
-            .chats
-            .submit_input(&self.caller.tenant, &id, request_id.as_deref(), text.as_deref())
-            .await?;
+        let answer = text.as_ref().map(Option::as_deref);
+        let chats = &self.state.services.chats;
+        let chat = chats.submit_input(&self.caller, &id, request_id.as_deref(), answer).await?;
         self.outbox.push(protocol::ack(r, "input", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
 
-    async fn cancel(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ApiError> {
+    async fn cancel(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        self.check_chat(&id).await?;
-        let chat = self.state.chats.cancel(&self.caller.tenant, &id).await?;
+        let chat = self.state.services.chats.cancel(&self.caller, &id).await?;
         self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }

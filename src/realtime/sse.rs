@@ -2,33 +2,66 @@
 //! same gap-free feed as the WebSocket; `id:` is the seq, and `Last-Event-ID`
 //! or `?after_seq=` resumes. A comment ping every 15 s keeps proxies open.
 //!
-//! Touches the journal (through the feed) and the hub's task tracker.
+//! Touches the chat service (access, the journal for the feed) and the node's
+//! connection registry.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::RealtimeState;
 use super::feed::{Follow, FrameSink};
-use crate::app::AppState;
+use crate::auth::Caller;
 use crate::bus::Frame;
+use crate::http::QueryParams;
+use crate::model::ClientError;
 
 /// Frames buffered per SSE stream; a client further behind is cut off and
 /// resumes with `Last-Event-ID`.
 const QUEUE: usize = 1024;
 
-/// Streams a chat's events after `after_seq` (tenant already checked).
-pub fn stream(state: &AppState, chat_id: String, after_seq: u64) -> Response {
+/// The SSE query: where to resume when no `Last-Event-ID` is sent.
+#[derive(Debug, Deserialize)]
+pub struct SseParams {
+    after_seq: Option<u64>,
+}
+
+/// `GET /chats/{chat_id}/events` with `Accept: text/event-stream`: the chat's
+/// events after `Last-Event-ID` (or `?after_seq=`), then live.
+pub async fn events(
+    State(state): State<RealtimeState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<SseParams>,
+) -> Result<Response, ClientError> {
+    let (after_seq, param) = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => {
+            let seq = id.trim().parse::<u64>();
+            (seq.map_err(|_| ClientError::invalid("Last-Event-ID", "must be a seq number"))?, "Last-Event-ID")
+        }
+        None => (params.after_seq.unwrap_or(0), "after_seq"),
+    };
+    state.services.chats.feed_start(&caller, &chat_id, after_seq, param).await?;
+    Ok(stream(&state, chat_id, after_seq))
+}
+
+/// Streams a chat's events after `after_seq` (access already checked).
+fn stream(state: &RealtimeState, chat_id: String, after_seq: u64) -> Response {
     let (tx, rx) = mpsc::channel::<Arc<Frame>>(QUEUE);
     let token = state.shutdown.child_token();
     let guard = token.clone().drop_guard();
-    let journal = state.chats.journal().clone();
-    state.hub.spawn(async move {
+    let journal = state.services.chats.journal().clone();
+    state.connections.spawn(async move {
         let follow =
             Follow { journal: &journal, chat_id: &chat_id, after_seq, sink: ChannelSink(tx), cancel: &token };
         follow.run().await;

@@ -1,19 +1,22 @@
-//! The WebSocket upgrade routes. Authentication, the tenant check of a bound
-//! chat and the connection limit all happen before the upgrade: an
-//! unauthenticated or refused request gets an HTTP error and never reaches the
-//! hub. Buffers are tuned small (2 KiB read, 8 KiB write).
+//! The WebSocket upgrade routes. Authentication, the access check of a bound
+//! chat (both by the domain services) and the connection limit all happen
+//! before the upgrade: an unauthenticated or refused request gets an HTTP
+//! error and never becomes a socket. Buffers are tuned small (2 KiB read,
+//! 8 KiB write).
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::RealtimeState;
 use super::session::{self, SessionInit};
-use crate::api::{ApiError, QueryParams};
-use crate::app::AppState;
+use crate::auth::{Caller, Presented};
 use crate::config::Limits;
+use crate::http::{QueryParams, presented};
+use crate::model::{ClientError, ErrorCode};
 
 /// Read buffer per socket: 2 KiB instead of tungstenite's 128 KiB. Inbound frames are
 /// small commands; a larger one (up to `ws_frame_bytes`) is read in several chunks.
@@ -38,27 +41,33 @@ fn configure(ws: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
         .max_frame_size(limits.ws_frame_bytes)
 }
 
-fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, ApiError> {
+fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, ClientError> {
     ws.map_err(|e| {
-        ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            format!("a WebSocket upgrade is required: {e}"),
-        )
+        ClientError::new(ErrorCode::UpgradeRequired, format!("a WebSocket upgrade is required: {e}"))
     })
+}
+
+/// The caller, from the headers or a chat token in `?token=`.
+async fn caller(
+    state: &RealtimeState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<Caller, ClientError> {
+    let presented = Presented { query_token: token, ..presented(headers) };
+    state.services.access.authenticate(presented).await
 }
 
 /// `GET /ws`: a multiplexed socket (subscribe to many chats, watch statuses).
 pub async fn multiplexed(
-    State(state): State<AppState>,
+    State(state): State<RealtimeState>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<WsParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let caller = state.auth.authenticate(&headers, params.token.as_deref()).await?;
+) -> Result<Response, ClientError> {
+    let caller = caller(&state, &headers, params.token.as_deref()).await?;
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
-    let limits = state.config.limits.clone();
+    let limits = state.limits.clone();
     Ok(configure(ws, &limits)
         .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound: None, permit })))
 }
@@ -66,40 +75,28 @@ pub async fn multiplexed(
 /// `GET /chats/{chat_id}/ws`: a socket bound to one chat, auto-subscribed
 /// after `?after_seq=`.
 pub async fn chat_bound(
-    State(state): State<AppState>,
+    State(state): State<RealtimeState>,
     Path(chat_id): Path<String>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<WsParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let caller = state.auth.authenticate(&headers, params.token.as_deref()).await?;
-    if !caller.may_access_chat(&chat_id) {
-        return Err(ApiError::chat_not_found(&chat_id));
-    }
-    let last_seq = state.chats.get(&caller.tenant, &chat_id).await?.chat.last_seq;
+) -> Result<Response, ClientError> {
+    let caller = caller(&state, &headers, params.token.as_deref()).await?;
     let after_seq = params.after_seq.unwrap_or(0);
-    if after_seq > last_seq {
-        return Err(ApiError::invalid(
-            "after_seq",
-            format!("after_seq {after_seq} is beyond the chat's last_seq {last_seq}"),
-        ));
-    }
+    state.services.chats.feed_start(&caller, &chat_id, after_seq, "after_seq").await?;
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
-    let limits = state.config.limits.clone();
+    let limits = state.limits.clone();
     let bound = Some((chat_id, after_seq));
     Ok(configure(ws, &limits)
         .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound, permit })))
 }
 
-fn admit(state: &AppState) -> Result<super::Permit, ApiError> {
-    state.hub.admit(&state.metrics).ok_or_else(|| {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+fn admit(state: &RealtimeState) -> Result<super::Permit, ClientError> {
+    state.connections.admit(&state.metrics).ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::TooManyConnections,
             "this node is at its connection limit; try another or retry",
-        );
-        e.retry_after = Some(1);
-        e
+        )
     })
 }

@@ -3,7 +3,7 @@
 //! several nodes).
 //!
 //! The store knows nothing of the status machine. A change to a chat arrives as a
-//! [`ChatChange`], already planned by `crate::chats`, and is applied as one atomic
+//! [`ChatChange`], already planned by `crate::ledger::transitions`, and is applied as one atomic
 //! compare-and-set on the chat's `last_seq`: either the new chat state, its
 //! events and its messages are all stored, or none are and the caller gets
 //! [`StoreError::Conflict`] and plans again from a fresh read. A returned `Ok`
@@ -163,7 +163,7 @@ pub const FINAL_KEY: &str = "final";
 /// The durable records Flowgate keeps. Implemented by [`sqlite::SqliteStore`] and
 /// the Redis store; both pass the same behaviour suite (`tests/store_suite`).
 ///
-/// Reads are not tenant-scoped: `crate::chats` checks the tenant of every record
+/// Reads are not tenant-scoped: the domain services (`crate::service`) check the tenant of every record
 /// it loads before anything leaves the process.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

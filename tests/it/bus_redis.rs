@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use flowgate::bus::redis::{RedisBus, RedisBusOptions};
 use flowgate::bus::{Bus, Channel, Frame, Subscription};
-use flowgate::chats::transitions::{self, Refusal};
-use flowgate::chats::{Journal, UpdateError};
+use flowgate::ledger::transitions::{self, Refusal};
+use flowgate::ledger::{Journal, UpdateError};
 use flowgate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, new_id, now};
 use flowgate::realtime::feed::{FeedEnd, Follow, FrameSink};
 use flowgate::store::ChatChange;

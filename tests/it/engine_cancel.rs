@@ -4,7 +4,7 @@
 
 use crate::support::app::{WAIT, spawn_app};
 use flowgate::bus::Channel;
-use flowgate::chats::transitions;
+use flowgate::ledger::transitions;
 use flowgate::model::{ChatStatus, EventKind};
 
 async fn until_no_runs(app: &crate::support::app::TestApp) {
@@ -34,7 +34,7 @@ async fn streaming_chat(app: &crate::support::app::TestApp) -> String {
 async fn a_cancel_committed_elsewhere_stops_the_stream_at_once() {
     let app = spawn_app().await;
     let chat = streaming_chat(&app).await;
-    app.state.chats.journal().update(&chat, transitions::cancel).await.unwrap();
+    app.state.services.chats.journal().update(&chat, transitions::cancel).await.unwrap();
     until_no_runs(&app).await;
     assert_eq!(app.chat(&chat).await["status"], "ready");
     let stored = app.messages(&chat).await;

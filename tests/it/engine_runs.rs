@@ -6,7 +6,7 @@ mod groups;
 mod harness;
 
 use flowgate::model::{EventKind, Role};
-use harness::{Harness, TENANT, group, script, two_agent};
+use harness::{Harness, group, operator, script, two_agent};
 use serde_json::json;
 
 pub(crate) fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -49,7 +49,7 @@ async fn terminate_mode_auto_replies_until_a_termination_message_and_exit_comple
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
-    let pending = h.chats.get(TENANT, &chat).await.unwrap().chat.pending_input;
+    let pending = h.chats.get(&operator(), &chat).await.unwrap().chat.pending_input;
     assert_eq!(pending.map(|p| p.agent).as_deref(), Some("user"));
     h.answer(&chat, Some("exit")).await;
     assert_eq!(w.settled().await, "completed");
@@ -118,7 +118,7 @@ async fn cancel_during_a_slow_stream_stops_the_run_promptly_and_keeps_stored_mes
     h.say(&chat, "hi").await;
     let delta = w.next_where(|e| e.kind == EventKind::MessageDelta && e.data["sender"] == "critic").await;
     assert_eq!(delta.seq, None, "deltas are ephemeral");
-    h.chats.cancel(TENANT, &chat).await.unwrap();
+    h.chats.cancel(&operator(), &chat).await.unwrap();
     // The stream would take 20 s; the task must end well within the wait bound.
     h.idle().await;
     assert_eq!(h.status(&chat).await.as_str(), "ready");
@@ -152,7 +152,7 @@ async fn seq_has_no_gaps_after_a_mixed_run() {
     assert_eq!(w.settled().await, "wait_for_human_input");
     h.answer(&chat, Some("and more")).await;
     assert_eq!(w.settled().await, "wait_for_human_input");
-    h.chats.cancel(TENANT, &chat).await.unwrap();
+    h.chats.cancel(&operator(), &chat).await.unwrap();
     assert_eq!(w.settled().await, "ready");
     h.say(&chat, "again").await;
     assert_eq!(w.settled().await, "wait_for_human_input");
@@ -162,7 +162,7 @@ async fn seq_has_no_gaps_after_a_mixed_run() {
     let events = h.events(&chat).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq.unwrap()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
-    let last_seq = h.chats.get(TENANT, &chat).await.unwrap().chat.last_seq;
+    let last_seq = h.chats.get(&operator(), &chat).await.unwrap().chat.last_seq;
     assert_eq!(last_seq, events.len() as u64);
     for m in h.messages(&chat).await {
         let e = &events[(m.seq - 1) as usize];
@@ -203,7 +203,7 @@ async fn an_invalid_flow_fails_the_run_with_flow_invalid() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
+    let error = h.chats.get(&operator(), &chat).await.unwrap().chat.error.unwrap();
     assert_eq!(error.code, "flow_invalid");
     assert!(error.message.contains("no_such_model"), "{}", error.message);
     assert!(h.events(&chat).await.iter().any(|e| e.kind == EventKind::RunFailed));
@@ -221,7 +221,7 @@ async fn a_model_that_cannot_be_called_fails_the_run_with_model_error() {
     let mut w = h.watch(&chat).await;
     h.say(&chat, "hi").await;
     assert_eq!(w.settled().await, "error");
-    let error = h.chats.get(TENANT, &chat).await.unwrap().chat.error.unwrap();
+    let error = h.chats.get(&operator(), &chat).await.unwrap().chat.error.unwrap();
     assert_eq!(error.code, "model_error");
     assert!(error.message.contains("writer_model"), "{}", error.message);
 }

@@ -156,18 +156,8 @@ fn the_events_route_documents_both_a_json_page_and_server_sent_events() {
 
 #[test]
 fn the_websocket_routes_document_the_upgrade_every_op_and_every_close_code() {
-    use flowgate::realtime::outbox::code;
+    use flowgate::model::Disconnect;
     let doc = Doc::load();
-    let sent = [
-        code::NORMAL,
-        code::GOING_AWAY,
-        code::PONG_TIMEOUT,
-        code::CHAT_GONE,
-        code::TOO_SLOW,
-        code::TOO_LARGE,
-        code::RESUBSCRIBE,
-        code::RATE_LIMITED,
-    ];
     let ops: BTreeSet<String> = flowgate::realtime::protocol::OPS.iter().map(|o| o.to_string()).collect();
     for path in ["/ws", "/chats/{chat_id}/ws"] {
         let op = doc.operation("GET", path);
@@ -187,8 +177,10 @@ fn the_websocket_routes_document_the_upgrade_every_op_and_every_close_code() {
             assert!(protocol["server_frames"][frame]["$ref"].is_string(), "{path}: frame {frame}");
         }
         let closes = protocol["close_codes"].as_object().unwrap();
-        for c in sent.iter().map(u16::to_string).chain(["4001".into(), "4003".into()]) {
+        for d in Disconnect::ALL {
+            let c = d.code().to_string();
             assert!(closes.contains_key(&c), "{path}: close code {c} is not documented");
+            assert_eq!(closes[&c]["reconnect"], d.reconnect(), "{path}: close code {c}: reconnect");
         }
         let description = op["description"].as_str().unwrap();
         for word in ["subscribe", "watch_status", "4010", "4029", "1001", "4000"] {

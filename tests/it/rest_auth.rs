@@ -65,12 +65,17 @@ async fn bearer_jwts_are_verified_by_signature_and_expiry() {
     assert_eq!(send(bearer_key).await.0, 200);
 }
 
+/// A key of tenant `other`, made by the operator.
+async fn other_tenants_key(app: &crate::support::app::TestApp) -> String {
+    let operator = flowgate::auth::Caller::operator("other");
+    app.state.services.keys.create(&operator, Some("o".into()), None).await.unwrap().1
+}
+
 #[tokio::test]
 async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     let app = spawn_app().await;
-    let (store, jwt_other) =
-        (app.state.store.clone(), token(JWT_SECRET, json!({"sub": "other", "exp": now() + 60})));
-    let (_, secret) = flowgate::auth::create_key(store.as_ref(), "other", "o", None).await.unwrap();
+    let jwt_other = token(JWT_SECRET, json!({"sub": "other", "exp": now() + 60}));
+    let secret = other_tenants_key(&app).await;
     let other = client_with_key(&secret);
     let id = app.create_chat("demo").await;
     app.say(&id, "hi").await;
@@ -112,7 +117,7 @@ async fn another_tenants_chats_and_flows_are_404_on_every_route() {
 #[tokio::test]
 async fn another_tenants_keys_cannot_be_listed_or_deleted() {
     let app = spawn_app().await;
-    let (_, secret) = flowgate::auth::create_key(app.state.store.as_ref(), "other", "o", None).await.unwrap();
+    let secret = other_tenants_key(&app).await;
     let other = client_with_key(&secret);
     let (_, mine) = app.get("/api-keys").await;
     let my_key = mine["data"][0]["id"].as_str().unwrap().to_owned();

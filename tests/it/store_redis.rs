@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate::chats::transitions;
+use flowgate::ledger::transitions;
 use flowgate::model::{ChatStatus, now};
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
 use flowgate::store::{ChatQuery, StoreError};

@@ -149,10 +149,14 @@ async fn a_chat_token_reaches_its_chat_and_no_other() {
 async fn another_tenants_chat_is_refused_on_both_sockets() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let other = jwt(json!({"sub": "other", "exp": now() + 60}));
-    let refused = connect_with(&app, &format!("/chats/{chat}/ws?token={other}"), None).await.err().unwrap();
+    let operator = flowgate::auth::Caller::operator("other");
+    let (_, other) = app.state.services.keys.create(&operator, Some("o".into()), None).await.unwrap();
+    let refused = connect_with(&app, &format!("/chats/{chat}/ws"), Some(&other)).await.err().unwrap();
     assert_eq!(refused.status, 404);
-    let mut ws = connect_with(&app, &format!("/ws?token={other}"), None).await.unwrap();
+    let other_chat_token = jwt(json!({"sub": "other", "chat_id": chat, "exp": now() + 60}));
+    let refused = connect_with(&app, &format!("/chats/{chat}/ws?token={other_chat_token}"), None).await;
+    assert_eq!(refused.err().unwrap().status, 404);
+    let mut ws = connect_with(&app, "/ws", Some(&other)).await.unwrap();
     assert_eq!(ws.call(json!({"op": "subscribe", "chat_id": chat})).await["code"], "chat_not_found");
     assert_eq!(
         ws.call(json!({"op": "message", "chat_id": chat, "message": "x"})).await["code"],
@@ -213,6 +217,34 @@ async fn a_socket_whose_key_is_revoked_closes_with_4001_at_its_next_command() {
     let (status, _) = app.delete(&format!("/api-keys/{}", key["id"].as_str().unwrap())).await;
     assert_eq!(status, 204);
     ws.send(json!({"op": "watch_status"})).await;
+    assert_eq!(ws.closed().await, Ended::Closed(4001));
+}
+
+#[tokio::test]
+async fn a_tenant_wide_token_in_the_url_is_refused() {
+    let app = spawn_app().await;
+    let chat = app.create_chat("demo").await;
+    let tenant_wide = jwt(json!({"sub": "default", "exp": now() + 60}));
+    for path in [format!("/ws?token={tenant_wide}"), format!("/chats/{chat}/ws?token={tenant_wide}")] {
+        let refused = connect_with(&app, &path, None).await.err().unwrap();
+        assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    }
+}
+
+#[tokio::test]
+async fn a_socket_whose_chat_token_expires_closes_with_4001_at_its_next_command() {
+    let app = spawn_app().await;
+    let chat = app.create_chat("demo").await;
+    let exp = now() + 1;
+    let token = jwt(json!({"sub": "default", "chat_id": chat, "exp": exp}));
+    let mut ws = connect_with(&app, &format!("/chats/{chat}/ws?token={token}"), None).await.unwrap();
+    assert_eq!(ws.next().await["type"], "subscribed");
+    assert_eq!(ws.call(json!({"op": "subscribe"})).await["type"], "subscribed");
+    // Wait for the clock to pass `exp` (a bounded wait on time itself).
+    while now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ws.send(json!({"op": "subscribe"})).await;
     assert_eq!(ws.closed().await, Ended::Closed(4001));
 }
 

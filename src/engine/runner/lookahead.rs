@@ -19,10 +19,10 @@
 use serde_json::{Value, json};
 
 use super::{At, Runner, message_metadata};
-use crate::chats::transitions::MessageDraft;
 use crate::engine::policy::{self, Context, Decision, RunState, Selection, Speak, Step, Via};
 use crate::engine::provider::ProviderError;
 use crate::flow::Flow;
+use crate::ledger::transitions::MessageDraft;
 use crate::model::{Message, Role, now};
 use crate::store::FINAL_KEY;
 

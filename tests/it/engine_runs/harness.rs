@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowgate::auth::{Authenticator, Caller, Jwt};
 use flowgate::bus::memory::MemoryBus;
 use flowgate::bus::{Channel, Subscription};
-use flowgate::chats::{ChatService, Journal, NewChat};
 use flowgate::engine::{Engine, EngineDeps};
+use flowgate::ledger::Journal;
 use flowgate::model::{ChatStatus, Event, EventKind, FlowRecord, IdKind, Message, new_id, now};
+use flowgate::service::{ChatService, NewChat, Services};
 use flowgate::store::SeqQuery;
 use flowgate::store::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{Value, json};
@@ -40,6 +42,18 @@ fn engine_on(journal: &Journal) -> Arc<Engine> {
     })
 }
 
+/// The chat service as the app wires it.
+fn chat_service(journal: &Journal, engine: &Arc<Engine>) -> ChatService {
+    let jwt = Jwt::from_config(&Default::default()).unwrap();
+    let auth = Arc::new(Authenticator::new(journal.store.clone(), jwt));
+    Services::new(journal.clone(), engine.clone(), auth, 256 << 10).chats
+}
+
+/// The tenant's operator: whom every harness call acts as.
+pub fn operator() -> Caller {
+    Caller::operator(TENANT)
+}
+
 impl Harness {
     /// A fresh store file and engine.
     pub async fn new() -> Self {
@@ -48,7 +62,7 @@ impl Harness {
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         let journal = Journal { store: Arc::new(store), bus: Arc::new(MemoryBus::new()) };
         let engine = engine_on(&journal);
-        let chats = ChatService::new(journal.clone(), engine.clone());
+        let chats = chat_service(&journal, &engine);
         Harness { _dir: dir, journal, engine, chats }
     }
 
@@ -57,7 +71,7 @@ impl Harness {
     pub async fn restart(&mut self) -> usize {
         tokio::time::timeout(WAIT, self.engine.shutdown()).await.expect("the engine shuts down");
         self.engine = engine_on(&self.journal);
-        self.chats = ChatService::new(self.journal.clone(), self.engine.clone());
+        self.chats = chat_service(&self.journal, &self.engine);
         self.engine.resume_all().await.unwrap()
     }
 
@@ -75,7 +89,7 @@ impl Harness {
         };
         self.journal.store.put_flow(&record).await.unwrap();
         let new = NewChat { from_flow: record.id, ..Default::default() };
-        self.chats.create(TENANT, new).await.unwrap().id
+        self.chats.create(&operator(), new).await.unwrap().id
     }
 
     /// Starts listening to the chat's events (before acting on it).
@@ -86,12 +100,12 @@ impl Harness {
 
     /// Posts a user message.
     pub async fn say(&self, chat_id: &str, text: &str) {
-        self.chats.post_message(TENANT, chat_id, text).await.unwrap();
+        self.chats.post_message(&operator(), chat_id, Some(text)).await.unwrap();
     }
 
     /// Answers the pending input request (`None`: the auto reply).
     pub async fn answer(&self, chat_id: &str, text: Option<&str>) {
-        self.chats.submit_input(TENANT, chat_id, None, text).await.unwrap();
+        self.chats.submit_input(&operator(), chat_id, None, text.map(Some)).await.unwrap();
     }
 
     /// Every durable event of the chat, by seq.

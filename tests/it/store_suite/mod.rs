@@ -22,7 +22,7 @@ use chrono::TimeDelta;
 use serde::Serialize;
 use serde_json::json;
 
-use flowgate::chats::transitions;
+use flowgate::ledger::transitions;
 use flowgate::model::{
     ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Role, Timestamp, new_id, now,
 };

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ApiError;
+use crate::model::ClientError;
 use crate::store::{MessageView, SeqQuery};
 
 /// `?after_seq=&before_seq=&limit=&order=&view=` (plus route-specific extras).
@@ -27,17 +27,17 @@ pub struct SeqParams {
 
 impl SeqParams {
     /// The store query, asking one extra item to learn `has_more`.
-    pub fn query(&self) -> Result<SeqQuery, ApiError> {
+    pub fn query(&self) -> Result<SeqQuery, ClientError> {
         let descending = match self.order.as_deref() {
             None | Some("asc") => false,
             Some("desc") => true,
             Some(other) => {
-                return Err(ApiError::invalid("order", format!("`{other}` is not `asc` or `desc`")));
+                return Err(ClientError::invalid("order", format!("`{other}` is not `asc` or `desc`")));
             }
         };
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+            return Err(ClientError::invalid("limit", "must be between 1 and 1000"));
         }
         Ok(SeqQuery {
             after_seq: self.after_seq,

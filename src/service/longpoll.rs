@@ -1,8 +1,9 @@
 //! Long-poll: hold a `GET /messages?wait=S` until a message newer than the
-//! cursor is stored, the chat is deleted, or S seconds pass.
+//! cursor is stored, the chat is deleted, or S seconds pass (the way in for
+//! REST clients that still poll).
 //!
-//! Touches the bus only: the caller subscribes before reading the store, then
-//! hands the subscription here, so a message committed in between is not
+//! Touches the bus only: the chat service subscribes before reading the store,
+//! then hands the subscription here, so a message committed in between is not
 //! missed.
 
 use std::time::Duration;
@@ -16,7 +17,7 @@ use crate::model::EventKind;
 /// Waits until a `message.created` after `after_seq` (or `chat.deleted`)
 /// arrives, `wait` passes, or shutdown. A lag or a bus resync counts as
 /// "something may have arrived": the caller re-reads the store either way.
-pub async fn wait_for_message(
+pub(crate) async fn wait_for_message(
     mut sub: Subscription,
     after_seq: u64,
     wait: Duration,

@@ -1,14 +1,20 @@
-//! Append-then-publish: every change to a chat is committed to the store first
-//! and its events are published on the bus after, so nobody is ever told of an
-//! event that could still be lost.
+//! The ledger: a chat's status machine ([`transitions`], pure) and its
+//! journal ([`Journal`]): every change is committed to the store first and its
+//! events are published on the bus after, so nobody is ever told of an event
+//! that could still be lost.
 //!
-//! Touches the store and the bus; knows nothing of HTTP or the engine.
+//! Touches the store and the bus; knows nothing of HTTP, the engine or who is
+//! calling.
 
 use std::sync::Arc;
 
 use crate::bus::{Bus, Channel, Frame};
 use crate::model::{ChatRecord, Event, EventKind};
 use crate::store::{ChatChange, Store, StoreError};
+
+pub mod transitions;
+
+pub use transitions::Refusal;
 
 /// How often a change is re-planned after losing a race before giving up.
 const MAX_ATTEMPTS: usize = 64;

@@ -1,15 +1,19 @@
 //! Request extractors whose rejections speak the contract's error format:
 //! [`JsonBody`] (400 `invalid_json` with line and column, 422 `invalid_request`
-//! naming the field, 413 for an oversized body) and [`QueryParams`].
+//! naming the field, 413 for an oversized body), [`QueryParams`], and the
+//! [`Caller`] (credentials from the headers, resolved by the domain's access
+//! rules).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::ApiError;
+use crate::auth::{Caller, Presented};
+use crate::model::{ClientError, ErrorCode, from_json};
+use crate::service::Services;
 
 /// A JSON body, parsed whatever the `Content-Type` (curl's `-d` sends a form
 /// type); an empty body reads as `{}` so a missing field is named, not a
@@ -18,44 +22,24 @@ use super::ApiError;
 pub struct JsonBody<T>(pub T);
 
 /// Parses JSON bytes into `T` with the contract's errors.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
     let value = parse_value(bytes)?;
     if !value.is_object() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "the body must be a JSON object",
-        ));
+        return Err(ClientError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
     }
-    from_value(value)
+    from_json(value)
 }
 
 /// Parses JSON bytes into a `Value` (400 `invalid_json` on a syntax error).
-pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
+pub fn parse_value(bytes: &[u8]) -> Result<Value, ClientError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}"))
+        ClientError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
             .with("line", e.line())
             .with("column", e.column())
     })
-}
-
-/// Reads a `Value` into `T`, naming the offending field on failure.
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let message = e.inner().to_string();
-        let path = e.path().to_string();
-        let param = if path == "." { missing_field(&message).unwrap_or_default() } else { path };
-        ApiError::invalid(&param, message)
-    })
-}
-
-/// The field name in serde's "missing field `x`" message.
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    Some(rest.split('`').next()?.to_owned())
 }
 
 /// The raw body, with the size limit's rejection as a 413 `payload_too_large`.
@@ -63,14 +47,14 @@ fn missing_field(message: &str) -> Option<String> {
 pub struct BodyBytes(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for BodyBytes {
-    type Rejection = ApiError;
+    type Rejection = ClientError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(req, state).await.map(BodyBytes).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
+                ClientError::new(ErrorCode::PayloadTooLarge, "the body is too large")
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+                ClientError::new(ErrorCode::InvalidBody, e.body_text())
             }
         })
     }
@@ -81,7 +65,7 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = ClientError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
@@ -98,7 +82,7 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = ClientError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
@@ -107,9 +91,28 @@ where
                 let text = e.body_text();
                 let detail = text.trim_start_matches("Failed to deserialize query string: ");
                 let param = detail.split(':').next().unwrap_or_default().trim().to_owned();
-                Err(ApiError::invalid(&param, format!("bad query parameter: {detail}")))
+                Err(ClientError::invalid(&param, format!("bad query parameter: {detail}")))
             }
         }
+    }
+}
+
+/// The credentials a request's headers present (`X-API-KEY`, `Authorization`).
+pub fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Presented { api_key: header("x-api-key"), authorization: header("authorization"), query_token: None }
+}
+
+/// Every handler that takes a `Caller` is authenticated before its body runs.
+impl<S> FromRequestParts<S> for Caller
+where
+    Services: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ClientError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Services::from_ref(state).access.authenticate(presented(&parts.headers)).await
     }
 }
 
@@ -128,8 +131,7 @@ mod tests {
     fn the_seeds_trailing_comma_is_an_invalid_json_error_with_its_position() {
         let body = b"{\n\"name\": \"My Chatbot\",\n\"from_type\": \"flow\",\n\"from_flow\": \"flow_id\",\n}";
         let err = parse_json::<Body>(body).unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert_eq!(err.code, "invalid_json");
+        assert_eq!(err.code, ErrorCode::InvalidJson);
         assert!(err.message.contains("trailing comma"), "{}", err.message);
         assert_eq!(err.details["line"], 5);
     }
@@ -137,7 +139,7 @@ mod tests {
     #[test]
     fn a_missing_field_is_named() {
         let err = parse_json::<Body>(b"{\"name\": \"x\"}").unwrap_err();
-        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
         assert_eq!(err.details["param"], "from_flow");
     }
 

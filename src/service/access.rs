@@ -1,0 +1,56 @@
+//! Access, decided in one place: who is calling (credentials to a [`Caller`]),
+//! whether that caller's credential still holds, and whether its scope reaches
+//! tenant-wide operations. The chat-level rule (tenant and chat-token scope)
+//! is applied by [`super::ChatService::get`], in the read every chat
+//! operation makes anyway.
+//!
+//! Touches the authenticator (and through it the key store).
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Caller, Presented, Scope};
+use crate::model::ClientError;
+
+/// The access rules.
+#[derive(Clone)]
+pub struct Access {
+    auth: Arc<Authenticator>,
+}
+
+impl Access {
+    /// The rules over an authenticator.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+
+    /// Resolves presented credentials to a caller (401 when they do not hold,
+    /// 403 for a tenant-wide token in `?token=`).
+    pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ClientError> {
+        Ok(self.auth.authenticate(presented).await?)
+    }
+
+    /// Whether the caller's credential still holds (token not expired, key
+    /// not revoked): 401 `unauthenticated` otherwise. Asked by every
+    /// operation, so a socket's next command after a revocation or expiry is
+    /// refused (and the socket closed with 4001).
+    pub async fn live(&self, caller: &Caller) -> Result<(), ClientError> {
+        Ok(self.auth.still_valid(caller).await?)
+    }
+
+    /// A live caller whose scope is the whole tenant (listing, flows, keys,
+    /// minting tokens); a chat token gets 403 `forbidden`.
+    pub async fn tenant_wide(&self, caller: &Caller) -> Result<(), ClientError> {
+        self.live(caller).await?;
+        match caller.scope {
+            Scope::Tenant => Ok(()),
+            Scope::Chat(_) => {
+                Err(crate::auth::AuthError::Forbidden("this token is limited to one chat").into())
+            }
+        }
+    }
+
+    /// Mints a token for one chat of the caller's tenant (checked by the caller).
+    pub(crate) fn mint_chat_token(&self, caller: &Caller, chat_id: &str, ttl: Option<u64>) -> (String, u64) {
+        self.auth.jwt().mint_chat_token(&caller.tenant, chat_id, ttl)
+    }
+}

@@ -1,0 +1,58 @@
+//! The domain services every transport calls: chats, flows and keys, and the
+//! access rules they apply. Each operation takes the [`Caller`](crate::auth::Caller)
+//! and decides, inside the operation, whether its credential still holds and
+//! whether it reaches the record; no handler, socket, SSE stream or long-poll
+//! repeats a check. Errors are the contract's [`ClientError`](crate::model::ClientError).
+//!
+//! Touches the ledger, the engine, the store and the authenticator; knows
+//! nothing of HTTP or sockets.
+
+use std::sync::Arc;
+
+mod access;
+mod chats;
+mod error;
+mod flows;
+mod keys;
+mod longpoll;
+
+pub use access::Access;
+pub use chats::{ChatService, NewChat, required_text};
+pub use flows::{FlowService, Registered};
+pub use keys::KeyService;
+
+use crate::auth::Authenticator;
+use crate::engine::Engine;
+use crate::ledger::Journal;
+
+/// Every service, built once over the same backends.
+#[derive(Clone)]
+pub struct Services {
+    /// Who is calling, and whether their credential holds.
+    pub access: Access,
+    /// Chat operations.
+    pub chats: ChatService,
+    /// Flow operations.
+    pub flows: FlowService,
+    /// API key operations.
+    pub keys: KeyService,
+}
+
+impl Services {
+    /// Builds the services; texts longer than `max_message_bytes` are refused.
+    pub fn new(
+        journal: Journal,
+        engine: Arc<Engine>,
+        auth: Arc<Authenticator>,
+        max_message_bytes: usize,
+    ) -> Self {
+        let access = Access::new(auth);
+        let store = journal.store.clone();
+        Services {
+            chats: ChatService::new(journal, engine.clone(), access.clone(), max_message_bytes),
+            flows: FlowService::new(store.clone(), engine, access.clone()),
+            keys: KeyService::new(store, access.clone()),
+            access,
+        }
+    }
+}
