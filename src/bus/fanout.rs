@@ -23,9 +23,10 @@ use super::Frame;
 
 type Sender = broadcast::Sender<Arc<Frame>>;
 
-/// A channel's count of local subscribers left or reached zero. When
-/// subscribers come and go at once, one channel's changes may be reported out
-/// of order: check [`Fanout::is_live`] before acting on one.
+/// A channel's entry in the registry appeared or went: `First` and `Last`
+/// alternate per channel, though a `Last` may be reported after the next
+/// `First` when subscribers come and go at once: check [`Fanout::is_live`]
+/// before acting on one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change<K> {
     /// The channel gained its first local subscriber.
@@ -80,14 +81,20 @@ impl<K: Hash + Eq + Clone> Fanout<K> {
     /// Starts listening locally to `key`: frames delivered after this returns
     /// are received until the guard drops.
     pub(crate) fn subscribe(&self, key: &K) -> (broadcast::Receiver<Arc<Frame>>, Guard<K>) {
-        let (sender, first) = {
-            let mut entry = self.inner.senders.entry(key.clone()).or_default();
+        // Reported only with a new entry: a dead one revived in place has not
+        // been reported gone (its release will find it live and leave it).
+        let mut first = false;
+        let sender = {
+            let mut entry = self.inner.senders.entry(key.clone()).or_insert_with(|| {
+                first = true;
+                Weak::new()
+            });
             match entry.upgrade() {
-                Some(sender) => (sender, false),
+                Some(sender) => sender,
                 None => {
                     let sender = Arc::new(broadcast::channel(self.inner.capacity).0);
                     *entry = Arc::downgrade(&sender);
-                    (sender, true)
+                    sender
                 }
             }
         };
@@ -110,13 +117,9 @@ impl<K: Hash + Eq + Clone> Fanout<K> {
         };
         // No receivers is fine: the last one is leaving.
         let _ = sender.send(frame);
-        let held = Arc::downgrade(&sender);
-        drop(sender);
-        // The last guard may have let go while we held the sender: it saw us as
-        // a holder and left the entry to us.
-        if held.strong_count() == 0 {
-            self.inner.release(key);
-        }
+        // The last guard may have let go meanwhile, seen us as a holder and
+        // left the entry to us.
+        self.inner.let_go(key, sender);
     }
 
     /// Whether `key` has a local subscriber.
@@ -147,14 +150,28 @@ impl<K: Hash + Eq + Clone> Fanout<K> {
 }
 
 impl<K: Hash + Eq> Inner<K> {
+    /// Drops a hold on `key`'s sender; if it was the last, removes the entry.
+    fn let_go<Q>(&self, key: &Q, sender: Arc<Sender>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // Let go before looking, so that of two last holders letting go at
+        // once each can see the count reach zero (the map holds only a Weak).
+        let held = Arc::downgrade(&sender);
+        drop(sender);
+        if held.strong_count() == 0 {
+            self.release(key);
+        }
+    }
+
     /// Removes `key` if nobody holds its sender any more, and reports it.
     fn release<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Of two last holders letting go at once, each can see the count at
-        // zero (the map holds only a Weak); `remove_if` lets one of them win.
+        // Of two last holders that both saw zero, `remove_if` lets one win.
         let gone = self.senders.remove_if(key, |_, weak| weak.strong_count() == 0);
         if let Some((key, _)) = gone {
             (self.hook)(Change::Last(key));
@@ -164,11 +181,8 @@ impl<K: Hash + Eq> Inner<K> {
 
 impl<K: Hash + Eq> Drop for Guard<K> {
     fn drop(&mut self) {
-        // Let go of our sender first, so two last guards dropping at once can
-        // each see the count reach zero.
-        drop(self.sender.take());
-        if let Some(registry) = self.registry.upgrade() {
-            registry.release(&self.key);
+        if let (Some(sender), Some(registry)) = (self.sender.take(), self.registry.upgrade()) {
+            registry.let_go(&self.key, sender);
         }
     }
 }
@@ -264,6 +278,32 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_delivery_that_held_the_last_sender_releases_the_channel() {
+        let (fanout, changes) = recorded();
+        let (_, guard) = fanout.subscribe(&key("x"));
+        // A delivery in progress: it holds the sender as the guard drops.
+        let delivering = fanout.inner.senders.get("x").and_then(|w| w.upgrade()).unwrap();
+        drop(guard);
+        assert!(!fanout.is_empty(), "the guard saw a holder and left the entry");
+        fanout.inner.let_go("x", delivering);
+        assert!(fanout.is_empty());
+        assert_eq!(*changes.lock().unwrap(), [Change::First(key("x")), Change::Last(key("x"))]);
+    }
+
+    #[test]
+    fn of_two_holders_that_both_saw_zero_one_releases() {
+        let (fanout, changes) = recorded();
+        let (_, mut guard) = fanout.subscribe(&key("x"));
+        // Without its sender the guard's drop does not look; the two below do.
+        drop(guard.sender.take());
+        drop(guard);
+        fanout.inner.release("x");
+        fanout.inner.release("x");
+        assert!(fanout.is_empty());
+        assert_eq!(*changes.lock().unwrap(), [Change::First(key("x")), Change::Last(key("x"))]);
+    }
+
+    #[test]
     fn two_last_guards_dropping_at_once_leave_no_entry_and_one_release() {
         let (fanout, changes) = recorded();
         let (give, take) = std::sync::mpsc::channel::<Guard<String>>();
@@ -293,23 +333,32 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_last_guard_dropping_during_a_delivery_still_releases_the_channel() {
+    fn last_guards_dropping_during_deliveries_leave_no_entry() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let (fanout, changes) = recorded();
-        let stop = std::sync::atomic::AtomicBool::new(false);
+        // A key per round, so a dead entry left behind is never revived.
+        let keys: Vec<String> = (0..20_000).map(|n| format!("x{n}")).collect();
+        let (current, sent) = (AtomicUsize::new(0), frame(1));
         std::thread::scope(|s| {
             s.spawn(|| {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    fanout.deliver("x", frame(1));
+                while let Some(key) = keys.get(current.load(Ordering::Relaxed)) {
+                    fanout.deliver(key.as_str(), Arc::clone(&sent));
                 }
             });
-            for _ in 0..20_000 {
-                drop(fanout.subscribe(&key("x")));
+            for (n, key) in keys.iter().enumerate() {
+                let (mut receiver, guard) = fanout.subscribe(key);
+                current.store(n, Ordering::Relaxed);
+                // Drop once deliveries to this key are under way.
+                while receiver.try_recv().is_err() {
+                    std::hint::spin_loop();
+                }
+                drop((receiver, guard));
             }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            current.store(usize::MAX, Ordering::Relaxed);
         });
         assert!(fanout.is_empty(), "no stale entry");
         let changes = changes.lock().unwrap();
         let lasts = changes.iter().filter(|c| matches!(c, Change::Last(_))).count();
-        assert_eq!(lasts * 2, changes.len(), "every channel taken up was released");
+        assert_eq!((changes.len(), lasts), (40_000, 20_000), "one First and one Last per key");
     }
 }
