@@ -1,32 +1,29 @@
-//! The in-process bus: one `tokio::sync::broadcast` channel per live channel
-//! name, created on first subscribe and dropped with its last subscriber.
+//! The in-process bus: the local channel registry ([`super::fanout`]) and
+//! nothing else; a publish is delivered straight to the local subscribers.
 //!
 //! Touches nothing outside the process; used on a single node.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
-use tokio::sync::broadcast;
 
+use super::fanout::Fanout;
 use super::{Bus, BusError, Channel, Frame, Subscription};
 
 /// How many frames a receiver may fall behind before it lags.
 const CAPACITY: usize = 1024;
 
-type Senders = DashMap<Channel, Weak<broadcast::Sender<Arc<Frame>>>>;
-
-/// In-process pub/sub.
+/// In-process pub/sub; clones share the channels.
 #[derive(Clone)]
 pub struct MemoryBus {
-    channels: Arc<Senders>,
+    channels: Fanout<Channel>,
     /// Never bumped: an in-process bus cannot drop frames but by lagging.
     resync: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for MemoryBus {
     fn default() -> Self {
-        Self { channels: Arc::default(), resync: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self { channels: Fanout::new(CAPACITY), resync: Arc::new(tokio::sync::watch::channel(0).0) }
     }
 }
 
@@ -38,57 +35,19 @@ impl MemoryBus {
 
     /// How many channels have live subscribers (for metrics and tests).
     pub fn channel_count(&self) -> usize {
-        self.channels.iter().filter(|e| e.value().strong_count() > 0).count()
-    }
-}
-
-/// Holds a channel's sender alive; the map entry goes when the last one drops.
-struct Guard {
-    sender: Option<Arc<broadcast::Sender<Arc<Frame>>>>,
-    channel: Channel,
-    channels: Weak<Senders>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Let go of our sender first, so two last guards dropping at once can
-        // each see the count reach zero (the map holds only a Weak).
-        drop(self.sender.take());
-        if let Some(map) = self.channels.upgrade() {
-            map.remove_if(&self.channel, |_, weak| weak.strong_count() == 0);
-        }
+        self.channels.channel_count()
     }
 }
 
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        let sender = self.channels.get(channel).and_then(|w| w.upgrade());
-        if let Some(sender) = sender {
-            // No receivers is fine: nobody is listening.
-            let _ = sender.send(frame);
-        }
+        self.channels.deliver(channel, frame);
         Ok(())
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
-        let sender = {
-            let mut entry = self.channels.entry(channel.clone()).or_default();
-            match entry.upgrade() {
-                Some(sender) => sender,
-                None => {
-                    let sender = Arc::new(broadcast::channel(CAPACITY).0);
-                    *entry = Arc::downgrade(&sender);
-                    sender
-                }
-            }
-        };
-        let receiver = sender.subscribe();
-        let guard = Guard {
-            sender: Some(sender),
-            channel: channel.clone(),
-            channels: Arc::downgrade(&self.channels),
-        };
+        let (receiver, guard) = self.channels.subscribe(channel);
         Ok(Subscription { receiver, resync: self.resync.subscribe(), guard: Box::new(guard) })
     }
 
@@ -100,17 +59,8 @@ impl Bus for MemoryBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Event, EventKind, now};
-
-    fn frame(seq: u64) -> Arc<Frame> {
-        Frame::from_event(&Event {
-            seq: Some(seq),
-            chat_id: "chat_x".into(),
-            kind: EventKind::RunStarted,
-            created_at: now(),
-            data: serde_json::json!({}),
-        })
-    }
+    use crate::bus::fanout::tests::frame;
+    use crate::model::{Event, EventKind};
 
     #[tokio::test]
     async fn subscribers_receive_what_is_published_after_they_subscribe() {

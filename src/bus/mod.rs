@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::model::{Event, EventKind};
 
+mod fanout;
 pub mod memory;
 pub mod redis;
 

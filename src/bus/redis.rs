@@ -2,10 +2,12 @@
 //! connection, and listens on ONE shared subscriber connection that carries
 //! every channel any local task listens to.
 //!
-//! Locally it mirrors [`super::memory::MemoryBus`]: one `broadcast` sender per
-//! live channel behind a `Weak`, so a frame from Redis is parsed once per node
-//! and shared by every local subscriber. A channel is SUBSCRIBEd with its first
-//! local subscriber and UNSUBSCRIBEd after its last one leaves. One listener
+//! Redis is only the transport between nodes: the local subscribers live in
+//! the same registry as [`super::memory::MemoryBus`]'s ([`super::fanout`]), to
+//! which the listener hands every frame from Redis, parsed once per node. A
+//! channel is SUBSCRIBEd with its first local subscriber (every `subscribe`
+//! waits for Redis to confirm it) and UNSUBSCRIBEd after the registry reports
+//! its last one gone. One listener
 //! task owns the subscriber connection and is the only one to send it
 //! (un)subscribe commands, in batches; when the connection is lost it
 //! reconnects with exponential backoff and jitter, subscribes every live
@@ -16,17 +18,17 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
 use redis::{Client, RedisResult};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::fanout::{Change, Fanout};
 use super::{Bus, BusError, Channel, Frame, Subscription};
 
 mod listener;
@@ -62,24 +64,16 @@ impl Default for RedisBusOptions {
     }
 }
 
-type Sender = broadcast::Sender<Arc<Frame>>;
-
-/// What the bus handle, the guards and the listener task share.
+/// What the bus handle and the listener task share.
 struct Shared {
-    /// Wire name → the local sender, alive while a guard holds it.
-    channels: DashMap<String, Weak<Sender>>,
+    /// The local subscribers, by wire name.
+    channels: Fanout<String>,
     /// Bumped after every reconnect.
     resync: watch::Sender<u64>,
     /// Whether the subscriber connection is up.
     connected: watch::Sender<bool>,
     /// To the listener task.
     requests: mpsc::UnboundedSender<Request>,
-}
-
-impl Shared {
-    fn is_live(&self, name: &str) -> bool {
-        self.channels.get(name).is_some_and(|w| w.strong_count() > 0)
-    }
 }
 
 /// What the listener task is asked.
@@ -113,8 +107,15 @@ impl RedisBus {
             within(options.timeout, ConnectionManager::new_with_config(client.clone(), config)).await?;
         let first = within(options.timeout, client.get_async_pubsub()).await?;
         let (requests, inbox) = mpsc::unbounded_channel();
+        let release = requests.clone();
+        let channels = Fanout::with_hook(options.capacity, move |change| match change {
+            // Nothing to do yet: every `subscribe`, first or not, asks the
+            // listener itself, as it must wait for Redis to confirm.
+            Change::First(_) => {}
+            Change::Last(name) => drop(release.send(Request::Release { name })),
+        });
         let shared = Arc::new(Shared {
-            channels: DashMap::new(),
+            channels,
             resync: watch::channel(0).0,
             connected: watch::channel(true).0,
             requests,
@@ -141,49 +142,13 @@ impl RedisBus {
 
     /// How many channels have live local subscribers (for metrics and tests).
     pub fn channel_count(&self) -> usize {
-        self.shared.channels.iter().filter(|e| e.value().strong_count() > 0).count()
-    }
-
-    /// The local sender of `name`, created if there is none alive.
-    fn sender(&self, name: &str) -> Arc<Sender> {
-        let mut entry = self.shared.channels.entry(name.to_owned()).or_default();
-        match entry.upgrade() {
-            Some(sender) => sender,
-            None => {
-                let sender = Arc::new(broadcast::channel(self.options.capacity.max(1)).0);
-                *entry = Arc::downgrade(&sender);
-                sender
-            }
-        }
+        self.shared.channels.channel_count()
     }
 }
 
 impl Drop for RedisBus {
     fn drop(&mut self) {
         self.cancel.cancel();
-    }
-}
-
-/// Holds a channel's sender alive; the last one to go asks for UNSUBSCRIBE.
-struct Guard {
-    sender: Option<Arc<Sender>>,
-    name: String,
-    shared: Weak<Shared>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Let go first, so that of two guards dropping at once the later one
-        // sees no holder left and removes the entry.
-        drop(self.sender.take());
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        let gone = shared.channels.remove_if(&self.name, |_, weak| weak.strong_count() == 0).is_some();
-        if gone {
-            let name = std::mem::take(&mut self.name);
-            let _ = shared.requests.send(Request::Release { name });
-        }
     }
 }
 
@@ -200,9 +165,7 @@ impl Bus for RedisBus {
         let name = channel.name();
         // Before the SUBSCRIBE: a reconnect from here on is seen as a change.
         let resync = self.shared.resync.subscribe();
-        let sender = self.sender(&name);
-        let receiver = sender.subscribe();
-        let guard = Guard { sender: Some(sender), name: name.clone(), shared: Arc::downgrade(&self.shared) };
+        let (receiver, guard) = self.shared.channels.subscribe(&name);
         let (done, confirmed) = oneshot::channel();
         let shut = || BusError::Unavailable("the bus is shut down".into());
         self.shared.requests.send(Request::Subscribe { name, done }).map_err(|_| shut())?;

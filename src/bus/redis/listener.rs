@@ -1,11 +1,11 @@
 //! The listener task of the Redis bus: the sole owner of the node's subscriber
-//! connection. It routes every message to its channel's local sender, turns
+//! connection. It hands every message to the local registry, turns
 //! subscribe/release requests into batched SUBSCRIBE/UNSUBSCRIBE, pings the
 //! connection, and on loss reconnects (exponential backoff with jitter),
 //! resubscribes every live channel and bumps `resync`.
 //!
-//! Touches the subscriber connection and the bus's shared map; never holds a
-//! map guard across an `.await`.
+//! Touches the subscriber connection and the bus's shared state; reads the
+//! registry only through its methods, which never await.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -63,13 +63,7 @@ impl Listener {
             tokio::select! {
                 _ = self.cancel.cancelled() => return false,
                 message = link.stream.next() => match message {
-                    Some(message) => {
-                        let Some(name) = self.route(&message) else { continue };
-                        if let Err(e) = self.apply(link, vec![Request::Release { name }]).await {
-                            tracing::warn!(error = %e, "redis unsubscribe failed");
-                            return true;
-                        }
-                    }
+                    Some(message) => self.route(&message),
                     None => {
                         tracing::warn!("redis subscriber connection lost");
                         return true;
@@ -95,22 +89,19 @@ impl Listener {
         }
     }
 
-    /// Hands a message to its channel's local subscribers, parsed once.
-    /// Returns the channel if its last guard let go while we held its sender:
-    /// that guard saw us as a holder and left the release to us.
-    fn route(&self, message: &redis::Msg) -> Option<String> {
+    /// Hands a message to its channel's local subscribers, parsed once. (If
+    /// the last of them leaves meanwhile, the registry reports the release.)
+    fn route(&self, message: &redis::Msg) {
         let name = message.get_channel_name();
-        let sender = self.shared.channels.get(name).and_then(|w| w.upgrade())?;
+        if !self.shared.channels.is_live(name) {
+            return; // Unsubscribing: nobody here to parse it for.
+        }
         match Frame::parse(Bytes::copy_from_slice(message.get_payload_bytes())) {
-            // No receivers is fine: the last one is leaving.
-            Ok(frame) => drop(sender.send(frame)),
+            Ok(frame) => self.shared.channels.deliver(name, frame),
             Err(e) => {
                 tracing::warn!(channel = name, error = %e, "dropped a frame that is not an event")
             }
         }
-        let held = Arc::downgrade(&sender);
-        drop(sender);
-        (held.strong_count() == 0).then(|| name.to_owned())
     }
 
     /// `first` and the requests already queued behind it (one batch).
@@ -154,11 +145,7 @@ impl Listener {
         }
         let idle: Vec<String> = released
             .into_iter()
-            .filter(|name| {
-                // Drop a dead entry left by a guard that saw another holder.
-                self.shared.channels.remove_if(name, |_, weak| weak.strong_count() == 0);
-                link.subscribed.contains(name) && !self.shared.is_live(name)
-            })
+            .filter(|name| link.subscribed.contains(name) && !self.shared.channels.is_live(name))
             .collect();
         link.unsubscribe(&idle, &self.options).await
     }
@@ -205,14 +192,7 @@ impl Listener {
     async fn resubscribed(&self) -> Result<Link, BusError> {
         let pubsub = within(self.options.timeout, self.client.get_async_pubsub()).await?;
         let mut link = Link::new(pubsub);
-        let live: Vec<String> = self
-            .shared
-            .channels
-            .iter()
-            .filter(|e| e.value().strong_count() > 0)
-            .map(|e| e.key().clone())
-            .collect();
-        link.subscribe(&live, &self.options).await?;
+        link.subscribe(&self.shared.channels.live(), &self.options).await?;
         Ok(link)
     }
 }
