@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowgate::ledger::transitions;
-use flowgate::model::{Chat, ChatRecord, ChatStatus, IdKind, new_id, now};
+use flowgate::model::{Chat, ChatId, ChatRecord, ChatStatus, FlowId, TenantId, now};
 use flowgate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use flowgate::store::{Store, StoreResult};
 
@@ -22,10 +22,10 @@ const TASKS: usize = 64;
 fn new_chat() -> Chat {
     let at = now();
     Chat {
-        id: new_id(IdKind::Chat),
+        id: ChatId::new(),
         name: "bench".into(),
         from_type: "flow".into(),
-        from_flow: "demo".into(),
+        from_flow: FlowId::parse("demo").unwrap(),
         status: ChatStatus::Ready,
         created_at: at,
         updated_at: at,
@@ -38,7 +38,7 @@ fn new_chat() -> Chat {
 
 /// Commits to one new chat until `deadline`; returns how many commits.
 async fn commit_until(store: Arc<SqliteStore>, deadline: Instant) -> StoreResult<u64> {
-    let change = transitions::create("tenant_bench", new_chat());
+    let change = transitions::create(&TenantId::parse("tenant_bench").unwrap(), new_chat());
     let mut record: ChatRecord = change.record.clone();
     store.commit(change).await?;
     let mut commits = 1;

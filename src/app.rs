@@ -28,7 +28,7 @@ use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
 use crate::ledger::Journal;
 use crate::metrics::Metrics;
-use crate::model::{ClientError, ErrorCode, FlowRecord, now};
+use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
 use crate::realtime::{Connections, RealtimeState};
 use crate::service::Services;
 use crate::store::redis::{RedisStore, RedisStoreOptions};
@@ -138,12 +138,12 @@ impl App {
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);
         if let Some(secret) = &config.api_key
-            && services.keys.seed("default", secret).await.map_err(StartError::Seed)?
+            && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {
             tracing::info!("seeded FLOWGATE_API_KEY for tenant `default`");
         }
         if config.demo {
-            register_demo(store.as_ref(), "default").await?;
+            register_demo(store.as_ref(), &TenantId::default()).await?;
         }
         let state = AppState {
             services,
@@ -286,16 +286,17 @@ async fn open_redis(config: &Config) -> Result<Backends, StartError> {
 }
 
 /// Registers the demo flow for a tenant unless it already has one by that id.
-pub async fn register_demo(store: &dyn Store, tenant: &str) -> Result<(), StoreError> {
-    if store.get_flow(tenant, DEMO_FLOW_ID).await?.is_some() {
+pub async fn register_demo(store: &dyn Store, tenant: &TenantId) -> Result<(), StoreError> {
+    let id = FlowId::parse(DEMO_FLOW_ID).expect("the demo's id is a flow id");
+    if store.get_flow(tenant, &id).await?.is_some() {
         return Ok(());
     }
     let flow = demo_flow();
     let at = now();
     store
         .put_flow(&FlowRecord {
-            id: DEMO_FLOW_ID.into(),
-            tenant: tenant.into(),
+            id,
+            tenant: tenant.clone(),
             name: flow.name.clone(),
             definition: serde_json::to_value(&flow)?,
             source: None,

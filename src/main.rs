@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use flowgate::app::{App, register_demo};
 use flowgate::auth::Caller;
 use flowgate::config::{Config, Overrides};
-use flowgate::model::ErrorCode;
+use flowgate::model::{ErrorCode, KeyId, TenantId};
 
 /// A WebSocket-first realtime gateway for FlowGen multi-agent chats.
 #[derive(Debug, Parser)]
@@ -51,8 +51,8 @@ enum KeysCommand {
     /// Create a key; prints the secret once on stdout.
     Create {
         /// The tenant the key belongs to.
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        #[arg(long, default_value = "default", value_parser = parse_tenant)]
+        tenant: TenantId,
         /// A label for the key.
         #[arg(long)]
         name: String,
@@ -63,16 +63,17 @@ enum KeysCommand {
     /// List a tenant's keys (never the secrets).
     List {
         /// The tenant.
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        #[arg(long, default_value = "default", value_parser = parse_tenant)]
+        tenant: TenantId,
     },
     /// Invalidate a key at once.
     Revoke {
         /// The key id (`key_…`).
-        key_id: String,
+        #[arg(value_parser = parse_key_id)]
+        key_id: KeyId,
         /// The tenant it belongs to.
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        #[arg(long, default_value = "default", value_parser = parse_tenant)]
+        tenant: TenantId,
     },
 }
 
@@ -152,15 +153,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// `--tenant`: 1 to 64 of `[A-Za-z0-9_.-]`.
+fn parse_tenant(s: &str) -> Result<TenantId, String> {
+    TenantId::parse(s).map_err(|_| "must be 1 to 64 of [A-Za-z0-9_.-]".into())
+}
+
+/// A key id as `keys list` prints it (`key_…`).
+fn parse_key_id(s: &str) -> Result<KeyId, String> {
+    KeyId::parse(s).map_err(|e| e.to_string())
+}
+
 async fn keys(config: Config, cmd: KeysCommand) -> Result<(), BoxError> {
     let demo = config.demo;
     let app = App::build(config).await?;
     let (store, keys) = (app.state.store.as_ref(), &app.state.services.keys);
     match cmd {
         KeysCommand::Create { tenant, name, environment } => {
-            if !flowgate::auth::valid_tenant(&tenant) {
-                return Err("--tenant must be 1 to 64 of [A-Za-z0-9_.-]".into());
-            }
             let operator = Caller::operator(&tenant);
             let (key, secret) = keys.create(&operator, Some(name), environment).await?;
             if demo {

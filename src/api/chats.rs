@@ -1,7 +1,7 @@
 //! `/chats` and `/chats/{chat_id}`: create, list, show, delete.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{JsonBody, QueryParams};
+use crate::http::{IdPath, JsonBody, QueryParams};
 use crate::metrics::Metrics;
-use crate::model::{ChatStatus, ClientError};
+use crate::model::{ChatId, ChatStatus, ClientError, ErrorCode, FlowId};
 use crate::service::NewChat;
 use crate::store::ChatQuery;
 
@@ -28,9 +28,9 @@ pub struct CreateChat {
 #[derive(Debug, Deserialize)]
 pub struct ListChats {
     status: Option<String>,
-    from_flow: Option<String>,
-    after: Option<String>,
-    before: Option<String>,
+    from_flow: Option<FlowId>,
+    after: Option<ChatId>,
+    before: Option<ChatId>,
     limit: Option<usize>,
 }
 
@@ -46,6 +46,9 @@ pub async fn create(
     let from_flow = body.from_flow.filter(|f| !f.trim().is_empty());
     let from_flow = from_flow
         .ok_or_else(|| ClientError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
+    let from_flow = FlowId::parse(&from_flow).map_err(|_| {
+        ClientError::new(ErrorCode::FlowNotFound, format!("no flow {from_flow}")).with("param", "from_flow")
+    })?;
     if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
         return Err(ClientError::invalid("metadata", "must be a JSON object"));
     }
@@ -85,7 +88,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
 ) -> Result<impl IntoResponse, ClientError> {
     Ok(Json(state.services.chats.get(&caller, &chat_id).await?.chat))
 }
@@ -94,7 +97,7 @@ pub async fn show(
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
 ) -> Result<StatusCode, ClientError> {
     state.services.chats.delete(&caller, &chat_id).await?;
     Ok(StatusCode::NO_CONTENT)

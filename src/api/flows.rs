@@ -10,14 +10,14 @@ use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{BodyBytes, QueryParams, parse_value};
-use crate::model::ClientError;
+use crate::http::{BodyBytes, IdPath, QueryParams, parse_value};
+use crate::model::{ClientError, FlowId};
 use crate::service::Registered;
 
 /// `GET /flows` query.
 #[derive(Debug, Deserialize)]
 pub struct ListFlows {
-    after: Option<String>,
+    after: Option<FlowId>,
     limit: Option<usize>,
 }
 
@@ -48,6 +48,8 @@ pub async fn replace(
     Path(flow_id): Path<String>,
     BodyBytes(body): BodyBytes,
 ) -> Result<impl IntoResponse, ClientError> {
+    let flow_id = FlowId::parse(&flow_id)
+        .map_err(|_| ClientError::invalid("flow_id", "1 to 64 characters of [A-Za-z0-9_-]"))?;
     let registered = state.services.flows.replace(&caller, &flow_id, parse_value(&body)?).await?;
     Ok(respond(registered))
 }
@@ -62,14 +64,14 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ClientError::invalid("limit", "must be between 1 and 100"));
     }
-    Ok(Json(state.services.flows.list(&caller, q.after.as_deref(), limit).await?))
+    Ok(Json(state.services.flows.list(&caller, q.after.as_ref(), limit).await?))
 }
 
 /// `GET /flows/{flow_id}` → the flow.
 pub async fn show(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(flow_id): Path<String>,
+    IdPath(flow_id): IdPath<FlowId>,
 ) -> Result<impl IntoResponse, ClientError> {
     Ok(Json(state.services.flows.get(&caller, &flow_id).await?))
 }
@@ -78,7 +80,7 @@ pub async fn show(
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(flow_id): Path<String>,
+    IdPath(flow_id): IdPath<FlowId>,
 ) -> Result<StatusCode, ClientError> {
     state.services.flows.delete(&caller, &flow_id).await?;
     Ok(StatusCode::NO_CONTENT)

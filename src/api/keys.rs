@@ -2,7 +2,7 @@
 //! once, at creation; listings never carry it.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::JsonBody;
-use crate::model::{ClientError, Page};
+use crate::http::{IdPath, JsonBody};
+use crate::model::{ClientError, KeyId, Page};
 
 /// `POST /api-keys` body.
 #[derive(Debug, Deserialize)]
@@ -42,7 +42,7 @@ pub async fn create(
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(key_id): Path<String>,
+    IdPath(key_id): IdPath<KeyId>,
 ) -> Result<StatusCode, ClientError> {
     state.services.keys.revoke(&caller, &key_id).await?;
     Ok(StatusCode::NO_CONTENT)

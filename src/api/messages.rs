@@ -4,16 +4,16 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{JsonBody, QueryParams, SeqPage, SeqParams};
+use crate::http::{IdPath, JsonBody, QueryParams, SeqPage, SeqParams};
 use crate::metrics::Metrics;
-use crate::model::ClientError;
+use crate::model::{ChatId, ClientError};
 use crate::store::MessageView;
 
 /// `POST /messages` and `POST /input` body: `message` (the seed) or `content`
@@ -38,7 +38,7 @@ impl MessageBody {
 pub async fn post(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ClientError> {
     let message = state.services.chats.post_message(&caller, &chat_id, body.text()).await?;
@@ -53,7 +53,7 @@ pub async fn post(
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     QueryParams(params): QueryParams<SeqParams>,
 ) -> Result<impl IntoResponse, ClientError> {
     let query = params.query()?;
@@ -73,7 +73,7 @@ pub async fn list(
 pub async fn input(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ClientError> {
     let answer = if body.auto_reply { None } else { Some(body.text()) };
@@ -86,7 +86,7 @@ pub async fn input(
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
 ) -> Result<impl IntoResponse, ClientError> {
     Ok(Json(state.services.chats.cancel(&caller, &chat_id).await?))
 }
@@ -96,7 +96,7 @@ pub async fn cancel(
 pub async fn events(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     QueryParams(params): QueryParams<SeqParams>,
 ) -> Result<impl IntoResponse, ClientError> {
     if params.view.is_some_and(|v| v != MessageView::All) {

@@ -2,7 +2,7 @@
 //! for browser widgets that connect with `?token=` (never an API key in a URL).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::JsonBody;
-use crate::model::ClientError;
+use crate::http::{IdPath, JsonBody};
+use crate::model::{ChatId, ClientError};
 
 /// Longest lifetime a caller may ask for, seconds.
 const MAX_TTL_SECS: u64 = 3600;
@@ -26,7 +26,7 @@ pub struct MintToken {
 pub async fn mint(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     JsonBody(body): JsonBody<MintToken>,
 ) -> Result<impl IntoResponse, ClientError> {
     if body.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::model::{ApiKey, TenantId, now};
+use crate::model::{ApiKey, ChatId, KeyId, TenantId, now};
 use crate::store::{Store, StoreError};
 
 pub mod jwt;
@@ -56,7 +56,7 @@ pub enum Scope {
     /// Everything of the tenant (API keys, tenant tokens).
     Tenant,
     /// One chat only (minted chat tokens).
-    Chat(String),
+    Chat(ChatId),
 }
 
 /// An authenticated caller.
@@ -67,7 +67,7 @@ pub struct Caller {
     /// How far it reaches within the tenant.
     pub scope: Scope,
     /// The API key used, if any.
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
     /// That key's hash, to check a long-lived socket's key is still valid.
     pub key_hash: Option<String>,
     /// A token's expiry (seconds since the epoch); the caller ends with it.
@@ -85,19 +85,12 @@ pub struct Presented<'a> {
     pub query_token: Option<&'a str>,
 }
 
-/// Whether a tenant name is usable: 1 to 64 of `[A-Za-z0-9_.-]` (it becomes
-/// part of store keys and Redis hash tags, where a brace would change slots).
-pub fn valid_tenant(tenant: &str) -> bool {
-    (1..=64).contains(&tenant.len())
-        && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
 impl Caller {
     /// The operator acting on a tenant from the command line or at start-up
     /// (whoever can run the binary against the store already holds it all).
-    pub fn operator(tenant: &str) -> Caller {
+    pub fn operator(tenant: &TenantId) -> Caller {
         Caller {
-            tenant: tenant.to_owned(),
+            tenant: tenant.clone(),
             scope: Scope::Tenant,
             key_id: None,
             key_hash: None,
@@ -107,7 +100,7 @@ impl Caller {
 
     /// Whether the caller's scope reaches this chat (a chat token only its
     /// own). The domain answers "not found" otherwise, so existence does not leak.
-    pub fn reaches_chat(&self, chat_id: &str) -> bool {
+    pub fn reaches_chat(&self, chat_id: &ChatId) -> bool {
         match &self.scope {
             Scope::Tenant => true,
             Scope::Chat(id) => id == chat_id,
@@ -119,7 +112,7 @@ impl Caller {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     jwt: Jwt,
-    touched: DashMap<String, Instant>,
+    touched: DashMap<KeyId, Instant>,
 }
 
 impl Authenticator {
@@ -181,13 +174,13 @@ impl Authenticator {
 
     fn bearer(&self, token: &str) -> Result<Caller, AuthError> {
         let claims = self.jwt.verify(token)?;
-        let tenant = claims.tenant().unwrap_or_default().to_owned();
-        let scope = claims.chat_id.map_or(Scope::Tenant, Scope::Chat);
-        if !valid_tenant(&tenant) {
-            return Err(AuthError::InvalidToken(jwt::JwtError::Invalid(
-                "the tenant must be 1 to 64 of [A-Za-z0-9_.-]".into(),
-            )));
-        }
+        let invalid = |why: String| AuthError::InvalidToken(jwt::JwtError::Invalid(why));
+        let tenant = TenantId::parse(claims.tenant().unwrap_or_default())
+            .map_err(|_| invalid("the tenant must be 1 to 64 of [A-Za-z0-9_.-]".into()))?;
+        let scope = match claims.chat_id.as_deref() {
+            None => Scope::Tenant,
+            Some(id) => Scope::Chat(ChatId::parse(id).map_err(|e| invalid(e.to_string()))?),
+        };
         Ok(Caller { tenant, scope, key_id: None, key_hash: None, expires_at: Some(claims.exp) })
     }
 

@@ -190,14 +190,14 @@ impl<K: Hash + Eq> Drop for Guard<K> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::model::{Event, EventKind, now};
+    use crate::model::{ChatId, Event, EventKind, now};
     use std::sync::Mutex;
 
     /// A `run.started` frame of `chat_x` with this seq.
     pub(in crate::bus) fn frame(seq: u64) -> Arc<Frame> {
         Frame::from_event(&Event {
             seq: Some(seq),
-            chat_id: "chat_x".into(),
+            chat_id: ChatId::new(),
             kind: EventKind::RunStarted,
             created_at: now(),
             data: serde_json::json!({}),

@@ -60,12 +60,12 @@ impl Bus for MemoryBus {
 mod tests {
     use super::*;
     use crate::bus::fanout::tests::frame;
-    use crate::model::{Event, EventKind};
+    use crate::model::{ChatId, Event, EventKind};
 
     #[tokio::test]
     async fn subscribers_receive_what_is_published_after_they_subscribe() {
         let bus = MemoryBus::new();
-        let ch = Channel::Chat("chat_x".into());
+        let ch = Channel::Chat(ChatId::new());
         bus.publish(&ch, frame(1)).await.unwrap();
         let mut a = bus.subscribe(&ch).await.unwrap();
         let mut b = bus.subscribe(&ch).await.unwrap();
@@ -78,12 +78,10 @@ mod tests {
 
     #[test]
     fn a_delta_frame_reads_back_as_the_event_it_stands_for() {
-        let frame = Frame::delta("chat_x", "msg_1", "writer", "Hel\"lo");
+        let chat = ChatId::new();
+        let frame = Frame::delta(&chat, "msg_1", "writer", "Hel\"lo");
         let event: Event = serde_json::from_str(frame.json.as_str()).unwrap();
-        assert_eq!(
-            (event.seq, event.kind, event.chat_id.as_str()),
-            (None, EventKind::MessageDelta, "chat_x")
-        );
+        assert_eq!((event.seq, event.kind, &event.chat_id), (None, EventKind::MessageDelta, &chat));
         assert_eq!(
             event.data,
             serde_json::json!({"message_id": "msg_1", "sender": "writer", "delta": "Hel\"lo"})
@@ -94,7 +92,7 @@ mod tests {
     #[tokio::test]
     async fn the_channel_goes_away_with_its_last_subscriber() {
         let bus = MemoryBus::new();
-        let ch = Channel::Chat("chat_x".into());
+        let ch = Channel::Chat(ChatId::new());
         let a = bus.subscribe(&ch).await.unwrap();
         let b = bus.subscribe(&ch).await.unwrap();
         drop(a);

@@ -15,7 +15,7 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::model::{Event, EventKind};
+use crate::model::{ChatId, Event, EventKind, TenantId};
 
 mod fanout;
 pub mod memory;
@@ -25,9 +25,9 @@ pub mod redis;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// Every event of one chat.
-    Chat(String),
+    Chat(ChatId),
     /// Every `chat.status` event of one tenant (dashboards).
-    TenantStatus(String),
+    TenantStatus(TenantId),
 }
 
 impl Channel {
@@ -46,7 +46,7 @@ impl Channel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     /// The chat the event belongs to.
-    pub chat_id: String,
+    pub chat_id: ChatId,
     /// Its seq (`None` for ephemeral events).
     pub seq: Option<u64>,
     /// Its type.
@@ -77,11 +77,11 @@ impl Frame {
 
     /// A `message.delta` frame, serialized straight from borrowed parts (the
     /// hot path of token streaming: no intermediate JSON value).
-    pub fn delta(chat_id: &str, message_id: &str, sender: &str, delta: &str) -> Arc<Frame> {
+    pub fn delta(chat_id: &ChatId, message_id: &str, sender: &str, delta: &str) -> Arc<Frame> {
         #[derive(serde::Serialize)]
         struct Envelope<'a> {
             seq: Option<u64>,
-            chat_id: &'a str,
+            chat_id: &'a ChatId,
             #[serde(rename = "type")]
             kind: EventKind,
             created_at: crate::model::Timestamp,
@@ -102,7 +102,7 @@ impl Frame {
         };
         let json = serde_json::to_string(&envelope).expect("a delta always serializes");
         Arc::new(Frame {
-            chat_id: chat_id.to_owned(),
+            chat_id: chat_id.clone(),
             seq: None,
             kind: EventKind::MessageDelta,
             json: json.into(),

@@ -17,13 +17,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use crate::model::ChatId;
 use crate::store::Fence;
 
 /// A held lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The chat it covers.
-    pub chat_id: String,
+    pub chat_id: ChatId,
     /// This holder's token (node id and a random part).
     pub token: String,
     /// What every write of the run must carry, where the store can check it
@@ -40,7 +41,7 @@ pub struct LeaseError(#[from] redis::RedisError);
 #[async_trait]
 pub trait Leases: Send + Sync + 'static {
     /// Takes the chat's lease for this node; `None` while another holds it.
-    async fn acquire(&self, chat_id: &str) -> Result<Option<Lease>, LeaseError>;
+    async fn acquire(&self, chat_id: &ChatId) -> Result<Option<Lease>, LeaseError>;
     /// Extends a held lease; `false` when it was lost (expired, taken).
     async fn renew(&self, lease: &Lease) -> Result<bool, LeaseError>;
     /// Gives a held lease back (no-op if it was lost).
@@ -56,8 +57,8 @@ pub struct LocalLeases;
 
 #[async_trait]
 impl Leases for LocalLeases {
-    async fn acquire(&self, chat_id: &str) -> Result<Option<Lease>, LeaseError> {
-        Ok(Some(Lease { chat_id: chat_id.to_owned(), token: "local".into(), fence: None }))
+    async fn acquire(&self, chat_id: &ChatId) -> Result<Option<Lease>, LeaseError> {
+        Ok(Some(Lease { chat_id: chat_id.clone(), token: "local".into(), fence: None }))
     }
 
     async fn renew(&self, _lease: &Lease) -> Result<bool, LeaseError> {
@@ -100,7 +101,7 @@ impl RedisLeases {
         Self { conn, prefix: prefix.to_owned(), node_id: node_id.to_owned(), ttl }
     }
 
-    fn key(&self, chat_id: &str) -> String {
+    fn key(&self, chat_id: &ChatId) -> String {
         format!("{}{{{chat_id}}}:lease", self.prefix)
     }
 
@@ -111,7 +112,7 @@ impl RedisLeases {
 
 #[async_trait]
 impl Leases for RedisLeases {
-    async fn acquire(&self, chat_id: &str) -> Result<Option<Lease>, LeaseError> {
+    async fn acquire(&self, chat_id: &ChatId) -> Result<Option<Lease>, LeaseError> {
         let token = format!("{}:{}", self.node_id, ulid::Ulid::new());
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -123,7 +124,7 @@ impl Leases for RedisLeases {
             .query_async(&mut conn)
             .await?;
         let fence = Fence { key: self.key(chat_id), token: token.clone() };
-        Ok(set.map(|_| Lease { chat_id: chat_id.to_owned(), token, fence: Some(fence) }))
+        Ok(set.map(|_| Lease { chat_id: chat_id.clone(), token, fence: Some(fence) }))
     }
 
     async fn renew(&self, lease: &Lease) -> Result<bool, LeaseError> {

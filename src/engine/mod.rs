@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::flow::ModelSpec;
 use crate::ledger::Journal;
-use crate::model::EventKind;
+use crate::model::{ChatId, EventKind};
 use crate::store::StoreResult;
 use lease::{Lease, LeaseError, Leases};
 
@@ -69,7 +69,7 @@ pub(crate) struct Shared {
     leases: Arc<dyn Leases>,
     closing: CancellationToken,
     tracker: TaskTracker,
-    runners: DashMap<String, Slot>,
+    runners: DashMap<ChatId, Slot>,
     next_task: AtomicU64,
 }
 
@@ -130,12 +130,12 @@ impl Engine {
 
     /// Makes sure exactly one runner task drives the chat (idempotent; a task
     /// about to finish runs once more). A no-op after shutdown.
-    pub fn start(&self, chat_id: &str) {
+    pub fn start(&self, chat_id: &ChatId) {
         let shared = &self.shared;
         if shared.closing.is_cancelled() {
             return;
         }
-        let spawn = match shared.runners.entry(chat_id.to_owned()) {
+        let spawn = match shared.runners.entry(chat_id.clone()) {
             Entry::Occupied(mut slot) => {
                 slot.get_mut().kicked = true;
                 None
@@ -149,13 +149,13 @@ impl Engine {
         };
         if let Some((task, cancel)) = spawn {
             let shared = Arc::clone(shared);
-            let chat_id = chat_id.to_owned();
+            let chat_id = chat_id.clone();
             self.shared.tracker.spawn(run_task(shared, chat_id, task, cancel));
         }
     }
 
     /// Stops the chat's runner task at once, if any (what it stored stays).
-    pub fn stop(&self, chat_id: &str) {
+    pub fn stop(&self, chat_id: &ChatId) {
         if let Some((_, slot)) = self.shared.runners.remove(chat_id) {
             slot.cancel.cancel();
         }
@@ -192,7 +192,7 @@ impl Engine {
 
 /// One chat's task: drives the chat until it stops running, then leaves the
 /// registry unless it was kicked meanwhile.
-async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: CancellationToken) {
+async fn run_task(shared: Arc<Shared>, chat_id: ChatId, task: u64, cancel: CancellationToken) {
     loop {
         match acquire(&shared, &chat_id, &cancel).await {
             Ok(Some(lease)) => {
@@ -208,8 +208,8 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
                 }
                 shared.leases.release(&lease).await;
             }
-            Ok(None) => tracing::debug!(chat_id, "another node drives this run"),
-            Err(e) => tracing::warn!(chat_id, error = %e, "cannot take the run lease; the sweeper retries"),
+            Ok(None) => tracing::debug!(%chat_id, "another node drives this run"),
+            Err(e) => tracing::warn!(%chat_id, error = %e, "cannot take the run lease; the sweeper retries"),
         }
         let again = match shared.runners.entry(chat_id.clone()) {
             Entry::Occupied(mut slot) if slot.get().task == task => {
@@ -233,7 +233,7 @@ async fn run_task(shared: Arc<Shared>, chat_id: String, task: u64, cancel: Cance
 /// local cancel the stopped task may still be giving the lease back.
 async fn acquire(
     shared: &Shared,
-    chat_id: &str,
+    chat_id: &ChatId,
     cancel: &CancellationToken,
 ) -> Result<Option<Lease>, LeaseError> {
     for _ in 0..ACQUIRE_TRIES {
@@ -276,8 +276,8 @@ async fn keep_lease(shared: &Shared, lease: &Lease, drive: &CancellationToken) {
 
 /// Fires `drive` when the chat's run is cancelled or the chat deleted, then
 /// waits for the drive to notice; never completes on its own.
-async fn stop_on_cancel(shared: &Shared, chat_id: &str, drive: &CancellationToken) {
-    let channel = crate::bus::Channel::Chat(chat_id.to_owned());
+async fn stop_on_cancel(shared: &Shared, chat_id: &ChatId, drive: &CancellationToken) {
+    let channel = crate::bus::Channel::Chat(chat_id.clone());
     if let Ok(mut sub) = shared.journal.bus.subscribe(&channel).await {
         loop {
             let frame = tokio::select! {

@@ -133,13 +133,13 @@ fn mentions(text: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::now;
+    use crate::model::{ChatId, now};
     use serde_json::json;
 
     fn msg(sender: &str, role: Role, content: &str, metadata: Value) -> Message {
         Message {
             id: "msg_x".into(),
-            chat_id: "chat_x".into(),
+            chat_id: ChatId::new(),
             seq: 1,
             run_id: None,
             role,

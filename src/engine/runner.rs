@@ -23,7 +23,7 @@ use super::provider::ProviderError;
 use crate::flow::Flow;
 use crate::ledger::transitions::{self, InputAsk, MessageDraft};
 use crate::ledger::{Refusal, UpdateError};
-use crate::model::{ChatError, ChatRecord, ChatStatus, IdKind, Message, Role, new_id};
+use crate::model::{ChatError, ChatId, ChatRecord, ChatStatus, Message, Role, RunId, new_message_id};
 use crate::store::{ChatChange, Fence, MessageView, SeqQuery, StoreError, StoreResult};
 
 mod calls;
@@ -38,7 +38,12 @@ const PAGE: usize = 500;
 const MAX_STORE_FAILURES: u32 = 6;
 
 /// Drives one chat until it needs no task.
-pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationToken, fence: Option<Fence>) {
+pub(super) async fn drive(
+    shared: &Shared,
+    chat_id: &ChatId,
+    cancel: &CancellationToken,
+    fence: Option<Fence>,
+) {
     let mut runner = Runner {
         shared,
         chat_id,
@@ -57,10 +62,10 @@ pub(super) async fn drive(shared: &Shared, chat_id: &str, cancel: &CancellationT
             Err(error) => {
                 failures += 1;
                 if failures >= MAX_STORE_FAILURES {
-                    tracing::error!(chat_id, %error, "store keeps failing; the run resumes at the next start");
+                    tracing::error!(%chat_id, %error, "store keeps failing; the run resumes at the next start");
                     return;
                 }
-                tracing::warn!(chat_id, %error, "store failed; retrying the step");
+                tracing::warn!(%chat_id, %error, "store failed; retrying the step");
                 let backoff = Duration::from_millis(100 << failures);
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -95,17 +100,17 @@ enum NotApplied {
 
 /// The chat as the current step saw it.
 struct At {
-    run_id: String,
+    run_id: RunId,
     seen_seq: u64,
 }
 
 struct Runner<'a> {
     shared: &'a Shared,
-    chat_id: &'a str,
+    chat_id: &'a ChatId,
     cancel: &'a CancellationToken,
     /// The run lease every commit carries.
     fence: Option<Fence>,
-    run_id: Option<String>,
+    run_id: Option<RunId>,
     flow: Option<Arc<Flow>>,
     history: Vec<Message>,
     /// The selector's answer for the next step, asked while marking the last
@@ -164,7 +169,7 @@ impl Runner<'_> {
 
     async fn execute(&mut self, at: &At, flow: &Flow, decision: Decision) -> StoreResult<Next> {
         let state = decision.state.to_value();
-        let run_id = at.run_id.as_str();
+        let run_id = &at.run_id;
         match decision.step {
             Step::Speak(speak) => self.speak(at, flow, speak, state).await,
             Step::AskHuman(ask) => {
@@ -192,7 +197,7 @@ impl Runner<'_> {
     /// marked final when the run hands back to the human after it (see
     /// `lookahead`).
     async fn speak(&mut self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
-        let message_id = new_id(IdKind::Message);
+        let message_id = new_message_id();
         let (content, metadata) = match &speak.via {
             Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
             Via::Model(model) => match self.call_agent(flow, &speak.agent, model, &message_id).await {
@@ -216,7 +221,7 @@ impl Runner<'_> {
         if self.cancel.is_cancelled() {
             return Ok(Next::Stop);
         }
-        let run_id = at.run_id.as_str();
+        let run_id = &at.run_id;
         let done = self
             .commit(at, |cur| {
                 transitions::agent_message(cur, run_id, draft.clone(), state.clone())
@@ -231,9 +236,9 @@ impl Runner<'_> {
 
     /// Ends the run in `error` with `code`.
     async fn fail(&self, at: &At, code: &str, message: String) -> StoreResult<Next> {
-        tracing::warn!(chat_id = self.chat_id, code, %message, "run failed");
+        tracing::warn!(chat_id = %self.chat_id, code, %message, "run failed");
         let error = ChatError { code: code.to_owned(), message };
-        let run_id = at.run_id.as_str();
+        let run_id = &at.run_id;
         let done = self.commit(at, |cur| transitions::fail_run(cur, run_id, error.clone())).await?;
         Ok(stop_unless_stale(done))
     }
@@ -261,7 +266,7 @@ impl Runner<'_> {
             Err(UpdateError::Refused(NotApplied::Stale)) => Ok(Committed::Stale),
             Err(UpdateError::Refused(NotApplied::Refused(refusal))) => {
                 if refusal != Refusal::RunSuperseded {
-                    tracing::warn!(chat_id = self.chat_id, %refusal, "engine commit refused");
+                    tracing::warn!(chat_id = %self.chat_id, %refusal, "engine commit refused");
                 }
                 Ok(Committed::Gone)
             }

@@ -1,12 +1,15 @@
 //! HTTP plumbing shared by the REST routes (`api`) and the realtime ones
 //! (`realtime`): the error envelope ([`ClientError`](crate::model::ClientError)
-//! as a response), the body and query extractors, and the `Caller` extractor.
+//! as a response), the body, query and typed-id path extractors, and the
+//! `Caller` extractor.
 //!
 //! Touches the domain services (to authenticate) and nothing else.
 
 mod error;
 mod extract;
 mod page;
+mod path;
 
 pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented};
 pub use page::{SeqPage, SeqParams};
+pub use path::{IdPath, NamedId};

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::bus::{Bus, Channel, Frame};
-use crate::model::{ChatRecord, Event, EventKind};
+use crate::model::{ChatId, ChatRecord, Event, EventKind, TenantId};
 use crate::store::{ChatChange, Store, StoreError};
 
 pub mod transitions;
@@ -59,7 +59,7 @@ impl Journal {
     /// Returns the chat as committed.
     pub async fn update<E>(
         &self,
-        chat_id: &str,
+        chat_id: &ChatId,
         mut plan: impl FnMut(&ChatRecord) -> Result<ChatChange, E>,
     ) -> Result<ChatRecord, UpdateError<E>> {
         for _ in 0..MAX_ATTEMPTS {
@@ -88,15 +88,15 @@ impl Journal {
     /// channel, and a `chat.status` also to its tenant's status feed. A bus
     /// failure is logged, not returned: the event is stored and listeners catch
     /// up by seq.
-    pub async fn publish(&self, tenant: &str, event: &Event) {
+    pub async fn publish(&self, tenant: &TenantId, event: &Event) {
         let frame = Frame::from_event(event);
         if let Err(e) = self.bus.publish(&Channel::Chat(event.chat_id.clone()), frame.clone()).await {
             tracing::warn!(chat_id = %event.chat_id, error = %e, "publish failed; listeners will catch up from the store");
         }
         if event.kind == EventKind::ChatStatus
-            && let Err(e) = self.bus.publish(&Channel::TenantStatus(tenant.to_owned()), frame).await
+            && let Err(e) = self.bus.publish(&Channel::TenantStatus(tenant.clone()), frame).await
         {
-            tracing::warn!(tenant, error = %e, "status publish failed");
+            tracing::warn!(%tenant, error = %e, "status publish failed");
         }
     }
 }

@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::model::{
-    Chat, ChatError, ChatRecord, ChatStatus, Event, EventKind, HumanReply, IdKind, InputKind, InputRequest,
-    Message, Role, RunInfo, Timestamp, new_id, now,
+    Chat, ChatError, ChatRecord, ChatStatus, Event, EventKind, HumanReply, InputKind, InputRequest,
+    InputRequestId, Message, Role, RunId, RunInfo, TenantId, Timestamp, new_message_id, now,
 };
 use crate::store::ChatChange;
 
@@ -85,7 +85,7 @@ impl Planner {
     /// Appends a message and its `message.created` event.
     pub fn message(&mut self, draft: MessageDraft) -> Message {
         let mut message = Message {
-            id: draft.id.unwrap_or_else(|| new_id(IdKind::Message)),
+            id: draft.id.unwrap_or_else(new_message_id),
             chat_id: self.record.chat.id.clone(),
             seq: self.record.chat.last_seq + 1,
             run_id: draft.run_id,
@@ -138,7 +138,7 @@ pub struct MessageDraft {
     /// under it before the message is stored); `None` mints a new one.
     pub id: Option<String>,
     /// The run that produced it.
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// Who wrote it.
     pub role: Role,
     /// Agent name, or `user`.
@@ -152,7 +152,7 @@ pub struct MessageDraft {
 }
 
 /// A new chat, `ready`, announced by its first `chat.status` event.
-pub fn create(tenant: &str, chat: Chat) -> ChatChange {
+pub fn create(tenant: &TenantId, chat: Chat) -> ChatChange {
     let record = ChatRecord { tenant: tenant.to_owned(), chat, run: None };
     let mut p = Planner::new(&record);
     p.expected_seq = None;
@@ -170,7 +170,7 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
         }
         ChatStatus::Ready | ChatStatus::Completed | ChatStatus::Error => {}
     }
-    let run_id = new_id(IdKind::Run);
+    let run_id = RunId::new();
     let mut p = Planner::new(current);
     p.message(MessageDraft {
         id: None,
@@ -188,8 +188,8 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
 }
 
 /// Checks that `run_id` is the chat's active, running run, and starts a change.
-pub fn for_run(current: &ChatRecord, run_id: &str) -> Result<Planner, Refusal> {
-    let active = current.run.as_ref().map(|r| r.run_id.as_str());
+pub fn for_run(current: &ChatRecord, run_id: &RunId) -> Result<Planner, Refusal> {
+    let active = current.run.as_ref().map(|r| &r.run_id);
     if current.chat.status != ChatStatus::Running || active != Some(run_id) {
         return Err(Refusal::RunSuperseded);
     }
@@ -199,7 +199,7 @@ pub fn for_run(current: &ChatRecord, run_id: &str) -> Result<Planner, Refusal> {
 /// The engine stores an agent's message and its own new state.
 pub fn agent_message(
     current: &ChatRecord,
-    run_id: &str,
+    run_id: &RunId,
     draft: MessageDraft,
     state: Value,
 ) -> Result<(ChatChange, Message), Refusal> {
@@ -225,13 +225,13 @@ pub struct InputAsk {
 /// The engine pauses the run for a human; no task is held while waiting.
 pub fn request_input(
     current: &ChatRecord,
-    run_id: &str,
+    run_id: &RunId,
     ask: InputAsk,
     state: Value,
 ) -> Result<ChatChange, Refusal> {
     let mut p = for_run(current, run_id)?;
     let request = InputRequest {
-        request_id: new_id(IdKind::Input),
+        request_id: InputRequestId::new(),
         agent: ask.agent,
         prompt: ask.prompt,
         created_at: now(),
@@ -256,8 +256,9 @@ pub fn submit_input(
         (ChatStatus::WaitForHumanInput, Some(p)) => p.clone(),
         _ => return Err(Refusal::NotWaitingForInput),
     };
-    if let Some(given) = request_id.filter(|g| *g != pending.request_id) {
-        return Err(Refusal::InputRequestMismatch { given: given.to_owned(), pending: pending.request_id });
+    if let Some(given) = request_id.filter(|g| pending.request_id != *g) {
+        let pending = pending.request_id.to_string();
+        return Err(Refusal::InputRequestMismatch { given: given.to_owned(), pending });
     }
     if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices)
         && !message.is_some_and(|m| choices.iter().any(|c| c == m.trim()))
@@ -289,7 +290,7 @@ pub fn submit_input(
 }
 
 /// The flow terminated.
-pub fn complete_run(current: &ChatRecord, run_id: &str, stop_reason: &str) -> Result<ChatChange, Refusal> {
+pub fn complete_run(current: &ChatRecord, run_id: &RunId, stop_reason: &str) -> Result<ChatChange, Refusal> {
     let mut p = for_run(current, run_id)?;
     p.event(EventKind::RunCompleted, json!({"run_id": run_id, "stop_reason": stop_reason}));
     p.status(ChatStatus::Completed, None);
@@ -298,7 +299,7 @@ pub fn complete_run(current: &ChatRecord, run_id: &str, stop_reason: &str) -> Re
 }
 
 /// The run failed (model error, bad flow): status `error` with the reason.
-pub fn fail_run(current: &ChatRecord, run_id: &str, error: ChatError) -> Result<ChatChange, Refusal> {
+pub fn fail_run(current: &ChatRecord, run_id: &RunId, error: ChatError) -> Result<ChatChange, Refusal> {
     let mut p = for_run(current, run_id)?;
     p.event(EventKind::RunFailed, json!({"run_id": run_id, "code": error.code, "message": error.message}));
     p.status(ChatStatus::Error, Some(error));

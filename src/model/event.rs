@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Timestamp;
+use super::{ChatId, Timestamp};
 
 /// The event types. Every one but `MessageDelta` is durable and has a seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ pub struct Event {
     /// Per-chat sequence number, 1, 2, 3 … with no gaps; `None` for ephemeral.
     pub seq: Option<u64>,
     /// The chat.
-    pub chat_id: String,
+    pub chat_id: ChatId,
     /// What happened.
     #[serde(rename = "type")]
     pub kind: EventKind,

@@ -10,14 +10,11 @@ mod time;
 
 pub use error::{ClientError, Disconnect, ErrorCode, from_json};
 pub use event::{Event, EventKind};
-pub use ids::{IdKind, new_id};
+pub use ids::{ChatId, FlowId, IdError, InputRequestId, KeyId, RunId, TenantId, new_message_id};
 pub use time::{Timestamp, now};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// A tenant: the owner of chats, flows and keys. Every lookup is scoped by one.
-pub type TenantId = String;
 
 /// The five statuses of a chat, exactly as the FlowGen document names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,7 +74,7 @@ pub enum InputKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputRequest {
     /// `inp_…`; `POST /input` may name it to guard against answering a stale one.
-    pub request_id: String,
+    pub request_id: InputRequestId,
     /// The agent on whose behalf the human answers.
     pub agent: String,
     /// What the human is asked.
@@ -96,13 +93,13 @@ pub struct InputRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
     /// `chat_…`
-    pub id: String,
+    pub id: ChatId,
     /// Display name.
     pub name: String,
     /// Always `flow` today.
     pub from_type: String,
     /// The flow this chat runs.
-    pub from_flow: String,
+    pub from_flow: FlowId,
     /// One of the five statuses.
     pub status: ChatStatus,
     /// Creation time.
@@ -125,7 +122,7 @@ pub struct Chat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     /// `run_…`: the active run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The engine's own resumable state, opaque to everyone else.
     pub state: Value,
     /// The human's answer to the last input request, until the engine takes it:
@@ -137,7 +134,7 @@ pub struct RunInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HumanReply {
     /// The request it answers.
-    pub request_id: String,
+    pub request_id: InputRequestId,
     /// The text, or `None` for the auto reply.
     pub message: Option<String>,
 }
@@ -175,11 +172,11 @@ pub struct Message {
     /// `msg_…`
     pub id: String,
     /// The chat it belongs to.
-    pub chat_id: String,
+    pub chat_id: ChatId,
     /// Seq of its `message.created` event.
     pub seq: u64,
     /// The run that produced it (null for none).
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// Who wrote it.
     pub role: Role,
     /// Agent name, or `user`.
@@ -198,8 +195,8 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowRecord {
     /// `flow_…`, or a name chosen at registration (the demo is `demo`).
-    pub id: String,
-    /// The owning tenant.
+    pub id: FlowId,
+    /// The owning tenant (not on the wire; the store restores it on read).
     #[serde(skip)]
     pub tenant: TenantId,
     /// Display name.
@@ -219,7 +216,7 @@ pub struct FlowRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// `key_…`
-    pub id: String,
+    pub id: KeyId,
     /// The owning tenant.
     pub tenant: TenantId,
     /// A human label.

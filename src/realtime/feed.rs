@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Channel, Frame};
 use crate::ledger::Journal;
-use crate::model::{EventKind, Message};
+use crate::model::{ChatId, EventKind, Message};
 use crate::store::{MessageView, SeqQuery};
 
 /// Events read from the store per page while catching up.
@@ -50,7 +50,7 @@ pub struct Follow<'a, S: FrameSink> {
     /// The store and bus.
     pub journal: &'a Journal,
     /// The chat.
-    pub chat_id: &'a str,
+    pub chat_id: &'a ChatId,
     /// The last seq the client has; frames after it are delivered.
     pub after_seq: u64,
     /// Takes each frame.
@@ -62,7 +62,7 @@ pub struct Follow<'a, S: FrameSink> {
 impl<S: FrameSink> Follow<'_, S> {
     /// Runs the feed until it ends.
     pub async fn run(mut self) -> FeedEnd {
-        let channel = Channel::Chat(self.chat_id.to_owned());
+        let channel = Channel::Chat(self.chat_id.clone());
         let mut sub = match self.journal.bus.subscribe(&channel).await {
             Ok(sub) => sub,
             Err(e) => return FeedEnd::Resubscribe(format!("live feed unavailable: {e}")),
@@ -148,7 +148,7 @@ impl<S: FrameSink> Follow<'_, S> {
         }
         let deleted = crate::model::Event {
             seq: Some(last + 1),
-            chat_id: self.chat_id.to_owned(),
+            chat_id: self.chat_id.clone(),
             kind: EventKind::ChatDeleted,
             created_at: crate::model::now(),
             data: serde_json::json!({}),

@@ -188,24 +188,30 @@ pub fn pong(reference: Option<&Value>) -> Utf8Bytes {
 mod tests {
     use super::*;
 
+    const CHAT: &str = "chat_00000000000000000000000001";
+
     #[test]
     fn a_subscribe_with_a_ref_parses() {
-        let c = parse(r#"{"op":"subscribe","chat_id":"chat_1","after_seq":4,"ref":7}"#).unwrap();
+        let c =
+            parse(r#"{"op":"subscribe","chat_id":"chat_00000000000000000000000001","after_seq":4,"ref":7}"#)
+                .unwrap();
         assert_eq!(c.reference, Some(json!(7)));
         assert_eq!(
             c.op,
-            Op::Subscribe { chat_id: Some("chat_1".into()), after_seq: Some(4), view: MessageView::All }
+            Op::Subscribe { chat_id: Some(CHAT.into()), after_seq: Some(4), view: MessageView::All }
         );
     }
 
     #[test]
     fn a_subscribe_takes_the_final_view_and_names_a_bad_one() {
-        let c = parse(r#"{"op":"subscribe","chat_id":"c","view":"final"}"#).unwrap();
+        let c = parse(r#"{"op":"subscribe","chat_id":"chat_00000000000000000000000001","view":"final"}"#)
+            .unwrap();
         assert_eq!(
             c.op,
-            Op::Subscribe { chat_id: Some("c".into()), after_seq: None, view: MessageView::Final }
+            Op::Subscribe { chat_id: Some(CHAT.into()), after_seq: None, view: MessageView::Final }
         );
-        let e = parse(r#"{"op":"subscribe","chat_id":"c","view":"summary"}"#).unwrap_err();
+        let e = parse(r#"{"op":"subscribe","chat_id":"chat_00000000000000000000000001","view":"summary"}"#)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.starts_with("view"), "{}", e.message);
     }

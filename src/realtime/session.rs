@@ -25,7 +25,8 @@ use super::protocol::{self, Command, Op};
 use super::{Permit, RealtimeState};
 use crate::auth::Caller;
 use crate::bus::Channel;
-use crate::model::{ClientError, Disconnect, ErrorCode};
+use crate::http::NamedId;
+use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
 use crate::store::MessageView;
 
 /// Commands a connection may send per second before it is closed with 4029.
@@ -38,7 +39,7 @@ pub struct SessionInit {
     /// Who is connected.
     pub caller: Caller,
     /// The chat a `/chats/{id}/ws` socket is bound to (auto-subscribed).
-    pub bound: Option<(String, u64)>,
+    pub bound: Option<(ChatId, u64)>,
     /// The connection slot, released when the session ends.
     pub permit: Permit,
 }
@@ -46,11 +47,11 @@ pub struct SessionInit {
 struct Session {
     state: RealtimeState,
     caller: Caller,
-    bound: Option<String>,
+    bound: Option<ChatId>,
     outbox: Outbox,
     /// Cancelled when the connection ends; parent of every subscription.
     token: CancellationToken,
-    subscriptions: HashMap<String, CancellationToken>,
+    subscriptions: HashMap<ChatId, CancellationToken>,
     status_feed: Option<CancellationToken>,
     window: (Instant, u32),
 }
@@ -156,12 +157,12 @@ impl Session {
 
     /// The chat an op names, defaulting to the bound chat; a bound socket
     /// refuses others.
-    fn target(&self, chat_id: Option<String>) -> Result<String, ClientError> {
+    fn target(&self, chat_id: Option<String>) -> Result<ChatId, ClientError> {
         match (chat_id, &self.bound) {
-            (Some(id), Some(bound)) if &id != bound => {
+            (Some(id), Some(bound)) if bound != id.as_str() => {
                 Err(ClientError::new(ErrorCode::Forbidden, format!("this socket is bound to chat {bound}")))
             }
-            (Some(id), _) => Ok(id),
+            (Some(id), _) => ChatId::named(&id),
             (None, Some(bound)) => Ok(bound.clone()),
             (None, None) => Err(ClientError::invalid("chat_id", "chat_id is required")),
         }
@@ -211,7 +212,7 @@ impl Session {
     async fn subscribe(
         &mut self,
         reference: Option<Value>,
-        chat_id: String,
+        chat_id: ChatId,
         after_seq: u64,
         view: MessageView,
     ) {

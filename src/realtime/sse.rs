@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,8 +22,8 @@ use super::RealtimeState;
 use super::feed::{Follow, FrameSink};
 use crate::auth::Caller;
 use crate::bus::Frame;
-use crate::http::QueryParams;
-use crate::model::ClientError;
+use crate::http::{IdPath, QueryParams};
+use crate::model::{ChatId, ClientError};
 
 /// Frames buffered per SSE stream; a client further behind is cut off and
 /// resumes with `Last-Event-ID`.
@@ -40,7 +40,7 @@ pub struct SseParams {
 pub async fn events(
     State(state): State<RealtimeState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<SseParams>,
 ) -> Result<Response, ClientError> {
@@ -56,7 +56,7 @@ pub async fn events(
 }
 
 /// Streams a chat's events after `after_seq` (access already checked).
-fn stream(state: &RealtimeState, chat_id: String, after_seq: u64) -> Response {
+fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64) -> Response {
     let (tx, rx) = mpsc::channel::<Arc<Frame>>(QUEUE);
     let token = state.shutdown.child_token();
     let guard = token.clone().drop_guard();

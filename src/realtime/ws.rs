@@ -4,9 +4,9 @@
 //! error and never becomes a socket. Buffers are tuned small (2 KiB read,
 //! 8 KiB write).
 
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
@@ -15,8 +15,8 @@ use super::RealtimeState;
 use super::session::{self, SessionInit};
 use crate::auth::{Caller, Presented};
 use crate::config::Limits;
-use crate::http::{QueryParams, presented};
-use crate::model::{ClientError, ErrorCode};
+use crate::http::{IdPath, QueryParams, presented};
+use crate::model::{ChatId, ClientError, ErrorCode};
 
 /// Read buffer per socket: 2 KiB instead of tungstenite's 128 KiB. Inbound frames are
 /// small commands; a larger one (up to `ws_frame_bytes`) is read in several chunks.
@@ -76,7 +76,7 @@ pub async fn multiplexed(
 /// after `?after_seq=`.
 pub async fn chat_bound(
     State(state): State<RealtimeState>,
-    Path(chat_id): Path<String>,
+    IdPath(chat_id): IdPath<ChatId>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<WsParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

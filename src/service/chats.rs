@@ -19,18 +19,18 @@ use crate::bus::Channel;
 use crate::engine::Engine;
 use crate::ledger::{Journal, Refusal, UpdateError, transitions};
 use crate::model::{
-    Chat, ChatRecord, ChatStatus, ClientError, ErrorCode, Event, EventKind, IdKind, Message, Page, new_id,
+    Chat, ChatId, ChatRecord, ChatStatus, ClientError, ErrorCode, Event, EventKind, FlowId, Message, Page,
     now,
 };
 use crate::store::{ChatChange, ChatQuery, SeqQuery};
 
 /// The fields of `POST /chats`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewChat {
     /// Display name (defaults to the flow's name).
     pub name: Option<String>,
     /// The flow to run.
-    pub from_flow: String,
+    pub from_flow: FlowId,
     /// Caller's JSON object.
     pub metadata: Option<Value>,
 }
@@ -71,14 +71,14 @@ impl ChatService {
     /// Creates a `ready` chat from one of the tenant's flows.
     pub async fn create(&self, caller: &Caller, new: NewChat) -> Result<Chat, ClientError> {
         self.access.tenant_wide(caller).await?;
-        let tenant = caller.tenant.as_str();
+        let tenant = &caller.tenant;
         let flow = self.journal.store.get_flow(tenant, &new.from_flow).await?.ok_or_else(|| {
             ClientError::new(ErrorCode::FlowNotFound, format!("no flow {}", new.from_flow))
                 .with("param", "from_flow")
         })?;
         let at = now();
         let chat = Chat {
-            id: new_id(IdKind::Chat),
+            id: ChatId::new(),
             name: new.name.unwrap_or(flow.name),
             from_type: "flow".into(),
             from_flow: flow.id,
@@ -98,7 +98,7 @@ impl ChatService {
 
     /// One chat the caller may reach, with its run: the one access check of
     /// every chat operation (liveness, tenant, chat-token scope).
-    pub async fn get(&self, caller: &Caller, chat_id: &str) -> Result<ChatRecord, ClientError> {
+    pub async fn get(&self, caller: &Caller, chat_id: &ChatId) -> Result<ChatRecord, ClientError> {
         self.access.live(caller).await?;
         match self.journal.store.get_chat(chat_id).await? {
             Some(record) if record.tenant == caller.tenant && caller.reaches_chat(chat_id) => Ok(record),
@@ -114,7 +114,7 @@ impl ChatService {
 
     /// Cancels the chat's run, deletes it with its history, and tells its
     /// listeners (`chat.deleted`).
-    pub async fn delete(&self, caller: &Caller, chat_id: &str) -> Result<(), ClientError> {
+    pub async fn delete(&self, caller: &Caller, chat_id: &ChatId) -> Result<(), ClientError> {
         let record = self.get(caller, chat_id).await?;
         self.engine.stop(chat_id);
         if !self.journal.store.delete_chat(chat_id).await? {
@@ -122,7 +122,7 @@ impl ChatService {
         }
         let event = Event {
             seq: Some(record.chat.last_seq + 1),
-            chat_id: chat_id.to_owned(),
+            chat_id: chat_id.clone(),
             kind: EventKind::ChatDeleted,
             created_at: now(),
             data: json!({}),
@@ -135,7 +135,7 @@ impl ChatService {
     pub async fn post_message(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         text: Option<&str>,
     ) -> Result<Message, ClientError> {
         let content = required_text(text, self.max_message_bytes)?;
@@ -156,7 +156,7 @@ impl ChatService {
     pub async fn submit_input(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         request_id: Option<&str>,
         answer: Option<Option<&str>>,
     ) -> Result<Chat, ClientError> {
@@ -172,7 +172,7 @@ impl ChatService {
     }
 
     /// Stops the active run; what it stored stays. The chat becomes `ready`.
-    pub async fn cancel(&self, caller: &Caller, chat_id: &str) -> Result<Chat, ClientError> {
+    pub async fn cancel(&self, caller: &Caller, chat_id: &ChatId) -> Result<Chat, ClientError> {
         self.get(caller, chat_id).await?;
         let record = self.update(chat_id, transitions::cancel).await?;
         self.engine.stop(chat_id);
@@ -183,7 +183,7 @@ impl ChatService {
     pub async fn messages(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         query: &SeqQuery,
     ) -> Result<(Vec<Message>, u64), ClientError> {
         let record = self.get(caller, chat_id).await?;
@@ -196,7 +196,7 @@ impl ChatService {
     pub async fn messages_waiting(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         query: &SeqQuery,
         wait: Duration,
         stop: &CancellationToken,
@@ -228,7 +228,7 @@ impl ChatService {
     pub async fn events(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         query: &SeqQuery,
     ) -> Result<(Vec<Event>, u64), ClientError> {
         let record = self.get(caller, chat_id).await?;
@@ -242,7 +242,7 @@ impl ChatService {
     pub async fn feed_start(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         after_seq: u64,
         param: &str,
     ) -> Result<u64, ClientError> {
@@ -260,7 +260,7 @@ impl ChatService {
     pub async fn mint_token(
         &self,
         caller: &Caller,
-        chat_id: &str,
+        chat_id: &ChatId,
         ttl_secs: Option<u64>,
     ) -> Result<(String, u64), ClientError> {
         self.access.tenant_wide(caller).await?;
@@ -277,7 +277,7 @@ impl ChatService {
 
     async fn update(
         &self,
-        chat_id: &str,
+        chat_id: &ChatId,
         plan: impl FnMut(&ChatRecord) -> Result<ChatChange, Refusal>,
     ) -> Result<ChatRecord, ClientError> {
         self.journal.update(chat_id, plan).await.map_err(|e| match e {

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::flow::flowgen::{self, ModelCatalog};
 use crate::flow::{Flow, FlowIssue};
-use crate::model::{ClientError, ErrorCode, FlowRecord, IdKind, Page, Timestamp, from_json, new_id, now};
+use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, Page, Timestamp, from_json, now};
 use crate::store::{ChatQuery, Store, StoreError};
 
 /// A stored flow and what its import could not carry over (shown once).
@@ -36,17 +36,12 @@ pub struct FlowService {
     access: Access,
 }
 
-fn flow_not_found(id: &str) -> ClientError {
+fn flow_not_found(id: &FlowId) -> ClientError {
     ClientError::new(ErrorCode::FlowNotFound, format!("no flow {id}"))
 }
 
 fn invalid_flow(issues: Vec<FlowIssue>) -> ClientError {
     ClientError::new(ErrorCode::InvalidFlow, "the flow cannot run as written").with("issues", json!(issues))
-}
-
-/// Whether a caller-chosen flow id is usable: 1 to 64 of `[A-Za-z0-9_-]`.
-fn valid_flow_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl FlowService {
@@ -58,29 +53,26 @@ impl FlowService {
     /// Registers a flow under a new id.
     pub async fn create(&self, caller: &Caller, body: Value) -> Result<Registered, ClientError> {
         self.access.tenant_wide(caller).await?;
-        self.store_flow(caller, new_id(IdKind::Flow), body, None).await
+        self.store_flow(caller, FlowId::new(), body, None).await
     }
 
     /// Registers a flow under the caller's id, replacing any flow it had there.
     pub async fn replace(
         &self,
         caller: &Caller,
-        flow_id: &str,
+        flow_id: &FlowId,
         body: Value,
     ) -> Result<Registered, ClientError> {
         self.access.tenant_wide(caller).await?;
-        if !valid_flow_id(flow_id) {
-            return Err(ClientError::invalid("flow_id", "1 to 64 characters of [A-Za-z0-9_-]"));
-        }
         let existing = self.store.get_flow(&caller.tenant, flow_id).await?;
-        self.store_flow(caller, flow_id.to_owned(), body, existing.map(|e| e.created_at)).await
+        self.store_flow(caller, flow_id.clone(), body, existing.map(|e| e.created_at)).await
     }
 
     /// A page of the tenant's flows, newest first.
     pub async fn list(
         &self,
         caller: &Caller,
-        after: Option<&str>,
+        after: Option<&FlowId>,
         limit: usize,
     ) -> Result<Page<FlowRecord>, ClientError> {
         self.access.tenant_wide(caller).await?;
@@ -88,15 +80,15 @@ impl FlowService {
     }
 
     /// One flow of the tenant.
-    pub async fn get(&self, caller: &Caller, flow_id: &str) -> Result<FlowRecord, ClientError> {
+    pub async fn get(&self, caller: &Caller, flow_id: &FlowId) -> Result<FlowRecord, ClientError> {
         self.access.tenant_wide(caller).await?;
         self.store.get_flow(&caller.tenant, flow_id).await?.ok_or_else(|| flow_not_found(flow_id))
     }
 
     /// Deletes a flow no chat uses (409 `flow_in_use` otherwise).
-    pub async fn delete(&self, caller: &Caller, flow_id: &str) -> Result<(), ClientError> {
+    pub async fn delete(&self, caller: &Caller, flow_id: &FlowId) -> Result<(), ClientError> {
         self.get(caller, flow_id).await?;
-        let users = ChatQuery { from_flow: Some(flow_id.to_owned()), limit: 1, ..Default::default() };
+        let users = ChatQuery { from_flow: Some(flow_id.clone()), limit: 1, ..Default::default() };
         if !self.store.list_chats(&caller.tenant, &users).await?.data.is_empty() {
             return Err(ClientError::new(
                 ErrorCode::FlowInUse,
@@ -110,7 +102,7 @@ impl FlowService {
     async fn store_flow(
         &self,
         caller: &Caller,
-        id: String,
+        id: FlowId,
         body: Value,
         created: Option<Timestamp>,
     ) -> Result<Registered, ClientError> {

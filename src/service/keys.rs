@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::access::Access;
 use crate::auth::{Caller, keys};
-use crate::model::{ApiKey, ClientError, ErrorCode, IdKind, new_id, now};
+use crate::model::{ApiKey, ClientError, ErrorCode, KeyId, TenantId, now};
 use crate::store::Store;
 
 /// The key operations.
@@ -52,7 +52,7 @@ impl KeyService {
     }
 
     /// Deletes one of the tenant's keys; the next request with it gets 401.
-    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<(), ClientError> {
+    pub async fn revoke(&self, caller: &Caller, key_id: &KeyId) -> Result<(), ClientError> {
         self.access.tenant_wide(caller).await?;
         if self.store.delete_key(&caller.tenant, key_id).await? {
             Ok(())
@@ -63,7 +63,7 @@ impl KeyService {
 
     /// Seeds a given secret for a tenant unless a key has it already
     /// (`FLOWGATE_API_KEY`); whether it was added.
-    pub async fn seed(&self, tenant: &str, secret: &str) -> Result<bool, ClientError> {
+    pub async fn seed(&self, tenant: &TenantId, secret: &str) -> Result<bool, ClientError> {
         let hash = keys::hash_secret(secret);
         if self.store.key_by_hash(&hash).await?.is_some() {
             return Ok(false);
@@ -73,10 +73,10 @@ impl KeyService {
         Ok(true)
     }
 
-    fn record(&self, tenant: &str, name: String, environment: Option<String>, secret: &str) -> ApiKey {
+    fn record(&self, tenant: &TenantId, name: String, environment: Option<String>, secret: &str) -> ApiKey {
         ApiKey {
-            id: new_id(IdKind::Key),
-            tenant: tenant.to_owned(),
+            id: KeyId::new(),
+            tenant: tenant.clone(),
             name,
             environment,
             prefix: keys::display_prefix(secret),

@@ -12,7 +12,10 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page, Role};
+use crate::model::{
+    ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, Role,
+    TenantId,
+};
 
 pub mod redis;
 pub mod sqlite;
@@ -93,11 +96,11 @@ pub struct ChatQuery {
     /// Only chats in this status.
     pub status: Option<ChatStatus>,
     /// Only chats of this flow.
-    pub from_flow: Option<String>,
+    pub from_flow: Option<FlowId>,
     /// Chats created before this chat id (the next page).
-    pub after: Option<String>,
+    pub after: Option<ChatId>,
     /// Chats created after this chat id (the previous page).
-    pub before: Option<String>,
+    pub before: Option<ChatId>,
     /// Page size, 1..=100.
     pub limit: usize,
 }
@@ -170,42 +173,42 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one change atomically (see [`ChatChange`]).
     async fn commit(&self, change: ChatChange) -> StoreResult<()>;
     /// Removes a chat with its messages and events; `false` if it was not there.
-    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool>;
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool>;
     /// One chat with its run, whatever its tenant.
-    async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>>;
+    async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>>;
     /// A page of one tenant's chats, newest first.
-    async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>>;
+    async fn list_chats(&self, tenant: &TenantId, query: &ChatQuery) -> StoreResult<Page<Chat>>;
     /// Every chat, of any tenant, whose status is `running` (resumed at start).
     async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>>;
     /// A chat's messages by seq range.
-    async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>>;
+    async fn messages(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Message>>;
     /// A chat's durable events by seq range.
-    async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>>;
+    async fn events(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Event>>;
 
     /// Inserts or replaces a flow (keyed by tenant and id).
     async fn put_flow(&self, flow: &FlowRecord) -> StoreResult<()>;
     /// One flow of one tenant.
-    async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>>;
+    async fn get_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<Option<FlowRecord>>;
     /// A page of one tenant's flows, newest first, after the flow id `after`.
     async fn list_flows(
         &self,
-        tenant: &str,
-        after: Option<&str>,
+        tenant: &TenantId,
+        after: Option<&FlowId>,
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>>;
     /// Removes a flow; `false` if it was not there.
-    async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool>;
+    async fn delete_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<bool>;
 
     /// Stores a new key with the SHA-256 hash of its secret (hex).
     async fn insert_key(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()>;
     /// The key whose secret hashes to `secret_hash`, if it exists.
     async fn key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
     /// Every key of a tenant, oldest first.
-    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
     /// Removes a key of a tenant; `false` if it was not there.
-    async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool>;
+    async fn delete_key(&self, tenant: &TenantId, key_id: &KeyId) -> StoreResult<bool>;
     /// Records a use of a key.
-    async fn touch_key(&self, key_id: &str, at: crate::model::Timestamp) -> StoreResult<()>;
+    async fn touch_key(&self, key_id: &KeyId, at: crate::model::Timestamp) -> StoreResult<()>;
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

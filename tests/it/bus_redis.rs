@@ -17,7 +17,7 @@ use flowgate::bus::redis::{RedisBus, RedisBusOptions};
 use flowgate::bus::{Bus, Channel, Frame, Subscription};
 use flowgate::ledger::transitions::{self, Refusal};
 use flowgate::ledger::{Journal, UpdateError};
-use flowgate::model::{Chat, ChatRecord, ChatStatus, Event, EventKind, IdKind, new_id, now};
+use flowgate::model::{Chat, ChatId, ChatRecord, ChatStatus, Event, EventKind, FlowId, TenantId, now};
 use flowgate::realtime::feed::{FeedEnd, Follow, FrameSink};
 use flowgate::store::ChatChange;
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
@@ -57,18 +57,24 @@ async fn node(server: &RedisServer) -> RedisBus {
     bounded(RedisBus::connect(&server.url(), options)).await.expect("the bus connects")
 }
 
-fn frame(chat_id: &str, seq: u64) -> Arc<Frame> {
+/// The chat id a test names: the same name, the same id.
+fn chat_id(name: &str) -> ChatId {
+    let n = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 10u64.pow(19);
+    ChatId::parse(&format!("chat_{n:026}")).expect("a valid chat id")
+}
+
+fn frame(chat: &str, seq: u64) -> Arc<Frame> {
     Frame::from_event(&Event {
         seq: Some(seq),
-        chat_id: chat_id.into(),
+        chat_id: chat_id(chat),
         kind: EventKind::RunStarted,
         created_at: now(),
         data: json!({"n": seq}),
     })
 }
 
-fn chat(id: &str) -> Channel {
-    Channel::Chat(id.into())
+fn chat(name: &str) -> Channel {
+    Channel::Chat(chat_id(name))
 }
 
 async fn next_seq(sub: &mut Subscription) -> u64 {
@@ -326,7 +332,7 @@ async fn journal(server: &RedisServer) -> Journal {
 /// Applies a planned change through `journal`, retrying while Redis is away.
 async fn update(
     journal: &Journal,
-    chat_id: &str,
+    chat_id: &ChatId,
     plan: fn(&ChatRecord) -> Result<ChatChange, Refusal>,
 ) -> ChatRecord {
     loop {
@@ -364,7 +370,7 @@ impl FrameSink for Recorder {
 /// whenever the feed says so; sends every seq it receives to `seen`.
 async fn follow(
     journal: Journal,
-    chat_id: String,
+    chat_id: ChatId,
     seen: mpsc::UnboundedSender<u64>,
     cancel: CancellationToken,
 ) {
@@ -393,10 +399,10 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
     let (writer, reader) = (journal(&server).await, journal(&server).await);
     let at = now();
     let chat = Chat {
-        id: new_id(IdKind::Chat),
+        id: ChatId::new(),
         name: "followed".into(),
         from_type: "flow".into(),
-        from_flow: "demo".into(),
+        from_flow: FlowId::parse("demo").unwrap(),
         status: ChatStatus::Ready,
         created_at: at,
         updated_at: at,
@@ -406,7 +412,9 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
         pending_input: None,
     };
     let id = chat.id.clone();
-    bounded(writer.commit(transitions::create("tenant_a", chat))).await.expect("creates");
+    bounded(writer.commit(transitions::create(&TenantId::parse("tenant_a").unwrap(), chat)))
+        .await
+        .expect("creates");
     let (seen, mut received) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     let follower = tokio::spawn(follow(reader, id.clone(), seen, cancel.clone()));

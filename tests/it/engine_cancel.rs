@@ -20,7 +20,7 @@ async fn streaming_chat(app: &crate::support::app::TestApp) -> String {
     // only a prompt stop can pass these tests.
     app.put_flow("slow", crate::support::flows::slow(1500)).await;
     let chat = app.create_chat("slow").await;
-    let mut sub = app.state.bus.subscribe(&Channel::Chat(chat.clone())).await.unwrap();
+    let mut sub = app.state.bus.subscribe(&Channel::Chat(crate::support::app::chat_id(&chat))).await.unwrap();
     app.say(&chat, "go").await;
     loop {
         let frame = tokio::time::timeout(WAIT, sub.receiver.recv()).await.expect("a delta").unwrap();
@@ -34,7 +34,13 @@ async fn streaming_chat(app: &crate::support::app::TestApp) -> String {
 async fn a_cancel_committed_elsewhere_stops_the_stream_at_once() {
     let app = spawn_app().await;
     let chat = streaming_chat(&app).await;
-    app.state.services.chats.journal().update(&chat, transitions::cancel).await.unwrap();
+    app.state
+        .services
+        .chats
+        .journal()
+        .update(&crate::support::app::chat_id(&chat), transitions::cancel)
+        .await
+        .unwrap();
     until_no_runs(&app).await;
     assert_eq!(app.chat(&chat).await["status"], "ready");
     let stored = app.messages(&chat).await;

@@ -36,7 +36,7 @@ async fn a_feed_for_a_chat_deleted_before_it_subscribed_ends_with_chat_deleted()
     let kept = Kept::default();
     let follow = Follow {
         journal: app.state.services.chats.journal(),
-        chat_id: &chat,
+        chat_id: &crate::support::app::chat_id(&chat),
         after_seq: seen,
         sink: kept.clone(),
         cancel: &cancel,

@@ -67,7 +67,7 @@ async fn bearer_jwts_are_verified_by_signature_and_expiry() {
 
 /// A key of tenant `other`, made by the operator.
 async fn other_tenants_key(app: &crate::support::app::TestApp) -> String {
-    let operator = flowgate::auth::Caller::operator("other");
+    let operator = flowgate::auth::Caller::operator(&flowgate::model::TenantId::parse("other").unwrap());
     app.state.services.keys.create(&operator, Some("o".into()), None).await.unwrap().1
 }
 

@@ -189,3 +189,32 @@ async fn a_flow_cannot_name_an_environment_variable_for_its_own_model() {
     assert_eq!((status, code(&err)), (422, "invalid_flow"));
     assert_eq!(err["error"]["issues"][0]["path"], "models.x.api_key_env");
 }
+
+#[tokio::test]
+async fn an_id_that_does_not_parse_is_its_404_or_a_422_naming_it_never_a_store_error() {
+    let app = spawn_app().await;
+    for (path, expected) in [
+        ("/chats/chat_%7Bx%7D", "chat_not_found"),
+        ("/chats/flow_01JD0000000000000000000000", "chat_not_found"),
+        ("/chats/chat_nope/messages", "chat_not_found"),
+        ("/chats/chat_nope/events", "chat_not_found"),
+        ("/flows/no%20such%20flow", "flow_not_found"),
+        ("/flows/a.b", "flow_not_found"),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!((status, code(&body)), (404, expected), "{path}");
+    }
+    let (status, body) = send(app.client.delete(app.url("/api-keys/key_%7D"))).await;
+    assert_eq!((status, code(&body)), (404, "key_not_found"));
+    for (query, param) in
+        [("after=chat_%7D", "after"), ("before=x", "before"), ("from_flow=a%20b", "from_flow")]
+    {
+        let (status, body) = app.get(&format!("/chats?{query}")).await;
+        assert_eq!(
+            (status, code(&body), body["error"]["param"].as_str()),
+            (422, "invalid_request", Some(param))
+        );
+    }
+    let (status, body) = app.post("/chats", json!({"from_flow": "no such flow"})).await;
+    assert_eq!((status, code(&body)), (404, "flow_not_found"));
+}

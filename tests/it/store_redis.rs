@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::ledger::transitions;
-use flowgate::model::{ChatStatus, now};
+use flowgate::model::{ChatId, ChatStatus, now};
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
 use flowgate::store::{ChatQuery, StoreError};
 
 use crate::store_suite::{
-    DynStore, all_events, all_messages, apply, assert_same, at_ms, create_chat, flow_of, key_of, post,
-    post_and_cancel,
+    DynStore, all_events, all_messages, apply, assert_same, at_ms, create_chat, flow_named, flow_of, key_of,
+    post, post_and_cancel, tenant_named,
 };
 use redis_server::RedisServer;
 
@@ -170,7 +170,7 @@ async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
     assert_same(&bounded(all_messages(&store, &chat.chat.id)).await, &messages);
     let resumed = bounded(store.running_chats()).await.expect("reads");
     assert_same(&resumed, &vec![running]);
-    let got = bounded(store.get_flow("tenant_a", "demo")).await.expect("reads");
+    let got = bounded(store.get_flow(&tenant_named("tenant_a"), &flow_named("demo"))).await.expect("reads");
     assert_eq!(got, Some(flow));
     let got = bounded(store.key_by_hash("hash")).await.expect("reads");
     assert_eq!(got, Some(key));
@@ -190,10 +190,13 @@ async fn stores_with_different_prefixes_on_one_server_never_see_each_other() {
 
     assert_eq!(bounded(two.get_chat(&mine.chat.id)).await.expect("reads"), None);
     let query = ChatQuery { limit: 100, ..ChatQuery::default() };
-    let page = bounded(two.list_chats("tenant_a", &query)).await.expect("lists");
+    let page = bounded(two.list_chats(&tenant_named("tenant_a"), &query)).await.expect("lists");
     assert!(page.data.is_empty());
     assert!(bounded(two.running_chats()).await.expect("reads").is_empty());
-    assert_eq!(bounded(two.get_flow("tenant_a", "f")).await.expect("reads"), None);
+    assert_eq!(
+        bounded(two.get_flow(&tenant_named("tenant_a"), &flow_named("f"))).await.expect("reads"),
+        None
+    );
     assert_eq!(bounded(two.key_by_hash("hash")).await.expect("reads"), None);
     assert_eq!(bounded(one.running_chats()).await.expect("reads").len(), 1);
 }
@@ -220,7 +223,7 @@ async fn listings_skip_stale_index_entries_and_reindex_restores_lost_ones() {
     let running = bounded(store.running_chats()).await.expect("reads");
     assert_same(&running, &vec![busy.clone()]);
     let query = ChatQuery { status: Some(ChatStatus::Running), limit: 1, ..ChatQuery::default() };
-    let page = bounded(store.list_chats("tenant_a", &query)).await.expect("lists");
+    let page = bounded(store.list_chats(&tenant_named("tenant_a"), &query)).await.expect("lists");
     assert_eq!(page.data.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&busy.chat.id]);
     assert!(!page.has_more);
 
@@ -235,8 +238,8 @@ async fn listings_skip_stale_index_entries_and_reindex_restores_lost_ones() {
     assert_eq!(bounded(redis_store.reindex()).await.expect("reindexes"), 2);
     assert_same(&bounded(store.running_chats()).await.expect("reads"), &vec![busy.clone()]);
     let all = ChatQuery { limit: 10, ..ChatQuery::default() };
-    let page = bounded(store.list_chats("tenant_a", &all)).await.expect("lists");
-    let ids: Vec<&String> = page.data.iter().map(|c| &c.id).collect();
+    let page = bounded(store.list_chats(&tenant_named("tenant_a"), &all)).await.expect("lists");
+    let ids: Vec<&ChatId> = page.data.iter().map(|c| &c.id).collect();
     assert_eq!(ids, vec![&busy.chat.id, &idle.chat.id]);
 }
 
@@ -257,6 +260,6 @@ async fn a_change_with_an_event_it_cannot_store_is_refused_and_changes_nothing()
     let got = bounded(store.get_chat(&chat.chat.id)).await.expect("reads");
     assert_same(&got.expect("there"), &chat);
     assert_eq!(bounded(all_events(&store, &chat.chat.id)).await.len(), 1);
-    let again = transitions::create("tenant_a", chat.chat.clone());
+    let again = transitions::create(&tenant_named("tenant_a"), chat.chat.clone());
     assert!(matches!(bounded(store.commit(again)).await, Err(StoreError::Conflict)));
 }

@@ -9,7 +9,9 @@ use flowgate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous, current_v
 use flowgate::store::{SeqQuery, StoreError};
 use tempfile::TempDir;
 
-use crate::store_suite::{DynStore, all_events, all_messages, assert_same, create_chat, flow_of, key_of};
+use crate::store_suite::{
+    DynStore, all_events, all_messages, assert_same, create_chat, flow_named, flow_of, key_of, tenant_named,
+};
 
 fn open(path: &Path, synchronous: Synchronous) -> SqliteStore {
     let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
@@ -51,7 +53,7 @@ async fn data_survives_closing_and_reopening_the_file() {
     assert_same(&got.expect("the chat survived"), &chat);
     assert_same(&bounded(all_events(&store, &chat.chat.id)).await, &events);
     assert_same(&bounded(all_messages(&store, &chat.chat.id)).await, &messages);
-    let got = bounded(store.get_flow("tenant_a", "demo")).await.expect("reads");
+    let got = bounded(store.get_flow(&tenant_named("tenant_a"), &flow_named("demo"))).await.expect("reads");
     assert_eq!(got, Some(flow));
     assert_eq!(bounded(store.key_by_hash("hash")).await.expect("reads"), Some(key));
 }

@@ -149,7 +149,7 @@ async fn a_chat_token_reaches_its_chat_and_no_other() {
 async fn another_tenants_chat_is_refused_on_both_sockets() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let operator = flowgate::auth::Caller::operator("other");
+    let operator = flowgate::auth::Caller::operator(&flowgate::model::TenantId::parse("other").unwrap());
     let (_, other) = app.state.services.keys.create(&operator, Some("o".into()), None).await.unwrap();
     let refused = connect_with(&app, &format!("/chats/{chat}/ws"), Some(&other)).await.err().unwrap();
     assert_eq!(refused.status, 404);

@@ -77,14 +77,14 @@ pub fn control(text: &str) -> Option<(String, Value)> {
 #[cfg(test)]
 mod tests {
     use flowgate::bus::Frame;
-    use flowgate::model::{Event, EventKind, Timestamp};
+    use flowgate::model::{ChatId, Event, EventKind, Timestamp};
     use serde_json::json;
 
     use super::*;
 
     fn envelope(seq: Option<u64>, kind: EventKind, data: Value) -> String {
         let at = Timestamp::parse("2026-01-02T03:04:05.678Z").unwrap();
-        let event = Event { seq, chat_id: "chat_01X".into(), kind, created_at: at, data };
+        let event = Event { seq, chat_id: ChatId::new(), kind, created_at: at, data };
         Frame::from_event(&event).json.as_str().to_owned()
     }
 

@@ -75,7 +75,7 @@ impl Runner<'_> {
                 };
                 return Ok((agent, selection));
             }
-            tracing::debug!(chat_id = self.chat_id, answer = %answer.content, "selector named no candidate");
+            tracing::debug!(chat_id = %self.chat_id, answer = %answer.content, "selector named no candidate");
         }
         let selection = Selection {
             selected_by: SpeakerSelection::Auto,

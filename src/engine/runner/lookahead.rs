@@ -23,7 +23,7 @@ use crate::engine::policy::{self, Context, Decision, RunState, Selection, Speak,
 use crate::engine::provider::ProviderError;
 use crate::flow::Flow;
 use crate::ledger::transitions::MessageDraft;
-use crate::model::{Message, Role, now};
+use crate::model::{ChatId, Message, Role, now};
 use crate::store::FINAL_KEY;
 
 /// Fixed auto replies simulated at most before giving up (not final).
@@ -144,10 +144,10 @@ pub(super) fn mark_final(metadata: &mut Value) {
 }
 
 /// The message as the policy will see it once stored.
-fn as_stored(chat_id: &str, at: &At, draft: &MessageDraft) -> Message {
+fn as_stored(chat_id: &ChatId, at: &At, draft: &MessageDraft) -> Message {
     Message {
         id: draft.id.clone().unwrap_or_default(),
-        chat_id: chat_id.to_owned(),
+        chat_id: chat_id.clone(),
         seq: at.seen_seq + 1,
         run_id: draft.run_id.clone(),
         role: draft.role,
@@ -160,14 +160,14 @@ fn as_stored(chat_id: &str, at: &At, draft: &MessageDraft) -> Message {
 }
 
 /// The fixed auto reply `speak` would store after `history`.
-fn fixed_reply(chat_id: &str, at: &At, history: &[Message], speak: &Speak) -> Message {
+fn fixed_reply(chat_id: &ChatId, at: &At, history: &[Message], speak: &Speak) -> Message {
     let content = match &speak.via {
         Via::Fixed(text) => text.clone(),
         Via::Model(_) => String::new(),
     };
     Message {
         id: String::new(),
-        chat_id: chat_id.to_owned(),
+        chat_id: chat_id.clone(),
         seq: history.last().map_or(at.seen_seq, |m| m.seq) + 1,
         run_id: Some(at.run_id.clone()),
         role: Role::Assistant,

@@ -315,5 +315,5 @@ fn page_of(mut data: Vec<Chat>, limit: usize, toward_newer: bool) -> Page<Chat> 
     }
     let edge = if toward_newer { data.first() } else { data.last() };
     let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
-    Page { data, has_more, next_cursor }
+    Page { data, has_more, next_cursor: next_cursor.map(String::from) }
 }

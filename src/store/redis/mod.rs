@@ -10,6 +10,7 @@
 //! Touches only Redis keys under its prefix.
 
 mod chats;
+mod ids;
 mod keys;
 mod records;
 mod scripts;
@@ -21,7 +22,9 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
 
-use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
+use crate::model::{
+    ApiKey, Chat, ChatId, ChatRecord, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId, Timestamp,
+};
 use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
 
 use keys::Keys;
@@ -154,15 +157,15 @@ impl Store for RedisStore {
         self.commit_change(change).await
     }
 
-    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
         self.delete_chat_keys(chat_id).await
     }
 
-    async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
+    async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>> {
         self.read_chat(chat_id).await
     }
 
-    async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+    async fn list_chats(&self, tenant: &TenantId, query: &ChatQuery) -> StoreResult<Page<Chat>> {
         self.list_chat_page(tenant, query).await
     }
 
@@ -170,7 +173,7 @@ impl Store for RedisStore {
         self.all_running().await
     }
 
-    async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Message>> {
         let key = match query.view {
             MessageView::All => self.keys.messages(chat_id),
             MessageView::Final => self.keys.final_messages(chat_id),
@@ -178,7 +181,7 @@ impl Store for RedisStore {
         self.by_seq(&key, query).await
     }
 
-    async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>> {
+    async fn events(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Event>> {
         self.by_seq(&self.keys.events(chat_id), query).await
     }
 
@@ -186,20 +189,20 @@ impl Store for RedisStore {
         self.put_flow_record(flow).await
     }
 
-    async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
+    async fn get_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<Option<FlowRecord>> {
         self.get_flow_record(tenant, flow_id).await
     }
 
     async fn list_flows(
         &self,
-        tenant: &str,
-        after: Option<&str>,
+        tenant: &TenantId,
+        after: Option<&FlowId>,
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>> {
-        self.list_flow_page(tenant, after, limit).await
+        self.list_flow_page(tenant, after.map(FlowId::as_str), limit).await
     }
 
-    async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
+    async fn delete_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<bool> {
         self.delete_flow_record(tenant, flow_id).await
     }
 
@@ -211,15 +214,15 @@ impl Store for RedisStore {
         self.find_key(secret_hash).await
     }
 
-    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
         self.tenant_keys(tenant).await
     }
 
-    async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
+    async fn delete_key(&self, tenant: &TenantId, key_id: &KeyId) -> StoreResult<bool> {
         self.delete_key_record(tenant, key_id).await
     }
 
-    async fn touch_key(&self, key_id: &str, at: Timestamp) -> StoreResult<()> {
+    async fn touch_key(&self, key_id: &KeyId, at: Timestamp) -> StoreResult<()> {
         self.touch_key_record(key_id, at).await
     }
 

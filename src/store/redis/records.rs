@@ -10,13 +10,13 @@
 //! Touches only the flow and key entries of this store's prefix.
 
 use super::{RedisStore, scripts};
-use crate::model::{ApiKey, FlowRecord, Page, Timestamp};
+use crate::model::{ApiKey, FlowRecord, Page, TenantId, Timestamp};
 use crate::store::StoreResult;
 
 /// A flow definition read back: its JSON lacks the tenant (`#[serde(skip)]`).
-fn flow_from(tenant: &str, json: &str) -> StoreResult<FlowRecord> {
+fn flow_from(tenant: &TenantId, json: &str) -> StoreResult<FlowRecord> {
     let mut flow: FlowRecord = serde_json::from_str(json)?;
-    flow.tenant = tenant.to_owned();
+    flow.tenant = tenant.clone();
     Ok(flow)
 }
 
@@ -50,7 +50,7 @@ impl RedisStore {
     /// One flow of one tenant.
     pub(super) async fn get_flow_record(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         flow_id: &str,
     ) -> StoreResult<Option<FlowRecord>> {
         let json: Option<String> =
@@ -61,7 +61,7 @@ impl RedisStore {
     /// A page of a tenant's flows, newest first (by `created_at`, then id).
     pub(super) async fn list_flow_page(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>> {
@@ -79,11 +79,11 @@ impl RedisStore {
         let has_more = data.len() > limit;
         data.truncate(limit);
         let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
-        Ok(Page { data, has_more, next_cursor })
+        Ok(Page { data, has_more, next_cursor: next_cursor.map(String::from) })
     }
 
     /// Removes one flow of one tenant.
-    pub(super) async fn delete_flow_record(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
+    pub(super) async fn delete_flow_record(&self, tenant: &TenantId, flow_id: &str) -> StoreResult<bool> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZREM")
@@ -135,7 +135,7 @@ impl RedisStore {
     }
 
     /// A tenant's keys, oldest first (key ids sort by creation).
-    pub(super) async fn tenant_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+    pub(super) async fn tenant_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
         let ids: Vec<String> =
             self.read(redis::cmd("ZRANGEBYLEX").arg(self.keys.tenant_keys(tenant)).arg("-").arg("+")).await?;
         if ids.is_empty() {
@@ -148,7 +148,7 @@ impl RedisStore {
         let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self.read_pipe(&pipe).await?;
         rows.iter()
             .filter_map(|(json, owner, used)| match (json, owner) {
-                (Some(json), Some(owner)) if owner == tenant => Some((json, used)),
+                (Some(json), Some(owner)) if tenant == owner.as_str() => Some((json, used)),
                 _ => None,
             })
             .map(|(json, used)| key_from(json, used.as_deref()))
@@ -156,7 +156,7 @@ impl RedisStore {
     }
 
     /// Removes one key of one tenant: lookup first, then record and list entry.
-    pub(super) async fn delete_key_record(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
+    pub(super) async fn delete_key_record(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
         let record = self.keys.key(key_id);
         let (owner, hash): (Option<String>, Option<String>) =
             self.query(redis::cmd("HMGET").arg(&record).arg("tenant").arg("hash")).await?;

@@ -15,9 +15,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
+use crate::model::{
+    ApiKey, Chat, ChatId, ChatRecord, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId, Timestamp,
+};
 use crate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
 
+mod ids;
 mod read;
 mod schema;
 mod write;
@@ -105,17 +108,17 @@ impl Store for SqliteStore {
         self.writer.call(move |c| write::commit(c, &change)).await
     }
 
-    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
         let id = chat_id.to_owned();
         self.writer.call(move |c| write::delete_chat(c, &id)).await
     }
 
-    async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
+    async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>> {
         let id = chat_id.to_owned();
         self.readers.read(move |c| read::get_chat(c, &id)).await
     }
 
-    async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+    async fn list_chats(&self, tenant: &TenantId, query: &ChatQuery) -> StoreResult<Page<Chat>> {
         let (tenant, query) = (tenant.to_owned(), query.clone());
         self.readers.read(move |c| read::list_chats(c, &tenant, &query)).await
     }
@@ -124,12 +127,12 @@ impl Store for SqliteStore {
         self.readers.read(read::running_chats).await
     }
 
-    async fn messages(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Message>> {
         let (id, query) = (chat_id.to_owned(), *query);
         self.readers.read(move |c| read::by_seq(c, read::SeqTable::Messages, &id, &query)).await
     }
 
-    async fn events(&self, chat_id: &str, query: &SeqQuery) -> StoreResult<Vec<Event>> {
+    async fn events(&self, chat_id: &ChatId, query: &SeqQuery) -> StoreResult<Vec<Event>> {
         let (id, query) = (chat_id.to_owned(), *query);
         self.readers.read(move |c| read::by_seq(c, read::SeqTable::Events, &id, &query)).await
     }
@@ -139,22 +142,22 @@ impl Store for SqliteStore {
         self.writer.call(move |c| write::put_flow(c, &flow)).await
     }
 
-    async fn get_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
+    async fn get_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<Option<FlowRecord>> {
         let (tenant, id) = (tenant.to_owned(), flow_id.to_owned());
         self.readers.read(move |c| read::get_flow(c, &tenant, &id)).await
     }
 
     async fn list_flows(
         &self,
-        tenant: &str,
-        after: Option<&str>,
+        tenant: &TenantId,
+        after: Option<&FlowId>,
         limit: usize,
     ) -> StoreResult<Page<FlowRecord>> {
-        let (tenant, after) = (tenant.to_owned(), after.map(str::to_owned));
+        let (tenant, after) = (tenant.clone(), after.map(|a| a.as_str().to_owned()));
         self.readers.read(move |c| read::list_flows(c, &tenant, after.as_deref(), limit)).await
     }
 
-    async fn delete_flow(&self, tenant: &str, flow_id: &str) -> StoreResult<bool> {
+    async fn delete_flow(&self, tenant: &TenantId, flow_id: &FlowId) -> StoreResult<bool> {
         let (tenant, id) = (tenant.to_owned(), flow_id.to_owned());
         self.writer.call(move |c| write::delete_flow(c, &tenant, &id)).await
     }
@@ -169,17 +172,17 @@ impl Store for SqliteStore {
         self.readers.read(move |c| read::key_by_hash(c, &hash)).await
     }
 
-    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
         let tenant = tenant.to_owned();
         self.readers.read(move |c| read::list_keys(c, &tenant)).await
     }
 
-    async fn delete_key(&self, tenant: &str, key_id: &str) -> StoreResult<bool> {
+    async fn delete_key(&self, tenant: &TenantId, key_id: &KeyId) -> StoreResult<bool> {
         let (tenant, id) = (tenant.to_owned(), key_id.to_owned());
         self.writer.call(move |c| write::delete_key(c, &tenant, &id)).await
     }
 
-    async fn touch_key(&self, key_id: &str, at: Timestamp) -> StoreResult<()> {
+    async fn touch_key(&self, key_id: &KeyId, at: Timestamp) -> StoreResult<()> {
         let id = key_id.to_owned();
         self.writer.call(move |c| write::touch_key(c, &id, at)).await
     }

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, params};
 use serde::de::DeserializeOwned;
 
 use super::{SqliteOptions, schema};
-use crate::model::{ApiKey, Chat, ChatRecord, FlowRecord, Page};
+use crate::model::{ApiKey, Chat, ChatRecord, FlowRecord, Page, TenantId};
 use crate::store::{ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
 
 /// A few read-only connections, each behind its own mutex.
@@ -105,7 +105,7 @@ pub fn running_chats(conn: &Connection) -> StoreResult<Vec<ChatRecord>> {
 /// `before` alone pages toward newer chats (the ones just newer than `before`,
 /// still listed newest first) and `next_cursor` is then the newest id returned,
 /// to pass as `before` again. `has_more` is about the direction of travel.
-pub fn list_chats(conn: &Connection, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>> {
+pub fn list_chats(conn: &Connection, tenant: &TenantId, query: &ChatQuery) -> StoreResult<Page<Chat>> {
     let toward_newer = query.before.is_some() && query.after.is_none();
     let sql = format!(
         "SELECT record FROM chats
@@ -134,7 +134,7 @@ pub fn list_chats(conn: &Connection, tenant: &str, query: &ChatQuery) -> StoreRe
     }
     let edge = if toward_newer { data.first() } else { data.last() };
     let next_cursor = edge.filter(|_| has_more).map(|c| c.id.clone());
-    Ok(Page { data, has_more, next_cursor })
+    Ok(Page { data, has_more, next_cursor: next_cursor.map(String::from) })
 }
 
 /// The tables read by seq.
@@ -182,14 +182,14 @@ pub fn by_seq<T: DeserializeOwned>(
 }
 
 /// A flow row: its JSON lacks the tenant (`#[serde(skip)]`), restored here.
-fn flow_from(tenant: &str, json: &str) -> StoreResult<FlowRecord> {
+fn flow_from(tenant: &TenantId, json: &str) -> StoreResult<FlowRecord> {
     let mut flow: FlowRecord = serde_json::from_str(json)?;
-    flow.tenant = tenant.to_owned();
+    flow.tenant = tenant.clone();
     Ok(flow)
 }
 
 /// One flow of one tenant.
-pub fn get_flow(conn: &Connection, tenant: &str, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
+pub fn get_flow(conn: &Connection, tenant: &TenantId, flow_id: &str) -> StoreResult<Option<FlowRecord>> {
     let json: Option<String> = conn
         .prepare_cached("SELECT json FROM flows WHERE tenant = ?1 AND id = ?2")?
         .query_row([tenant, flow_id], |row| row.get(0))
@@ -201,7 +201,7 @@ pub fn get_flow(conn: &Connection, tenant: &str, flow_id: &str) -> StoreResult<O
 /// the flow `after`; an `after` that no longer exists gives an empty page.
 pub fn list_flows(
     conn: &Connection,
-    tenant: &str,
+    tenant: &TenantId,
     after: Option<&str>,
     limit: usize,
 ) -> StoreResult<Page<FlowRecord>> {
@@ -229,7 +229,7 @@ pub fn list_flows(
     let has_more = data.len() > limit;
     data.truncate(limit);
     let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
-    Ok(Page { data, has_more, next_cursor })
+    Ok(Page { data, has_more, next_cursor: next_cursor.map(String::from) })
 }
 
 fn empty_page<T>() -> Page<T> {
@@ -242,6 +242,6 @@ pub fn key_by_hash(conn: &Connection, secret_hash: &str) -> StoreResult<Option<A
 }
 
 /// A tenant's keys, oldest first (key ids sort by creation).
-pub fn list_keys(conn: &Connection, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+pub fn list_keys(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
     json_rows(conn, "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id", [tenant])
 }

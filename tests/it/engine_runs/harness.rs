@@ -10,7 +10,7 @@ use flowgate::bus::memory::MemoryBus;
 use flowgate::bus::{Channel, Subscription};
 use flowgate::engine::{Engine, EngineDeps};
 use flowgate::ledger::Journal;
-use flowgate::model::{ChatStatus, Event, EventKind, FlowRecord, IdKind, Message, new_id, now};
+use flowgate::model::{ChatId, ChatStatus, Event, EventKind, FlowId, FlowRecord, Message, TenantId, now};
 use flowgate::service::{ChatService, NewChat, Services};
 use flowgate::store::SeqQuery;
 use flowgate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -51,7 +51,7 @@ fn chat_service(journal: &Journal, engine: &Arc<Engine>) -> ChatService {
 
 /// The tenant's operator: whom every harness call acts as.
 pub fn operator() -> Caller {
-    Caller::operator(TENANT)
+    Caller::operator(&TenantId::parse(TENANT).unwrap())
 }
 
 impl Harness {
@@ -76,11 +76,11 @@ impl Harness {
     }
 
     /// Registers `flow` (as given, unvalidated) and creates a chat from it.
-    pub async fn chat(&self, flow: Value) -> String {
+    pub async fn chat(&self, flow: Value) -> ChatId {
         let at = now();
         let record = FlowRecord {
-            id: new_id(IdKind::Flow),
-            tenant: TENANT.into(),
+            id: FlowId::new(),
+            tenant: TenantId::parse(TENANT).unwrap(),
             name: flow["name"].as_str().unwrap_or("flow").into(),
             definition: flow,
             source: None,
@@ -88,46 +88,46 @@ impl Harness {
             updated_at: at,
         };
         self.journal.store.put_flow(&record).await.unwrap();
-        let new = NewChat { from_flow: record.id, ..Default::default() };
+        let new = NewChat { from_flow: record.id, name: None, metadata: None };
         self.chats.create(&operator(), new).await.unwrap().id
     }
 
     /// Starts listening to the chat's events (before acting on it).
-    pub async fn watch(&self, chat_id: &str) -> Watch {
-        let channel = Channel::Chat(chat_id.to_owned());
+    pub async fn watch(&self, chat_id: &ChatId) -> Watch {
+        let channel = Channel::Chat(chat_id.clone());
         Watch { sub: self.journal.bus.subscribe(&channel).await.unwrap() }
     }
 
     /// Posts a user message.
-    pub async fn say(&self, chat_id: &str, text: &str) {
+    pub async fn say(&self, chat_id: &ChatId, text: &str) {
         self.chats.post_message(&operator(), chat_id, Some(text)).await.unwrap();
     }
 
     /// Answers the pending input request (`None`: the auto reply).
-    pub async fn answer(&self, chat_id: &str, text: Option<&str>) {
+    pub async fn answer(&self, chat_id: &ChatId, text: Option<&str>) {
         self.chats.submit_input(&operator(), chat_id, None, text.map(Some)).await.unwrap();
     }
 
     /// Every durable event of the chat, by seq.
-    pub async fn events(&self, chat_id: &str) -> Vec<Event> {
+    pub async fn events(&self, chat_id: &ChatId) -> Vec<Event> {
         let query = SeqQuery { limit: 1000, ..Default::default() };
         self.journal.store.events(chat_id, &query).await.unwrap()
     }
 
     /// Every message of the chat, by seq.
-    pub async fn messages(&self, chat_id: &str) -> Vec<Message> {
+    pub async fn messages(&self, chat_id: &ChatId) -> Vec<Message> {
         let query = SeqQuery { limit: 1000, ..Default::default() };
         self.journal.store.messages(chat_id, &query).await.unwrap()
     }
 
     /// `(sender, content)` of every message.
-    pub async fn transcript(&self, chat_id: &str) -> Vec<(String, String)> {
+    pub async fn transcript(&self, chat_id: &ChatId) -> Vec<(String, String)> {
         let messages = self.messages(chat_id).await;
         messages.into_iter().map(|m| (m.sender, m.content)).collect()
     }
 
     /// The `status` of every `chat.status` event, in order.
-    pub async fn statuses(&self, chat_id: &str) -> Vec<String> {
+    pub async fn statuses(&self, chat_id: &ChatId) -> Vec<String> {
         self.events(chat_id)
             .await
             .iter()
@@ -137,14 +137,14 @@ impl Harness {
     }
 
     /// The `stop_reason` of the last `run.completed`.
-    pub async fn stop_reason(&self, chat_id: &str) -> Option<String> {
+    pub async fn stop_reason(&self, chat_id: &ChatId) -> Option<String> {
         let events = self.events(chat_id).await;
         let done = events.iter().rev().find(|e| e.kind == EventKind::RunCompleted)?;
         done.data["stop_reason"].as_str().map(str::to_owned)
     }
 
     /// The chat's status in the store.
-    pub async fn status(&self, chat_id: &str) -> ChatStatus {
+    pub async fn status(&self, chat_id: &ChatId) -> ChatStatus {
         let record = self.journal.store.get_chat(chat_id).await.unwrap();
         record.expect("the chat exists").chat.status
     }

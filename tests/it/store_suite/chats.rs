@@ -5,7 +5,7 @@ use futures::future::join_all;
 use super::*;
 
 pub async fn a_committed_chat_reads_back_equal(store: DynStore) {
-    let change = transitions::create("tenant_a", chat_of("flow_a"));
+    let change = transitions::create(&tenant_named("tenant_a"), chat_of("flow_a"));
     let (record, events) = (change.record.clone(), change.events.clone());
     store.commit(change).await.expect("commits");
     let got = store.get_chat(&record.chat.id).await.expect("reads");
@@ -18,12 +18,12 @@ pub async fn a_committed_chat_reads_back_equal(store: DynStore) {
     let got = store.get_chat(&record.chat.id).await.expect("reads");
     assert_same(&got.expect("the chat is there"), &running);
     assert_same(&all_messages(&store, &record.chat.id).await, &messages);
-    assert_eq!(store.get_chat("chat_nope").await.expect("reads"), None);
+    assert_eq!(store.get_chat(&ChatId::new()).await.expect("reads"), None);
 }
 
 pub async fn inserting_an_existing_chat_id_conflicts(store: DynStore) {
     let record = create_chat(&store, "tenant_a", "flow_a").await;
-    let again = transitions::create("tenant_b", record.chat.clone());
+    let again = transitions::create(&tenant_named("tenant_b"), record.chat.clone());
     assert!(is_conflict(&store.commit(again).await));
     let got = store.get_chat(&record.chat.id).await.expect("reads");
     assert_same(&got.expect("still there"), &record);
@@ -46,7 +46,7 @@ pub async fn a_stale_expected_seq_conflicts_and_leaves_the_chat_unchanged(store:
 }
 
 pub async fn a_change_to_a_missing_chat_is_chat_not_found(store: DynStore) {
-    let never = transitions::create("tenant_a", chat_of("flow_a")).record;
+    let never = transitions::create(&tenant_named("tenant_a"), chat_of("flow_a")).record;
     let result = store.commit(post(&never, "hello")).await;
     assert!(matches!(result, Err(StoreError::ChatNotFound)), "{result:?}");
 
@@ -115,7 +115,7 @@ pub async fn events_and_messages_read_back_in_seq_order_by_cursor(store: DynStor
     assert_eq!(message_seqs(got), all[2..4].to_vec());
     let got = store.messages(&id, &q(None, Some(all[4]), 10, true)).await.expect("reads");
     assert_eq!(message_seqs(got), vec![all[3], all[2], all[1], all[0]]);
-    let got = store.messages("chat_other", &q(None, None, 10, false)).await.expect("reads");
+    let got = store.messages(&ChatId::new(), &q(None, None, 10, false)).await.expect("reads");
     assert!(got.is_empty());
 }
 
@@ -176,7 +176,7 @@ pub async fn chat_listing_is_newest_first_and_filters_by_status_and_flow(store: 
     }
     let query = |status, from_flow: Option<&str>| ChatQuery {
         status,
-        from_flow: from_flow.map(str::to_owned),
+        from_flow: from_flow.map(flow_named),
         limit: 100,
         ..ChatQuery::default()
     };
@@ -205,7 +205,7 @@ pub async fn chat_pages_follow_after_and_before_without_overlap_or_gap(store: Dy
         create_chat(&store, "tenant_b", "flow_a").await;
     }
     let ids = newest_first(&all);
-    let page = |after: Option<&String>, before: Option<&String>| ChatQuery {
+    let page = |after: Option<&ChatId>, before: Option<&ChatId>| ChatQuery {
         after: after.cloned(),
         before: before.cloned(),
         limit: 3,

@@ -24,7 +24,8 @@ use serde_json::json;
 
 use flowgate::ledger::transitions;
 use flowgate::model::{
-    ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, IdKind, Message, Role, Timestamp, new_id, now,
+    ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Role, TenantId,
+    Timestamp, now,
 };
 use flowgate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError};
 
@@ -82,14 +83,25 @@ pub fn assert_same<T: Serialize + std::fmt::Debug>(got: &T, want: &T) {
     assert_eq!(g, w, "\n got: {got:?}\nwant: {want:?}");
 }
 
+/// A tenant named in a test.
+pub fn tenant_named(name: &str) -> TenantId {
+    TenantId::parse(name).expect("a test tenant name")
+}
+
+/// A flow id named in a test.
+pub fn flow_named(name: &str) -> FlowId {
+    FlowId::parse(name).expect("a test flow id")
+}
+
 /// A new chat of `flow`, not yet stored.
-pub fn chat_of(flow: &str) -> Chat {
+pub fn chat_of(flow_id: &str) -> Chat {
+    let flow = flow_id;
     let at = now();
     Chat {
-        id: new_id(IdKind::Chat),
+        id: ChatId::new(),
         name: format!("a chat of {flow}"),
         from_type: "flow".into(),
-        from_flow: flow.into(),
+        from_flow: flow_named(flow),
         status: ChatStatus::Ready,
         created_at: at,
         updated_at: at,
@@ -102,7 +114,7 @@ pub fn chat_of(flow: &str) -> Chat {
 
 /// Creates and commits a `ready` chat; returns it as stored.
 pub async fn create_chat(store: &DynStore, tenant: &str, flow: &str) -> ChatRecord {
-    let change = transitions::create(tenant, chat_of(flow));
+    let change = transitions::create(&tenant_named(tenant), chat_of(flow));
     let record = change.record.clone();
     store.commit(change).await.expect("a new chat commits");
     record
@@ -128,13 +140,13 @@ pub async fn post_and_cancel(store: &DynStore, current: &ChatRecord, content: &s
 }
 
 /// Every event of a chat, ascending.
-pub async fn all_events(store: &DynStore, chat_id: &str) -> Vec<Event> {
+pub async fn all_events(store: &DynStore, chat_id: &ChatId) -> Vec<Event> {
     let query = SeqQuery { limit: 10_000, ..SeqQuery::default() };
     store.events(chat_id, &query).await.expect("events read")
 }
 
 /// Every message of a chat, ascending.
-pub async fn all_messages(store: &DynStore, chat_id: &str) -> Vec<Message> {
+pub async fn all_messages(store: &DynStore, chat_id: &ChatId) -> Vec<Message> {
     let query = SeqQuery { limit: 10_000, ..SeqQuery::default() };
     store.messages(chat_id, &query).await.expect("messages read")
 }
@@ -144,21 +156,21 @@ pub async fn chat_ids(
     store: &DynStore,
     tenant: &str,
     query: ChatQuery,
-) -> (Vec<String>, bool, Option<String>) {
-    let page = store.list_chats(tenant, &query).await.expect("chats list");
+) -> (Vec<ChatId>, bool, Option<ChatId>) {
+    let page = store.list_chats(&tenant_named(tenant), &query).await.expect("chats list");
     let ids = page.data.into_iter().map(|c| c.id).collect();
-    (ids, page.has_more, page.next_cursor)
+    (ids, page.has_more, page.next_cursor.map(|c| ChatId::parse(&c).expect("a chat cursor")))
 }
 
 /// Ids newest first, as listings order them.
-pub fn newest_first(records: &[ChatRecord]) -> Vec<String> {
-    let mut ids: Vec<String> = records.iter().map(|r| r.chat.id.clone()).collect();
+pub fn newest_first(records: &[ChatRecord]) -> Vec<ChatId> {
+    let mut ids: Vec<ChatId> = records.iter().map(|r| r.chat.id.clone()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids
 }
 
 /// A set of chat ids.
-pub fn id_set<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+pub fn id_set<'a>(ids: impl IntoIterator<Item = &'a ChatId>) -> BTreeSet<ChatId> {
     ids.into_iter().cloned().collect()
 }
 
@@ -171,8 +183,8 @@ pub fn at_ms(base: Timestamp, ms: i64) -> Timestamp {
 /// A flow record of `tenant`.
 pub fn flow_of(tenant: &str, id: &str, name: &str, created_at: Timestamp) -> FlowRecord {
     FlowRecord {
-        id: id.into(),
-        tenant: tenant.into(),
+        id: flow_named(id),
+        tenant: tenant_named(tenant),
         name: name.into(),
         definition: json!({"name": name, "agents": [], "chat": {}}),
         source: None,
@@ -184,8 +196,8 @@ pub fn flow_of(tenant: &str, id: &str, name: &str, created_at: Timestamp) -> Flo
 /// An API key of `tenant`.
 pub fn key_of(tenant: &str, name: &str) -> ApiKey {
     ApiKey {
-        id: new_id(IdKind::Key),
-        tenant: tenant.into(),
+        id: KeyId::new(),
+        tenant: tenant_named(tenant),
         name: name.into(),
         environment: Some("development".into()),
         prefix: "fg_abcd".into(),

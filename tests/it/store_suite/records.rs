@@ -6,33 +6,37 @@ pub async fn flows_are_scoped_by_tenant_and_put_replaces(store: DynStore) {
     let at = at_ms(now(), 0);
     let flow = flow_of("tenant_a", "demo", "Demo", at);
     store.put_flow(&flow).await.expect("puts");
-    let got = store.get_flow("tenant_a", "demo").await.expect("reads").expect("there");
+    let got =
+        store.get_flow(&tenant_named("tenant_a"), &flow_named("demo")).await.expect("reads").expect("there");
     assert_eq!(got, flow);
 
-    assert_eq!(store.get_flow("tenant_b", "demo").await.expect("reads"), None);
-    assert!(store.list_flows("tenant_b", None, 10).await.expect("lists").data.is_empty());
-    assert!(!store.delete_flow("tenant_b", "demo").await.expect("deletes"));
-    assert!(store.get_flow("tenant_a", "demo").await.expect("reads").is_some());
+    assert_eq!(store.get_flow(&tenant_named("tenant_b"), &flow_named("demo")).await.expect("reads"), None);
+    assert!(store.list_flows(&tenant_named("tenant_b"), None, 10).await.expect("lists").data.is_empty());
+    assert!(!store.delete_flow(&tenant_named("tenant_b"), &flow_named("demo")).await.expect("deletes"));
+    assert!(store.get_flow(&tenant_named("tenant_a"), &flow_named("demo")).await.expect("reads").is_some());
 
     let theirs = flow_of("tenant_b", "demo", "Their demo", at);
     store.put_flow(&theirs).await.expect("puts");
     let renamed = flow_of("tenant_a", "demo", "Renamed", at_ms(at, 5));
     store.put_flow(&renamed).await.expect("puts");
-    let got = store.get_flow("tenant_a", "demo").await.expect("reads");
+    let got = store.get_flow(&tenant_named("tenant_a"), &flow_named("demo")).await.expect("reads");
     assert_eq!(got, Some(renamed));
-    let listed = store.list_flows("tenant_a", None, 10).await.expect("lists");
+    let listed = store.list_flows(&tenant_named("tenant_a"), None, 10).await.expect("lists");
     assert_eq!(listed.data.len(), 1);
-    assert_eq!(store.get_flow("tenant_b", "demo").await.expect("reads"), Some(theirs));
+    assert_eq!(
+        store.get_flow(&tenant_named("tenant_b"), &flow_named("demo")).await.expect("reads"),
+        Some(theirs)
+    );
 
-    assert!(store.delete_flow("tenant_a", "demo").await.expect("deletes"));
-    assert_eq!(store.get_flow("tenant_a", "demo").await.expect("reads"), None);
-    assert!(store.get_flow("tenant_b", "demo").await.expect("reads").is_some());
+    assert!(store.delete_flow(&tenant_named("tenant_a"), &flow_named("demo")).await.expect("deletes"));
+    assert_eq!(store.get_flow(&tenant_named("tenant_a"), &flow_named("demo")).await.expect("reads"), None);
+    assert!(store.get_flow(&tenant_named("tenant_b"), &flow_named("demo")).await.expect("reads").is_some());
 }
 
 pub async fn flows_list_newest_first_with_an_after_cursor(store: DynStore) {
     let base = at_ms(now(), 0);
     let flows: Vec<FlowRecord> = (0..5)
-        .map(|i| flow_of("tenant_a", &new_id(IdKind::Flow), &format!("f{i}"), at_ms(base, i * 10)))
+        .map(|i| flow_of("tenant_a", FlowId::new().as_str(), &format!("f{i}"), at_ms(base, i * 10)))
         .collect();
     for flow in &flows {
         store.put_flow(flow).await.expect("puts");
@@ -40,13 +44,19 @@ pub async fn flows_list_newest_first_with_an_after_cursor(store: DynStore) {
     store.put_flow(&flow_of("tenant_b", "other", "x", base)).await.expect("puts");
     let newest: Vec<&FlowRecord> = flows.iter().rev().collect();
 
-    let p1 = store.list_flows("tenant_a", None, 2).await.expect("lists");
+    let p1 = store.list_flows(&tenant_named("tenant_a"), None, 2).await.expect("lists");
     assert_eq!(p1.data.iter().collect::<Vec<_>>(), newest[0..2]);
     assert!(p1.has_more);
-    assert_eq!(p1.next_cursor.as_ref(), Some(&newest[1].id));
-    let p2 = store.list_flows("tenant_a", p1.next_cursor.as_deref(), 2).await.expect("lists");
+    assert_eq!(p1.next_cursor.as_deref(), Some(newest[1].id.as_str()));
+    let p2 = store
+        .list_flows(&tenant_named("tenant_a"), p1.next_cursor.as_deref().map(flow_named).as_ref(), 2)
+        .await
+        .expect("lists");
     assert_eq!(p2.data.iter().collect::<Vec<_>>(), newest[2..4]);
-    let p3 = store.list_flows("tenant_a", p2.next_cursor.as_deref(), 2).await.expect("lists");
+    let p3 = store
+        .list_flows(&tenant_named("tenant_a"), p2.next_cursor.as_deref().map(flow_named).as_ref(), 2)
+        .await
+        .expect("lists");
     assert_eq!(p3.data.iter().collect::<Vec<_>>(), newest[4..5]);
     assert!(!p3.has_more && p3.next_cursor.is_none());
 }
@@ -63,27 +73,27 @@ pub async fn keys_are_found_by_hash_listed_per_tenant_and_touched(store: DynStor
 
     let mut mine = vec![k1.clone(), k2.clone()];
     mine.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(store.list_keys("tenant_a").await.expect("lists"), mine);
-    assert_eq!(store.list_keys("tenant_b").await.expect("lists"), vec![k3]);
-    assert!(store.list_keys("tenant_c").await.expect("lists").is_empty());
+    assert_eq!(store.list_keys(&tenant_named("tenant_a")).await.expect("lists"), mine);
+    assert_eq!(store.list_keys(&tenant_named("tenant_b")).await.expect("lists"), vec![k3]);
+    assert!(store.list_keys(&tenant_named("tenant_c")).await.expect("lists").is_empty());
 
     let used = at_ms(now(), 0);
     store.touch_key(&k1.id, used).await.expect("touches");
     let got = store.key_by_hash("hash1").await.expect("reads").expect("there");
     assert_eq!(got.last_used_at, Some(used));
     assert_eq!(ApiKey { last_used_at: None, ..got }, k1);
-    store.touch_key("key_missing", used).await.expect("touching a missing key is fine");
+    store.touch_key(&KeyId::new(), used).await.expect("touching a missing key is fine");
 }
 
 pub async fn a_key_is_deleted_only_by_its_own_tenant(store: DynStore) {
     let key = key_of("tenant_a", "one");
     store.insert_key(&key, "hash1").await.expect("inserts");
-    assert!(!store.delete_key("tenant_b", &key.id).await.expect("deletes"));
+    assert!(!store.delete_key(&tenant_named("tenant_b"), &key.id).await.expect("deletes"));
     assert_eq!(store.key_by_hash("hash1").await.expect("reads"), Some(key.clone()));
-    assert!(store.delete_key("tenant_a", &key.id).await.expect("deletes"));
+    assert!(store.delete_key(&tenant_named("tenant_a"), &key.id).await.expect("deletes"));
     assert_eq!(store.key_by_hash("hash1").await.expect("reads"), None);
-    assert!(store.list_keys("tenant_a").await.expect("lists").is_empty());
-    assert!(!store.delete_key("tenant_a", &key.id).await.expect("deletes"));
+    assert!(store.list_keys(&tenant_named("tenant_a")).await.expect("lists").is_empty());
+    assert!(!store.delete_key(&tenant_named("tenant_a"), &key.id).await.expect("deletes"));
 }
 
 pub async fn a_fresh_store_answers_ping(store: DynStore) {

@@ -9,7 +9,7 @@ use flowgate::app::{App, AppState};
 use flowgate::bus::Channel;
 use flowgate::config::Config;
 use flowgate::engine::models::SecretLookup;
-use flowgate::model::{ChatStatus, Event, EventKind};
+use flowgate::model::{ChatId, ChatStatus, Event, EventKind};
 use flowgate::store::SeqQuery;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -111,6 +111,11 @@ async fn launch(app: App, listener: tokio::net::TcpListener) -> TestApp {
     }
 }
 
+/// A chat id as the API returned it.
+pub fn chat_id(id: &str) -> ChatId {
+    ChatId::parse(id).expect("the API returns chat ids")
+}
+
 /// A client sending `X-API-KEY: key` on every request.
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -205,7 +210,7 @@ impl TestApp {
     /// Waits (bounded) until an event matching `pred` is stored; subscribes to
     /// the bus before reading the store so nothing slips between the two.
     pub async fn wait_for(&self, chat: &str, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let mut sub = self.state.bus.subscribe(&Channel::Chat(chat.to_owned())).await.unwrap();
+        let mut sub = self.state.bus.subscribe(&Channel::Chat(chat_id(chat))).await.unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let events = self.events(chat).await;
@@ -222,7 +227,7 @@ impl TestApp {
     /// Every durable event of a chat, read from the store.
     pub async fn events(&self, chat: &str) -> Vec<Event> {
         let q = SeqQuery { limit: 10_000, ..Default::default() };
-        self.state.store.events(chat, &q).await.unwrap()
+        self.state.store.events(&chat_id(chat), &q).await.unwrap()
     }
 
     /// Every message of a chat, via the API.

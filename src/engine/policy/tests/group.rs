@@ -120,7 +120,7 @@ fn text_after_a_group_termination_continues_the_conversation() {
     h.user("hi").said("writer", "TERMINATE");
     let asked = decide_on(&f, &h, &RunState::default(), None);
     h.human("one more thing");
-    let reply = HumanReply { request_id: "inp_1".into(), message: Some("one more thing".into()) };
+    let reply = HumanReply { request_id: InputRequestId::new(), message: Some("one more thing".into()) };
     let d = decide_on(&f, &h, &asked.state, Some(&reply));
     assert_eq!(speaker(&d.step), "writer", "round robin after the proxy");
 }

@@ -7,9 +7,10 @@ mod two_agent;
 use serde_json::json;
 
 use super::*;
-use crate::model::now;
+use crate::model::{ChatId, InputRequestId, RunId, now};
 
-const RUN: &str = "run_current";
+/// The current run (any other name in a test is an older run).
+const RUN: &str = "run_00000000000000000000000001";
 
 fn flow(value: serde_json::Value) -> Flow {
     serde_json::from_value(value).unwrap()
@@ -42,6 +43,11 @@ fn group(selection: &str, mode: &str, max_round: u32) -> Flow {
     }))
 }
 
+/// The run id a test names (`RUN`, or any other name for an older run).
+fn run_id(name: &str) -> RunId {
+    RunId::parse(if name == RUN { RUN } else { "run_00000000000000000000000002" }).unwrap()
+}
+
 /// A chat history under construction.
 #[derive(Default)]
 struct History(Vec<Message>);
@@ -51,9 +57,9 @@ impl History {
         let seq = self.0.last().map_or(1, |m| m.seq + 2);
         self.0.push(Message {
             id: format!("msg_{seq}"),
-            chat_id: "chat_x".into(),
+            chat_id: ChatId::new(),
             seq,
-            run_id: Some(run.into()),
+            run_id: Some(run_id(run)),
             role,
             sender: sender.into(),
             receiver: None,
@@ -89,7 +95,7 @@ fn step(flow: &Flow, h: &History) -> Step {
 fn answered(flow: &Flow, h: &History, message: Option<&str>) -> Decision {
     let asked = decide_on(flow, h, &RunState::default(), None);
     assert!(matches!(asked.step, Step::AskHuman(_)), "expected an ask, got {:?}", asked.step);
-    let reply = HumanReply { request_id: "inp_1".into(), message: message.map(str::to_owned) };
+    let reply = HumanReply { request_id: InputRequestId::new(), message: message.map(str::to_owned) };
     decide_on(flow, h, &asked.state, Some(&reply))
 }
 

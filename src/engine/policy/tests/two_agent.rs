@@ -126,7 +126,7 @@ fn a_human_text_reply_is_the_proxys_turn_and_resets_its_counter() {
     h.user("hi").said("writer", "a").said("user", "").said("writer", "b");
     let asked = decide_on(&f, &h, &RunState::default(), None);
     h.human("more please");
-    let reply = HumanReply { request_id: "inp_1".into(), message: Some("more please".into()) };
+    let reply = HumanReply { request_id: InputRequestId::new(), message: Some("more please".into()) };
     let d = decide_on(&f, &h, &asked.state, Some(&reply));
     assert_eq!(speaker(&d.step), "writer");
     assert_eq!(d.state, RunState::default());
