@@ -1,5 +1,5 @@
-//! Wires the parts together once: picks the store and bus named by the config,
-//! builds the engine and the domain services into one [`AppState`] (with the
+//! Wires the parts together once: opens the backends the config names
+//! ([`Backends`]), builds the engine and the domain services into one [`AppState`] (with the
 //! REST and realtime sub-states its handlers take), composes the routes,
 //! seeds the bootstrap key and the demo flow, resumes runs left `running`, and
 //! serves until shutdown. The only module that sees every other.
@@ -19,10 +19,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::ApiState;
 use crate::auth::{Authenticator, Jwt, jwt::JwtError};
-use crate::bus::redis::{RedisBus, RedisBusOptions};
-use crate::bus::{Bus, BusError, memory::MemoryBus};
-use crate::config::{Config, SqliteSync, StoreKind};
-use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
+use crate::backends::{BackendError, Backends};
+use crate::bus::Bus;
+use crate::config::Config;
 use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
@@ -31,31 +30,23 @@ use crate::metrics::Metrics;
 use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
 use crate::realtime::{Connections, RealtimeState};
 use crate::service::Services;
-use crate::store::redis::{RedisStore, RedisStoreOptions};
-use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The store could not be opened.
+    /// The backends could not be opened.
+    #[error(transparent)]
+    Backends(#[from] BackendError),
+    /// The store could not be read or seeded.
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// The token keys could not be loaded.
     #[error(transparent)]
     Jwt(#[from] JwtError),
-    /// The bus could not be reached.
-    #[error("bus: {0}")]
-    Bus(#[from] BusError),
-    /// A file or socket could not be used.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
     /// The bootstrap key could not be seeded.
     #[error("seeding FLOWGATE_API_KEY: {0}")]
     Seed(ClientError),
-    /// The configuration asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// The node's state; handlers take the sub-state they need ([`Services`],
@@ -119,12 +110,18 @@ impl App {
     /// Opens the backends named by `config` and builds the state; API keys
     /// come from the process environment.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        Self::build_with(config, crate::engine::models::from_env()).await
+        let backends = Backends::open(&config).await?;
+        Self::build_with(config, crate::engine::models::from_env(), backends).await
     }
 
-    /// Like [`App::build`], reading API keys with `secrets`.
-    pub async fn build_with(config: Config, secrets: SecretLookup) -> Result<App, StartError> {
-        let Backends { store, bus, leases } = open_backends(&config).await?;
+    /// Builds the state on given backends, reading API keys with `secrets`:
+    /// the one seam the tests use.
+    pub async fn build_with(
+        config: Config,
+        secrets: SecretLookup,
+        backends: Backends,
+    ) -> Result<App, StartError> {
+        let Backends { store, bus, leases } = backends;
         let shutdown = CancellationToken::new();
         let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
@@ -231,58 +228,6 @@ async fn events(State(state): State<AppState>, request: Request) -> Response {
     } else {
         crate::api::events_page.call(request, state).await
     }
-}
-
-/// The backends a node runs on, picked once from the config.
-struct Backends {
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
-    leases: Arc<dyn Leases>,
-}
-
-async fn open_backends(config: &Config) -> Result<Backends, StartError> {
-    match config.store {
-        StoreKind::Sqlite => {
-            std::fs::create_dir_all(&config.data_dir)?;
-            let synchronous = match config.sqlite.synchronous {
-                SqliteSync::Full => Synchronous::Full,
-                SqliteSync::Normal => Synchronous::Normal,
-            };
-            let path = config.data_dir.join("flowgate.db");
-            let store = SqliteStore::open(&path, SqliteOptions { synchronous, ..Default::default() })?;
-            Ok(Backends {
-                store: Arc::new(store),
-                bus: Arc::new(MemoryBus::new()),
-                leases: Arc::new(LocalLeases),
-            })
-        }
-        StoreKind::Redis => open_redis(config).await,
-    }
-}
-
-/// The shared backends: the Redis store, the Redis bus (one subscriber
-/// connection for the node) and run leases in Redis under this node's id.
-async fn open_redis(config: &Config) -> Result<Backends, StartError> {
-    let url =
-        config.redis_url.as_deref().ok_or_else(|| StartError::Unsupported("redis_url is required".into()))?;
-    let options = RedisStoreOptions::default();
-    let prefix = options.prefix.clone();
-    let store = RedisStore::connect(url, options).await?;
-    let bus = RedisBus::connect(url, RedisBusOptions::default()).await?;
-    let client = redis::Client::open(url).map_err(StoreError::from)?;
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)));
-    let conn =
-        redis::aio::ConnectionManager::new_with_config(client, manager).await.map_err(StoreError::from)?;
-    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
-    let ttl = Duration::from_secs(config.cluster.lease_ttl_secs);
-    tracing::info!(node_id, "sharing Redis with other nodes");
-    Ok(Backends {
-        store: Arc::new(store),
-        bus: Arc::new(bus),
-        leases: Arc::new(RedisLeases::new(conn, &prefix, &node_id, ttl)),
-    })
 }
 
 /// Registers the demo flow for a tenant unless it already has one by that id.

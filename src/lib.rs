@@ -10,7 +10,7 @@
 //! | backends | `store`, `bus` |
 //! | ledger | `ledger` (status machine + journal) |
 //! | engine | `engine` |
-//! | domain | `auth`, `service` (chats, flows, keys: where access is decided) |
+//! | domain | `auth`, `backends` (the one factory), `service` (chats, flows, keys: where access is decided) |
 //! | edge | `http` (error envelope, extractors) |
 //! | transports | `api`, `realtime` (never importing each other) |
 //! | wiring | `app` |
@@ -19,6 +19,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod bus;
 pub mod config;
 pub mod engine;

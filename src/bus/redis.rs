@@ -96,8 +96,7 @@ pub struct RedisBus {
 impl RedisBus {
     /// Connects the publisher and the subscriber connection to `url` and starts
     /// the listener task; fails if Redis does not answer in time.
-    pub async fn connect(url: &str, options: RedisBusOptions) -> Result<RedisBus, BusError> {
-        let client = Client::open(url)?;
+    pub async fn connect(client: Client, options: RedisBusOptions) -> Result<RedisBus, BusError> {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.timeout))

@@ -54,7 +54,7 @@ async fn node(server: &RedisServer) -> RedisBus {
         backoff_max: Duration::from_millis(200),
         ..RedisBusOptions::default()
     };
-    bounded(RedisBus::connect(&server.url(), options)).await.expect("the bus connects")
+    bounded(RedisBus::connect(server.client(), options)).await.expect("the bus connects")
 }
 
 /// The chat id a test names: the same name, the same id.
@@ -235,7 +235,7 @@ async fn health_pings_keep_a_healthy_subscriber_connection() {
     };
     let options =
         RedisBusOptions { health_interval: Duration::from_millis(20), ..RedisBusOptions::default() };
-    let bus = bounded(RedisBus::connect(&server.url(), options)).await.expect("connects");
+    let bus = bounded(RedisBus::connect(server.client(), options)).await.expect("connects");
     let sub = bounded(bus.subscribe(&chat("chat_x"))).await.expect("subscribes");
     let client = redis::Client::open(server.url()).expect("a client");
     let mut conn = bounded(client.get_multiplexed_async_connection()).await.expect("connects");
@@ -263,7 +263,7 @@ async fn a_hung_redis_fails_ping_and_frames_flow_again_once_it_wakes() {
         backoff_max: Duration::from_millis(200),
         ..RedisBusOptions::default()
     };
-    let bus = bounded(RedisBus::connect(&server.url(), options)).await.expect("connects");
+    let bus = bounded(RedisBus::connect(server.client(), options)).await.expect("connects");
     let ch = chat("chat_x");
     let mut sub = bounded(bus.subscribe(&ch)).await.expect("subscribes");
     server.freeze();
@@ -325,7 +325,7 @@ async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions
 /// A node: the shared store and this node's bus.
 async fn journal(server: &RedisServer) -> Journal {
     let options = RedisStoreOptions { timeout: Duration::from_secs(5), ..RedisStoreOptions::default() };
-    let store = bounded(RedisStore::connect(&server.url(), options)).await.expect("the store connects");
+    let store = bounded(RedisStore::connect(server.client(), options)).await.expect("the store connects");
     Journal { store: Arc::new(store), bus: Arc::new(node(server).await) }
 }
 

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ledger", 3),
     ("engine", 4),
     ("auth", 5),
+    ("backends", 5),
     ("service", 6),
     ("http", 7),
     ("api", 8),

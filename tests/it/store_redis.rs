@@ -37,7 +37,7 @@ async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
         timeout: Duration::from_secs(5),
         ..RedisStoreOptions::default()
     };
-    bounded(RedisStore::connect(&server.url(), options)).await.expect("the store connects")
+    bounded(RedisStore::connect(server.client(), options)).await.expect("the store connects")
 }
 
 // Each test returns early (skipped) when there is no redis-server.
@@ -119,7 +119,7 @@ async fn a_hung_redis_makes_calls_fail_retryably_in_bounded_time_and_a_commit_in
     };
     let options = RedisStoreOptions { timeout: Duration::from_millis(300), ..RedisStoreOptions::default() };
     let store: DynStore =
-        Arc::new(bounded(RedisStore::connect(&server.url(), options)).await.expect("connects"));
+        Arc::new(bounded(RedisStore::connect(server.client(), options)).await.expect("connects"));
     let chat = bounded(create_chat(&store, "tenant_a", "flow_a")).await;
     server.freeze();
     let change = post(&chat, "while hung");

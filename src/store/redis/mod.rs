@@ -63,14 +63,13 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); fails if Redis does not
     /// answer within the options' timeout.
-    pub async fn connect(url: &str, options: RedisStoreOptions) -> StoreResult<RedisStore> {
+    pub async fn connect(client: Client, options: RedisStoreOptions) -> StoreResult<RedisStore> {
         if options.prefix.contains(['{', '}']) {
             return Err(StoreError::Redis(RedisError::from((
                 ErrorKind::InvalidClientConfig,
                 "the key prefix must not contain braces",
             ))));
         }
-        let client = Client::open(url).map_err(from_redis)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.connect_timeout))
@@ -78,6 +77,12 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = bounded(options.timeout, ConnectionManager::new_with_config(client, config)).await?;
         Ok(RedisStore { conn, keys: Keys::new(&options.prefix), timeout: options.timeout })
+    }
+
+    /// The store's multiplexed connection, for what shares its keyspace (run
+    /// leases).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Runs one command, bounded.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::app::{App, AppState};
+use flowgate::backends::Backends;
 use flowgate::bus::Channel;
 use flowgate::config::Config;
 use flowgate::engine::models::SecretLookup;
@@ -72,7 +73,7 @@ pub async fn spawn_configured_with_secrets(
     let mut config = test_config(dir.path().to_path_buf());
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut app = launch(App::build_with(config, secrets).await.expect("the app builds"), listener).await;
+    let mut app = launch(build(config, secrets).await, listener).await;
     app._dir = Some(dir);
     app
 }
@@ -86,7 +87,13 @@ pub async fn spawn_with(config: Config) -> TestApp {
 /// Starts a gateway with a given config on a given listener (tests that need
 /// small socket buffers bind their own).
 pub async fn spawn_on(config: Config, listener: tokio::net::TcpListener) -> TestApp {
-    launch(App::build(config).await.expect("the app builds"), listener).await
+    launch(build(config, flowgate::engine::models::from_env()).await, listener).await
+}
+
+/// The app as `flowgate serve` builds it: the backends the config names.
+async fn build(config: Config, secrets: SecretLookup) -> App {
+    let backends = Backends::open(&config).await.expect("the backends open");
+    App::build_with(config, secrets, backends).await.expect("the app builds")
 }
 
 /// Serves a built app on a listener.

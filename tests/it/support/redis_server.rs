@@ -72,6 +72,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A client for it.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("a redis:// URL")
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

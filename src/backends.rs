@@ -1,0 +1,94 @@
+//! The one factory for what a node runs on: the store, the bus and the run
+//! leases, built together from one config section, so a node never pairs a
+//! shared store with a local bus. Embedded: a SQLite file, the in-process bus,
+//! local leases. Scaled out: one Redis client shared by the store, the bus
+//! (which adds its one subscriber connection) and the leases.
+//!
+//! Touches the backends' constructors and the config; nothing above them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::memory::MemoryBus;
+use crate::bus::redis::{RedisBus, RedisBusOptions};
+use crate::bus::{Bus, BusError};
+use crate::config::{Config, SqliteSync, StoreKind};
+use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
+use crate::store::redis::{RedisStore, RedisStoreOptions};
+use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use crate::store::{Store, StoreError};
+
+/// Why the backends could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The bus could not be reached.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    /// The data dir could not be made.
+    #[error("data_dir: {0}")]
+    Io(#[from] std::io::Error),
+    /// A setting the backend needs is missing or wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What a node runs on.
+#[derive(Clone)]
+pub struct Backends {
+    /// The durable records.
+    pub store: Arc<dyn Store>,
+    /// The live feed between tasks and nodes.
+    pub bus: Arc<dyn Bus>,
+    /// Who drives each run.
+    pub leases: Arc<dyn Leases>,
+}
+
+impl Backends {
+    /// The backends the config names (`store = "sqlite" | "redis"`).
+    pub async fn open(config: &Config) -> Result<Backends, BackendError> {
+        match config.store {
+            StoreKind::Sqlite => Self::sqlite(&config.data_dir, config.sqlite.synchronous),
+            StoreKind::Redis => {
+                let url = config.redis_url.as_deref().ok_or_else(|| {
+                    BackendError::Config("redis_url is required when store = \"redis\"".into())
+                })?;
+                let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
+                Self::redis(url, &node_id, Duration::from_secs(config.cluster.lease_ttl_secs)).await
+            }
+        }
+    }
+
+    /// Embedded: `flowgate.db` in `data_dir`, the in-process bus, local leases.
+    pub fn sqlite(data_dir: &Path, sync: SqliteSync) -> Result<Backends, BackendError> {
+        std::fs::create_dir_all(data_dir)?;
+        let synchronous = match sync {
+            SqliteSync::Full => Synchronous::Full,
+            SqliteSync::Normal => Synchronous::Normal,
+        };
+        let path = data_dir.join("flowgate.db");
+        let store = SqliteStore::open(&path, SqliteOptions { synchronous, ..Default::default() })?;
+        Ok(Backends {
+            store: Arc::new(store),
+            bus: Arc::new(MemoryBus::new()),
+            leases: Arc::new(LocalLeases),
+        })
+    }
+
+    /// Scaled out: the Redis store, the Redis bus and run leases in Redis
+    /// under `node_id`, all from one client of `url`.
+    pub async fn redis(url: &str, node_id: &str, lease_ttl: Duration) -> Result<Backends, BackendError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| BackendError::Config(format!("redis_url `{url}` is not a Redis URL: {e}")))?;
+        let options = RedisStoreOptions::default();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect(client.clone(), options).await?;
+        let bus = RedisBus::connect(client, RedisBusOptions::default()).await?;
+        let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
+        tracing::info!(node_id, "sharing Redis with other nodes");
+        Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases) })
+    }
+}
