@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     closing: CancellationToken,
     tracker: TaskTracker,
     runners: DashMap<ChatId, Slot>,
+    /// Woken whenever a runner leaves the registry.
+    left: Notify,
     next_task: AtomicU64,
 }
 
@@ -93,6 +96,7 @@ impl Engine {
                 closing: deps.shutdown.child_token(),
                 tracker: TaskTracker::new(),
                 runners: DashMap::new(),
+                left: Notify::new(),
                 next_task: AtomicU64::new(1),
             }),
         });
@@ -158,6 +162,7 @@ impl Engine {
     pub fn stop(&self, chat_id: &ChatId) {
         if let Some((_, slot)) = self.shared.runners.remove(chat_id) {
             slot.cancel.cancel();
+            self.shared.left.notify_waiters();
         }
     }
 
@@ -187,6 +192,21 @@ impl Engine {
     /// How many chats have a runner task now (metrics, tests).
     pub fn active_runs(&self) -> usize {
         self.shared.runners.len()
+    }
+
+    /// Completes once no chat has a runner task: every run has finished,
+    /// paused for input, or been stopped. An event to await instead of
+    /// polling [`Engine::active_runs`].
+    pub async fn idle(&self) {
+        loop {
+            let left = self.shared.left.notified();
+            tokio::pin!(left);
+            left.as_mut().enable();
+            if self.shared.runners.is_empty() {
+                return;
+            }
+            left.await;
+        }
     }
 }
 
@@ -224,6 +244,7 @@ async fn run_task(shared: Arc<Shared>, chat_id: ChatId, task: u64, cancel: Cance
             _ => false,
         };
         if !again {
+            shared.left.notify_waiters();
             return;
         }
     }

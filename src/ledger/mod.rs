@@ -12,6 +12,8 @@ use crate::bus::{Bus, Channel, Frame};
 use crate::model::{ChatId, ChatRecord, Event, EventKind, TenantId};
 use crate::store::{ChatChange, Store, StoreError};
 
+#[cfg(test)]
+mod tests;
 pub mod transitions;
 
 pub use transitions::Refusal;

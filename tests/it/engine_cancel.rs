@@ -8,11 +8,7 @@ use flowgate::ledger::transitions;
 use flowgate::model::{ChatStatus, EventKind};
 
 async fn until_no_runs(app: &crate::support::app::TestApp) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.state.engine.active_runs() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the runner did not stop");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(WAIT, app.state.engine.idle()).await.expect("the runner stops");
 }
 
 async fn streaming_chat(app: &crate::support::app::TestApp) -> String {

@@ -6,7 +6,6 @@
 use crate::support::fake_openai;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::support::app::{TestApp, WAIT, spawn_configured, spawn_configured_with_secrets};
 use crate::support::ws::{Ws, connect};
@@ -244,15 +243,9 @@ async fn cancel_during_a_stalled_stream_ends_the_run_promptly() {
     runs_drain(&app).await;
 }
 
-/// Waits (bounded) until the engine has no runner task left. The registry
-/// publishes no event for it, so this polls.
+/// Waits (bounded) until the engine has no runner task left.
 async fn runs_drain(app: &TestApp) {
-    let drained = async {
-        while app.state.engine.active_runs() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, drained).await.expect("the runner task ends in time");
+    tokio::time::timeout(WAIT, app.state.engine.idle()).await.expect("the runner task ends in time");
 }
 
 #[tokio::test]

@@ -151,13 +151,7 @@ impl Harness {
 
     /// Waits (bounded) until no runner task is left on this engine.
     pub async fn idle(&self) {
-        tokio::time::timeout(WAIT, async {
-            while self.engine.active_runs() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("every runner task ended");
+        tokio::time::timeout(WAIT, self.engine.idle()).await.expect("every runner task ended");
     }
 }
 

@@ -96,8 +96,23 @@ async fn build(config: Config, secrets: SecretLookup) -> App {
     App::build_with(config, secrets, backends).await.expect("the app builds")
 }
 
+/// Sends the servers' logs to the test harness's captured output, so a
+/// failing test prints what its server said (`FLOWGATE_TEST_LOG` sets the
+/// filter; `flowgate=info` by default).
+fn capture_server_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("FLOWGATE_TEST_LOG").unwrap_or_else(|_| "flowgate=info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Serves a built app on a listener.
 async fn launch(app: App, listener: tokio::net::TcpListener) -> TestApp {
+    capture_server_logs();
     let data_dir = app.state.config.data_dir.clone();
     let state = app.state.clone();
     let addr = listener.local_addr().unwrap();
