@@ -113,8 +113,9 @@ fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decide
     if pending.why == AskReason::SelectSpeaker {
         return manual::answer(ctx, pending, reply);
     }
-    // AutoGen ends only on exactly `exit`; `Exit` or ` exit ` is text.
-    if reply.message.as_deref() == Some("exit") {
+    // AutoGen ends only on exactly `exit`; `Exit` or ` exit ` is text. The
+    // reply is trimmed on its way here: the stored answer has the raw text.
+    if reply.message.as_deref() == Some("exit") && raw_answer(ctx, pending).is_none_or(|raw| raw == "exit") {
         return finish(StopReason::HumanExit);
     }
     match reply.message.as_deref().map(str::trim) {
@@ -135,6 +136,12 @@ fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decide
             Ok(plain(Step::Speak(speak)))
         }
     }
+}
+
+/// The human's answer as stored (a `human_input` message after the ask).
+fn raw_answer<'a>(ctx: &Context<'a>, pending: &PendingAsk) -> Option<&'a str> {
+    let last = ctx.history.last()?;
+    (last.role == Role::HumanInput && last.seq > pending.about_seq).then_some(last.content.as_str())
 }
 
 fn next(ctx: &Context<'_>) -> Decided {
