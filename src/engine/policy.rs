@@ -3,43 +3,46 @@
 //! process (or a re-started task) recomputes the same step; a step whose message
 //! was not committed simply runs again.
 //!
-//! Semantics (AutoGen 0.2, as FlowGen flows expect):
+//! Semantics (AutoGen 0.2.35, as FlowGen flows ran):
 //!
 //! - A run starts after the user's message (role `user`) is stored; the user
 //!   proxy ([`Flow::user_proxy`]) is the human's seat and counts as its sender.
-//!   Messages with the run's id are "this run"; counters are per run.
+//!   Messages with the run's id are "this run"; counters are per run (a new
+//!   `initiate_chat`).
+//! - Termination, AutoGen's way (no `chat.termination`): the agent about to
+//!   answer a message checks it against its own rule
+//!   ([`AgentSpec::own_termination`], default: exactly `TERMINATE`), whoever
+//!   wrote it; in a group, the manager also checks every message against
+//!   exactly `TERMINATE` and ends the run. Flowgate's flow-wide rule
+//!   (`chat.termination`) is checked on agent-written messages only, and a
+//!   group asks an `ALWAYS`/`TERMINATE` user proxy first when a round is left.
 //! - `two_agent`: the assistant answers the proxy's side (the opening message, a
 //!   human's text, the proxy's auto reply), the proxy answers the assistant.
 //! - `group`: `max_round` (default 20) counts this run's messages, the opening
 //!   one included; reaching it finishes (`max_round`). The next speaker is:
 //!   `round_robin` the agent after the last speaker in agent order (the first
-//!   agent when the last speaker is no agent); `random` any agent but the last
-//!   speaker, drawn from a hash of run id and round (a resume draws the same);
-//!   `manual` asked of the human (`select_speaker`, choices: every agent);
-//!   `auto` asked of the selector model ([`Step::SelectAuto`], see
-//!   `engine::prompt`).
-//! - Termination (`chat.termination`) is checked on agent-written messages
-//!   (role `assistant`, the proxy's auto replies included); a human's text never
-//!   terminates (the human has `exit`). In `two_agent`, a termination message
-//!   the assistant would answer finishes (`termination`); one the proxy answers
-//!   goes through its `human_input_mode`. In a group, it finishes unless the
-//!   user proxy's mode is `ALWAYS` or `TERMINATE` and a round is left: then the
-//!   human is asked first (text continues, empty or `exit` ends).
-//! - Consecutive auto replies of an agent: its agent-written messages since the
-//!   last human-written one (role `user` or `human_input`) in this run.
-//!   Assistants: `max_consecutive_auto_reply` (default unlimited) reached →
-//!   finish (`max_consecutive_auto_reply`). User proxies default to 100, as in
-//!   AutoGen, so a `NEVER` two-agent chat always ends.
+//!   agent when the last speaker is no agent); `random` any agent, the last
+//!   speaker included (AutoGen's `allow_repeat_speaker`), drawn from a hash of
+//!   run id and round (a resume draws the same); `manual` asked of the human
+//!   (see `manual`); `auto` asked of the selector model ([`Step::SelectAuto`],
+//!   see `engine::prompt`).
+//! - Consecutive auto replies of an agent: its agent-written messages in this
+//!   run since its own last human answer (a `human_input` it sent). Every
+//!   agent's `max_consecutive_auto_reply` defaults to 100, as in AutoGen; the
+//!   limit is checked before the termination rule.
+//! - An assistant at its limit, or whose rule matches, finishes
+//!   (`max_consecutive_auto_reply`, `termination`).
 //! - The user proxy answering message M: `ALWAYS` asks the human; `TERMINATE`
-//!   asks when M terminates or the limit is reached, else auto-replies; `NEVER`
-//!   finishes when M terminates (`termination`) or at the limit
-//!   (`max_consecutive_auto_reply`), else auto-replies.
-//! - The human's answer: `exit` finishes (`human_exit`); text is already stored
-//!   as a `human_input` message and is the proxy's turn; empty means "use the
-//!   auto reply", except after a termination message, where it finishes
-//!   (`termination`). As in AutoGen, an empty answer at the auto-reply limit (M
-//!   not terminating) uses the auto reply and the next turn asks again; a proxy
-//!   whose limit is 0 sends the empty answer as is (`""`, no model call).
+//!   asks at the limit or when M terminates, else auto-replies; `NEVER`
+//!   finishes at the limit (`max_consecutive_auto_reply`) or when M terminates
+//!   (`termination`), else auto-replies.
+//! - The human's answer: exactly `exit` finishes (`human_exit`; `Exit` is
+//!   text); text is already stored as a `human_input` message and is the
+//!   proxy's turn; empty means "use the auto reply", except after a
+//!   termination message, where it finishes (`termination`). An empty answer
+//!   at the auto-reply limit (M not terminating) uses the auto reply and the
+//!   next turn asks again; a proxy whose limit is 0 sends the empty answer as
+//!   is (`""`, no model call).
 //! - The proxy's auto reply: its model if it has one, else `default_auto_reply`
 //!   (default `""`, stored anyway, as AutoGen sends it).
 //!
@@ -47,13 +50,14 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::flow::{AgentKind, AgentSpec, ChatKind, Flow, HumanInputMode, SpeakerSelection};
+use crate::flow::{AgentKind, AgentSpec, ChatKind, Flow, HumanInputMode, SpeakerSelection, Termination};
 use crate::model::{HumanReply, InputKind, Message, Role};
 
 pub use super::step::{
     Ask, AskReason, Decision, PendingAsk, PolicyError, RunState, Selection, Speak, Step, StopReason, Via,
 };
 
+mod manual;
 #[cfg(test)]
 mod tests;
 
@@ -61,8 +65,8 @@ mod tests;
 pub const MANAGER: &str = "chat_manager";
 /// `max_round` when a group flow sets none.
 pub const DEFAULT_MAX_ROUND: u32 = 20;
-/// A user proxy's `max_consecutive_auto_reply` when it sets none (AutoGen's).
-pub const DEFAULT_PROXY_AUTO_REPLY_LIMIT: u32 = 100;
+/// An agent's `max_consecutive_auto_reply` when it sets none (AutoGen's).
+pub const DEFAULT_AUTO_REPLY_LIMIT: u32 = 100;
 
 /// What the policy decides from.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +98,7 @@ pub fn speaker_step(ctx: &Context<'_>, agent: &str, selection: Selection) -> Dec
     let spec = ctx.flow.agent(agent).ok_or_else(|| PolicyError::UnknownAgent(agent.to_owned()))?;
     match (spec.kind, ctx.history.last()) {
         (AgentKind::UserProxy, Some(last)) => proxy_turn(ctx, spec, last, None, Some(selection)),
-        _ => assistant_turn(ctx, spec, None, Some(selection)),
+        (_, last) => assistant_turn(ctx, spec, last, None, Some(selection)),
     }
 }
 
@@ -106,20 +110,15 @@ pub fn round_robin_next(ctx: &Context<'_>) -> String {
 }
 
 fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decided {
-    let text = reply.message.as_deref().map(str::trim);
     if pending.why == AskReason::SelectSpeaker {
-        let chosen = text.and_then(|t| ctx.flow.agent(t));
-        return match chosen {
-            Some(agent) => speaker_step(ctx, &agent.name, Selection::by(SpeakerSelection::Manual)),
-            None => {
-                let mut selection = Selection::by(SpeakerSelection::Manual);
-                selection.fallback = Some(SpeakerSelection::RoundRobin);
-                speaker_step(ctx, &round_robin_next(ctx), selection)
-            }
-        };
+        return manual::answer(ctx, pending, reply);
     }
-    match text {
-        Some(t) if t.eq_ignore_ascii_case("exit") => finish(StopReason::HumanExit),
+    // AutoGen ends only on exactly `exit`; `Exit` or ` exit ` is text. The
+    // reply is trimmed on its way here: the stored answer has the raw text.
+    if reply.message.as_deref() == Some("exit") && raw_answer(ctx, pending).is_none_or(|raw| raw == "exit") {
+        return finish(StopReason::HumanExit);
+    }
+    match reply.message.as_deref().map(str::trim) {
         // The text is stored as a `human_input` message: it was the proxy's turn.
         Some(_) => next(ctx),
         None if pending.why == AskReason::Termination => finish(StopReason::Termination),
@@ -137,6 +136,12 @@ fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decide
             Ok(plain(Step::Speak(speak)))
         }
     }
+}
+
+/// The human's answer as stored (a `human_input` message after the ask).
+fn raw_answer<'a>(ctx: &Context<'a>, pending: &PendingAsk) -> Option<&'a str> {
+    let last = ctx.history.last()?;
+    (last.role == Role::HumanInput && last.seq > pending.about_seq).then_some(last.content.as_str())
 }
 
 fn next(ctx: &Context<'_>) -> Decided {
@@ -159,10 +164,7 @@ fn two_agent_next(ctx: &Context<'_>, last: &Message) -> Decided {
         .ok_or(PolicyError::Missing("assistant"))?;
     let from_proxy_side = matches!(last.role, Role::User | Role::HumanInput) || last.sender == proxy.name;
     if from_proxy_side {
-        if terminates(flow, last) {
-            return finish(StopReason::Termination);
-        }
-        assistant_turn(ctx, assistant, Some(proxy.name.clone()), None)
+        assistant_turn(ctx, assistant, Some(last), Some(proxy.name.clone()), None)
     } else {
         proxy_turn(ctx, proxy, last, Some(assistant.name.clone()), None)
     }
@@ -172,14 +174,21 @@ fn group_next(ctx: &Context<'_>, last: &Message) -> Decided {
     let flow = ctx.flow;
     let rounds = run_messages(ctx).len();
     let max_round = flow.chat.max_round.unwrap_or(DEFAULT_MAX_ROUND) as usize;
-    if terminates(flow, last) {
-        let asking = flow
-            .user_proxy()
-            .filter(|p| matches!(p.human_input_mode, HumanInputMode::Always | HumanInputMode::Terminate));
-        return match asking {
-            Some(proxy) if rounds < max_round => Ok(ask(proxy, AskReason::Termination, last, None)),
-            _ => finish(StopReason::Termination),
-        };
+    match &flow.chat.termination {
+        Some(rule) if last.role == Role::Assistant && rule.matches(&last.content) => {
+            let asking = flow
+                .user_proxy()
+                .filter(|p| matches!(p.human_input_mode, HumanInputMode::Always | HumanInputMode::Terminate));
+            return match asking {
+                Some(proxy) if rounds < max_round => Ok(ask(flow, proxy, AskReason::Termination, last, None)),
+                _ => finish(StopReason::Termination),
+            };
+        }
+        // The manager's own rule (FlowGen never gave it one): AutoGen's default.
+        None if Termination::autogen_default().matches(&last.content) => {
+            return finish(StopReason::Termination);
+        }
+        _ => {}
     }
     if rounds >= max_round {
         return finish(StopReason::MaxRound);
@@ -191,43 +200,26 @@ fn group_next(ctx: &Context<'_>, last: &Message) -> Decided {
         SpeakerSelection::Random => {
             speaker_step(ctx, &random_next(ctx, rounds), Selection::by(SpeakerSelection::Random))
         }
-        SpeakerSelection::Manual => Ok(select_manually(flow, last)),
+        SpeakerSelection::Manual => Ok(manual::ask(flow, last, 0)),
         SpeakerSelection::Auto => {
             Ok(plain(Step::SelectAuto { candidates: flow.agents.iter().map(|a| a.name.clone()).collect() }))
         }
     }
 }
 
-fn select_manually(flow: &Flow, last: &Message) -> Decision {
-    let choices: Vec<String> = flow.agents.iter().map(|a| a.name.clone()).collect();
-    Decision {
-        step: Step::AskHuman(Ask {
-            agent: MANAGER.to_owned(),
-            prompt: format!("Select the next speaker: {}", choices.join(", ")),
-            kind: InputKind::SelectSpeaker,
-            choices: Some(choices),
-        }),
-        state: RunState {
-            pending: Some(PendingAsk {
-                agent: MANAGER.to_owned(),
-                why: AskReason::SelectSpeaker,
-                about_seq: last.seq,
-                selection: None,
-            }),
-        },
-    }
-}
-
 fn assistant_turn(
     ctx: &Context<'_>,
     agent: &AgentSpec,
+    last: Option<&Message>,
     receiver: Option<String>,
     selection: Option<Selection>,
 ) -> Decided {
-    if let Some(max) = agent.max_consecutive_auto_reply
-        && auto_replies(ctx, &agent.name) >= max
-    {
+    let limit = agent.max_consecutive_auto_reply.unwrap_or(DEFAULT_AUTO_REPLY_LIMIT);
+    if auto_replies(ctx, &agent.name) >= limit {
         return finish(StopReason::MaxConsecutiveAutoReply);
+    }
+    if last.is_some_and(|m| ends_for(ctx.flow, agent, m)) {
+        return finish(StopReason::Termination);
     }
     let model = agent.model.clone().ok_or_else(|| PolicyError::NoModel(agent.name.clone()))?;
     Ok(plain(Step::Speak(Speak {
@@ -246,8 +238,8 @@ fn proxy_turn(
     receiver: Option<String>,
     selection: Option<Selection>,
 ) -> Decided {
-    let terminating = terminates(ctx.flow, m);
-    let limit = proxy.max_consecutive_auto_reply.unwrap_or(DEFAULT_PROXY_AUTO_REPLY_LIMIT);
+    let terminating = ends_for(ctx.flow, proxy, m);
+    let limit = proxy.max_consecutive_auto_reply.unwrap_or(DEFAULT_AUTO_REPLY_LIMIT);
     let at_limit = auto_replies(ctx, &proxy.name) >= limit;
     let reason = match (proxy.human_input_mode, terminating, at_limit) {
         (HumanInputMode::Always, true, _) | (HumanInputMode::Terminate, true, _) => {
@@ -255,28 +247,37 @@ fn proxy_turn(
         }
         (HumanInputMode::Always, false, _) => Some(AskReason::Feedback),
         (HumanInputMode::Terminate, false, true) => Some(AskReason::AutoReplyLimit),
-        (HumanInputMode::Never, true, _) => return finish(StopReason::Termination),
-        (HumanInputMode::Never, false, true) => return finish(StopReason::MaxConsecutiveAutoReply),
+        (HumanInputMode::Never, _, true) => return finish(StopReason::MaxConsecutiveAutoReply),
+        (HumanInputMode::Never, true, false) => return finish(StopReason::Termination),
         _ => None,
     };
     Ok(match reason {
-        Some(why) => ask(proxy, why, m, selection),
+        Some(why) => ask(ctx.flow, proxy, why, m, selection),
         None => plain(Step::Speak(auto_reply(proxy, receiver, selection))),
     })
 }
 
-fn ask(proxy: &AgentSpec, why: AskReason, m: &Message, selection: Option<Selection>) -> Decision {
-    let to = &m.sender;
-    let prompt = match why {
-        AskReason::Termination => {
-            format!("Please give feedback to {to}. Press enter or type 'exit' to stop the conversation.")
-        }
-        AskReason::AutoReplyLimit => format!(
-            "Please give feedback to {to}. Press enter to skip and use auto-reply, or type 'exit' to stop the conversation."
-        ),
-        _ => format!(
-            "Replying as {}. Provide feedback to {to}. Press enter to skip and use auto-reply, or type 'exit' to end the conversation.",
+fn ask(
+    flow: &Flow,
+    proxy: &AgentSpec,
+    why: AskReason,
+    m: &Message,
+    selection: Option<Selection>,
+) -> Decision {
+    let group = flow.chat.kind == ChatKind::Group;
+    // AutoGen's wording (it ends each with ": ", the console's input cue).
+    // The sender of what the proxy answers: the assistant, or in a group the manager.
+    let to = if group { MANAGER } else { m.sender.as_str() };
+    let prompt = match (why, proxy.human_input_mode) {
+        (_, HumanInputMode::Always) | (AskReason::Feedback, _) => format!(
+            "Replying as {}. Provide feedback to {to}. Press enter to skip and use auto-reply, or type 'exit' to end the conversation",
             proxy.name
+        ),
+        (AskReason::Termination, _) => {
+            format!("Please give feedback to {to}. Press enter or type 'exit' to stop the conversation")
+        }
+        _ => format!(
+            "Please give feedback to {to}. Press enter to skip and use auto-reply, or type 'exit' to stop the conversation"
         ),
     };
     Decision {
@@ -287,7 +288,13 @@ fn ask(proxy: &AgentSpec, why: AskReason, m: &Message, selection: Option<Selecti
             choices: None,
         }),
         state: RunState {
-            pending: Some(PendingAsk { agent: proxy.name.clone(), why, about_seq: m.seq, selection }),
+            pending: Some(PendingAsk {
+                agent: proxy.name.clone(),
+                why,
+                about_seq: m.seq,
+                selection,
+                retries: 0,
+            }),
         },
     }
 }
@@ -300,9 +307,14 @@ fn auto_reply(proxy: &AgentSpec, receiver: Option<String>, selection: Option<Sel
     Speak { agent: proxy.name.clone(), receiver, via, selection, auto_reply: true }
 }
 
-/// Whether `m` is an agent-written message matching the flow's termination rule.
-pub fn terminates(flow: &Flow, m: &Message) -> bool {
-    m.role == Role::Assistant && flow.chat.termination.as_ref().is_some_and(|t| t.matches(&m.content))
+/// Whether `m` ends the conversation for `receiver`, the agent about to answer
+/// it: the flow-wide rule on agent-written messages when the flow has one,
+/// else the receiver's own rule on any message (AutoGen).
+pub fn ends_for(flow: &Flow, receiver: &AgentSpec, m: &Message) -> bool {
+    match &flow.chat.termination {
+        Some(rule) => m.role == Role::Assistant && rule.matches(&m.content),
+        None => receiver.own_termination().matches(&m.content),
+    }
 }
 
 /// This run's messages (the history's tail carrying the run id).
@@ -312,12 +324,14 @@ pub fn run_messages<'a>(ctx: &Context<'a>) -> &'a [Message] {
     &ctx.history[start..]
 }
 
-/// `agent`'s agent-written messages since the last human-written one in this run.
+/// `agent`'s agent-written messages in this run since its own last human
+/// answer (AutoGen's counter per agent and sender: another agent's human
+/// never resets it).
 pub fn auto_replies(ctx: &Context<'_>, agent: &str) -> u32 {
     let count = run_messages(ctx)
         .iter()
         .rev()
-        .take_while(|m| !matches!(m.role, Role::User | Role::HumanInput))
+        .take_while(|m| !(m.role == Role::HumanInput && m.sender == agent))
         .filter(|m| m.sender == agent && m.role == Role::Assistant)
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
@@ -342,10 +356,10 @@ fn last_speaker_index(ctx: &Context<'_>) -> Option<usize> {
     })
 }
 
+/// Any agent, the last speaker included (AutoGen's `allow_repeat_speaker`
+/// defaults to true).
 fn random_next(ctx: &Context<'_>, round: usize) -> String {
-    let last = last_speaker_index(ctx);
-    let candidates: Vec<&AgentSpec> =
-        ctx.flow.agents.iter().enumerate().filter(|(i, _)| Some(*i) != last).map(|(_, a)| a).collect();
+    let candidates = &ctx.flow.agents;
     let digest = Sha256::digest(format!("{}:{round}", ctx.run_id).as_bytes());
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&digest[..8]);
@@ -353,7 +367,7 @@ fn random_next(ctx: &Context<'_>, round: usize) -> String {
     candidates.get(pick as usize).map(|a| a.name.clone()).unwrap_or_else(|| round_robin_next(ctx))
 }
 
-fn plain(step: Step) -> Decision {
+pub(crate) fn plain(step: Step) -> Decision {
     Decision { step, state: RunState::default() }
 }
 

@@ -42,6 +42,14 @@ pub struct PendingAsk {
     /// How the proxy got the turn, in a group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// Manual selection: how many times the human was asked again after an
+    /// answer that named no agent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why the human is asked.

@@ -122,6 +122,20 @@ pub struct AgentSpec {
     /// AutoGen sends as an empty message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_auto_reply: Option<String>,
+    /// The agent's own termination rule (AutoGen's `is_termination_msg`):
+    /// checked on the message it is about to answer. Absent: AutoGen's
+    /// default, the content is exactly `TERMINATE`. Not allowed together with
+    /// `chat.termination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination: Option<Termination>,
+}
+
+impl AgentSpec {
+    /// The rule this agent checks on the message it answers, when the flow
+    /// has no flow-wide `chat.termination`.
+    pub fn own_termination(&self) -> Termination {
+        self.termination.clone().unwrap_or_else(Termination::autogen_default)
+    }
 }
 
 /// Conversation shape.
@@ -161,7 +175,10 @@ pub struct ChatSpec {
     /// Groups only: messages per run, the opening one included (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_round: Option<u32>,
-    /// Which message ends the conversation.
+    /// Flowgate's flow-wide rule: checked on every agent-written message (a
+    /// group asks an `ALWAYS`/`TERMINATE` user proxy first). Absent: AutoGen's
+    /// rules, each agent's own `termination` and, in a group, the manager's
+    /// (the content is exactly `TERMINATE`) on every message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination: Option<Termination>,
     /// For `auto` selection: the model that picks (default: the first
@@ -259,6 +276,17 @@ impl Flow {
         }
         if let Some(t) = &self.chat.termination {
             t.validate("chat.termination", &mut issues);
+        }
+        for (i, agent) in self.agents.iter().enumerate() {
+            let path = format!("agents[{i}].termination");
+            match (&agent.termination, &self.chat.termination) {
+                (Some(_), Some(_)) => issues.push(FlowIssue::new(
+                    path,
+                    "an agent's own rule cannot be combined with the flow-wide chat.termination; use one or the other",
+                )),
+                (Some(t), None) => t.validate(&path, &mut issues),
+                _ => {}
+            }
         }
         if issues.is_empty() { Ok(()) } else { Err(issues) }
     }

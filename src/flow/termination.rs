@@ -1,9 +1,10 @@
 //! Declarative termination rules: which message ends a conversation.
 //!
 //! `{"contains": "TERMINATE"}`, `{"endswith": "…"}`, `{"equals": "…"}`, each with
-//! an optional `"ignore_case": true`, combined with `{"any": [...]}` and
-//! `{"all": [...]}`. Matching right-strips the content first, as FlowGen's editor
-//! lambda (`x.get("content", "").rstrip().endswith("TERMINATE")`) does.
+//! an optional `"ignore_case": true`, `{"exactly": "…"}` (AutoGen's default rule:
+//! no trimming, case-sensitive), combined with `{"any": [...]}` and
+//! `{"all": [...]}`. `endswith` right-strips the content first, as FlowGen's
+//! editor lambda (`x.get("content", "").rstrip().endswith("TERMINATE")`) does.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,12 @@ pub enum Termination {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ignore_case: bool,
     },
+    /// The content is exactly the text: no trimming, case-sensitive
+    /// (AutoGen's default `is_termination_msg` with `TERMINATE`).
+    Exactly {
+        /// The text.
+        exactly: String,
+    },
     /// Any of the rules matches.
     Any {
         /// The rules.
@@ -54,6 +61,11 @@ fn fold(s: &str, ignore_case: bool) -> String {
 }
 
 impl Termination {
+    /// AutoGen 0.2's default rule: the content is exactly `TERMINATE`.
+    pub fn autogen_default() -> Self {
+        Termination::Exactly { exactly: "TERMINATE".to_owned() }
+    }
+
     /// Whether a message with this content ends the conversation.
     pub fn matches(&self, content: &str) -> bool {
         match self {
@@ -66,6 +78,7 @@ impl Termination {
             Termination::Equals { equals, ignore_case } => {
                 fold(content.trim(), *ignore_case) == fold(equals, *ignore_case)
             }
+            Termination::Exactly { exactly } => content == exactly,
             Termination::Any { any } => any.iter().any(|t| t.matches(content)),
             Termination::All { all } => all.iter().all(|t| t.matches(content)),
         }
@@ -76,6 +89,7 @@ impl Termination {
             Termination::Contains { contains: s, .. }
             | Termination::Endswith { endswith: s, .. }
             | Termination::Equals { equals: s, .. }
+            | Termination::Exactly { exactly: s }
                 if s.is_empty() =>
             {
                 issues.push(FlowIssue::new(path, "the text to match must not be empty"))
@@ -109,6 +123,16 @@ mod tests {
         assert!(rule(r#"{"endswith":"TERMINATE"}"#).matches("done TERMINATE \n"));
         assert!(!rule(r#"{"endswith":"TERMINATE"}"#).matches("TERMINATE done"));
         assert!(rule(r#"{"equals":"bye"}"#).matches("  bye "));
+    }
+
+    #[test]
+    fn exactly_matches_the_whole_content_without_trimming_or_case_folding() {
+        let r = rule(r#"{"exactly":"TERMINATE"}"#);
+        assert_eq!(r, Termination::autogen_default());
+        assert!(r.matches("TERMINATE"));
+        assert!(!r.matches("TERMINATE "));
+        assert!(!r.matches("terminate"));
+        assert!(!r.matches("Done. TERMINATE"));
     }
 
     #[test]

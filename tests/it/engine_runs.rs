@@ -3,7 +3,7 @@
 //! and `docs/flows.md` promise.
 
 mod groups;
-mod harness;
+pub(crate) mod harness;
 
 use flowgate::model::{EventKind, Role};
 use harness::{Harness, group, operator, script, two_agent};

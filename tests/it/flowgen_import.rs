@@ -45,6 +45,7 @@ fn agent(name: &str, kind: AgentKind) -> AgentSpec {
         human_input_mode: HumanInputMode::Never,
         max_consecutive_auto_reply: None,
         default_auto_reply: None,
+        termination: None,
     }
 }
 
@@ -65,6 +66,8 @@ fn an_assistant_and_a_user_proxy_import_as_a_two_agent_flow() {
             AgentSpec {
                 human_input_mode: HumanInputMode::Terminate,
                 max_consecutive_auto_reply: Some(3),
+                // The proxy's own rule, as AutoGen applied it: on what it answers.
+                termination: Some(endswith("TERMINATE")),
                 ..agent("UserProxy", AgentKind::UserProxy)
             },
             AgentSpec {
@@ -81,12 +84,13 @@ fn an_assistant_and_a_user_proxy_import_as_a_two_agent_flow() {
             kind: ChatKind::TwoAgent,
             speaker_selection: SpeakerSelection::RoundRobin,
             max_round: None,
-            termination: Some(endswith("TERMINATE")),
+            termination: None,
             selector_model: None,
         },
     };
     assert_eq!(imported.flow, expected);
-    assert_eq!(imported.warnings, vec![]);
+    // AutoGen's UserProxyAgent ran code by default: the import says it does not.
+    assert_eq!(paths(&imported.warnings), ["nodes[user-1].data.code_execution_config"]);
 }
 
 #[test]
@@ -112,20 +116,30 @@ fn a_group_of_three_assistants_imports_with_its_config() {
                 ..assistant("Critic")
             },
             // involve_user: the user proxy joins, last, as FlowGen placed it.
-            AgentSpec { max_consecutive_auto_reply: Some(0), ..agent("Admin", AgentKind::UserProxy) },
+            AgentSpec {
+                max_consecutive_auto_reply: Some(0),
+                termination: Some(endswith("APPROVED")),
+                ..agent("Admin", AgentKind::UserProxy)
+            },
         ],
         chat: ChatSpec {
             kind: ChatKind::Group,
-            speaker_selection: SpeakerSelection::RoundRobin,
+            // No method in the graph: AutoGen's default, which FlowGen ran.
+            speaker_selection: SpeakerSelection::Auto,
             max_round: Some(12),
-            termination: Some(endswith("APPROVED")),
+            // The manager had no rule: AutoGen's default (exactly TERMINATE).
+            termination: None,
             selector_model: None,
         },
     };
     assert_eq!(imported.flow, expected);
     assert_eq!(
         paths(&imported.warnings),
-        vec!["nodes[config-1].data.temperature", "nodes[config-1].data.max_tokens"]
+        vec![
+            "nodes[config-1].data.temperature",
+            "nodes[config-1].data.max_tokens",
+            "nodes[group-1].data.speaker_selection_method"
+        ]
     );
 }
 
@@ -140,8 +154,9 @@ fn the_group_speaker_selection_method_and_defaults_are_carried_over() {
     assert_eq!(flow.chat.max_round, Some(20));
     let names: Vec<&str> = flow.agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["Planner", "Writer", "Critic"]);
-    // The user proxy still opens the chat, so its rule still ends it.
-    assert_eq!(flow.chat.termination, Some(endswith("APPROVED")));
+    // The user proxy only opens the group: its rule never applies (a warning says so).
+    assert_eq!(flow.chat.termination, None);
+    assert!(flow.agents.iter().all(|a| a.termination.is_none()));
     for (method, expected) in [
         ("round_robin", SpeakerSelection::RoundRobin),
         ("random", SpeakerSelection::Random),
@@ -223,6 +238,10 @@ fn note_nodes_are_ignored() {
     assert!(a.warnings.iter().all(|w| !w.path.contains("note")));
 }
 
+fn imported_from_text(value: &Value) -> bool {
+    value.is_string()
+}
+
 #[test]
 fn every_editor_lambda_variant_is_recognised() {
     let mut graph = fixture("two_agent.json");
@@ -237,12 +256,16 @@ fn every_editor_lambda_variant_is_recognised() {
     ] {
         set_node_field(&mut graph, "user-1", "is_termination_msg", json!(lambda));
         let flow = flowgen::import(&graph, &catalog()).unwrap_or_else(|e| panic!("{lambda}: {e:?}")).flow;
-        assert_eq!(flow.chat.termination, Some(endswith("TERMINATE")), "{lambda}");
+        assert_eq!(flow.agents[0].termination, Some(endswith("TERMINATE")), "{lambda}");
     }
     for none in [json!(""), json!("  "), Value::Null] {
-        set_node_field(&mut graph, "user-1", "is_termination_msg", none);
-        let flow = flowgen::import(&graph, &catalog()).expect("imports").flow;
-        assert_eq!(flow.chat.termination, None);
+        set_node_field(&mut graph, "user-1", "is_termination_msg", none.clone());
+        let imported = flowgen::import(&graph, &catalog()).expect("imports");
+        // AutoGen's default rule (exactly TERMINATE), said in a warning.
+        assert_eq!(imported.flow.agents[0].termination, None);
+        assert_eq!(imported.flow.agents[0].own_termination(), Termination::autogen_default());
+        let warned = paths(&imported.warnings).contains(&"nodes[user-1].data.is_termination_msg");
+        assert_eq!(warned, imported_from_text(&none), "{none}");
     }
 }
 
@@ -292,7 +315,7 @@ fn agents_outside_the_conversation_are_left_out_with_a_warning() {
     }));
     let imported = flowgen::import(&graph, &catalog()).expect("imports");
     assert_eq!(imported.flow.agents.len(), 2);
-    assert_eq!(paths(&imported.warnings), ["nodes[spare]"]);
+    assert_eq!(paths(&imported.warnings), ["nodes[user-1].data.code_execution_config", "nodes[spare]"]);
 }
 
 #[test]
@@ -359,7 +382,7 @@ fn an_agentok_graph_imports_with_its_nested_group() {
             kind: ChatKind::Group,
             speaker_selection: SpeakerSelection::Auto,
             max_round: Some(6),
-            termination: Some(Termination::Contains { contains: "TERMINATE".into(), ignore_case: true }),
+            termination: None,
             selector_model: None,
         },
     };
@@ -371,8 +394,11 @@ fn an_agentok_graph_imports_with_its_nested_group() {
         [
             "config.flow_name",
             "edges[user-group].data.max_turns",
-            // The ALWAYS user opens the chat but is not in the group.
+            "nodes[user].data.code_execution_config",
+            // The ALWAYS user opens the chat but is not in the group, so
+            // neither its mode nor its rule has any effect.
             "nodes[user].data.human_input_mode",
+            "nodes[user].data.termination_msg",
         ]
     );
 }

@@ -7,6 +7,7 @@
 mod store_suite;
 mod support;
 
+mod autogen_golden;
 mod bus_redis;
 mod cli;
 mod cluster;

@@ -1,7 +1,7 @@
 //! The runner's model calls: an agent's reply, streamed live as ephemeral
 //! `message.delta` events under the id its message will be stored with, and
-//! `auto` speaker selection (up to [`SELECTOR_ATTEMPTS`] answers, then round
-//! robin).
+//! `auto` speaker selection (up to [`SELECTOR_ATTEMPTS`] answers, each retry
+//! showing the failed answers with AutoGen's corrections, then round robin).
 //!
 //! Touches the model providers and, for deltas, the bus through the journal.
 
@@ -64,18 +64,22 @@ impl Runner<'_> {
                 message: "the flow names no model to select speakers with".into(),
             })?;
         let provider = self.shared.models.resolve(flow, &model)?;
+        let mut failures = Vec::new();
         for attempt in 0..SELECTOR_ATTEMPTS {
-            let request = prompt::selector_request(flow, candidates, &self.history, attempt);
+            let request = prompt::selector_request(flow, candidates, &self.history, &failures);
             let answer = self.stream(provider.clone(), request, None).await?;
-            if let Some(agent) = prompt::pick(&answer.content, candidates) {
-                let selection = Selection {
-                    selected_by: SpeakerSelection::Auto,
-                    attempts: Some(attempt + 1),
-                    fallback: None,
-                };
-                return Ok((agent, selection));
+            match prompt::pick(&answer.content, candidates) {
+                Ok(agent) => {
+                    let selection = Selection {
+                        selected_by: SpeakerSelection::Auto,
+                        attempts: Some(attempt + 1),
+                        fallback: None,
+                    };
+                    return Ok((agent, selection));
+                }
+                Err(miss) => failures.push((answer.content, miss)),
             }
-            tracing::debug!(chat_id = %self.chat_id, answer = %answer.content, "selector named no candidate");
+            tracing::debug!(chat_id = %self.chat_id, attempt, "selector named no single candidate");
         }
         let selection = Selection {
             selected_by: SpeakerSelection::Auto,

@@ -18,11 +18,11 @@ pub(super) enum Dialect {
     Agentok,
 }
 
-/// A mapped agent and the termination rules its node declares.
+/// A mapped agent; its own termination rule (AutoGen's `is_termination_msg`)
+/// is in `spec.termination`.
 #[derive(Debug, Clone)]
 pub(super) struct Mapped {
     pub spec: AgentSpec,
-    pub rules: Vec<Termination>,
 }
 
 /// The classes that run natively.
@@ -59,9 +59,16 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
         }
     };
     let human_input_mode = if kind == AgentKind::UserProxy || conversable {
-        human_input_mode(node, r)
+        human_input_mode(node, kind, r)
     } else {
         HumanInputMode::Never
+    };
+    warn_default_code_execution(node, r);
+    let mut rules = termination_rules(node, r);
+    let termination = match rules.len() {
+        0 => None,
+        1 => rules.pop(),
+        _ => Some(Termination::Any { any: rules }),
     };
     let spec = AgentSpec {
         name: node.text("name", r).unwrap_or_default(),
@@ -72,8 +79,9 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
         human_input_mode,
         max_consecutive_auto_reply: auto_reply_limit(node, dialect, kind, r),
         default_auto_reply: None,
+        termination,
     };
-    Mapped { spec, rules: termination_rules(node, r) }
+    Mapped { spec }
 }
 
 /// Reports node types, classes and features that cannot run natively.
@@ -125,9 +133,25 @@ fn check_class(node: &Node, r: &mut Report) {
     r.issue(node.field(key), format!("class `{class}` is not supported: {reason}"));
 }
 
-fn human_input_mode(node: &Node, r: &mut Report) -> HumanInputMode {
+/// An absent mode is AutoGen's default for the class the node became:
+/// `UserProxyAgent` `ALWAYS`, `ConversableAgent` `TERMINATE` (said in a warning).
+fn human_input_mode(node: &Node, kind: AgentKind, r: &mut Report) -> HumanInputMode {
     let Some(mode) = node.text("human_input_mode", r) else {
-        return HumanInputMode::Never;
+        let (default, class) = match (node.kind.as_str(), kind) {
+            // A native assistant never asks the human.
+            (_, AgentKind::Assistant) => return HumanInputMode::Never,
+            ("conversable", _) => (HumanInputMode::Terminate, "ConversableAgent"),
+            _ => (HumanInputMode::Always, "UserProxyAgent"),
+        };
+        {
+            r.warn(
+                node.field("human_input_mode"),
+                format!("absent: imported as {default:?} (AutoGen's {class} default), so the human is asked; set NEVER to run without them")
+                    .replace("Always", "ALWAYS")
+                    .replace("Terminate", "TERMINATE"),
+            );
+        }
+        return default;
     };
     match mode.trim().to_ascii_uppercase().as_str() {
         "ALWAYS" => HumanInputMode::Always,
@@ -143,6 +167,18 @@ fn human_input_mode(node: &Node, r: &mut Report) -> HumanInputMode {
     }
 }
 
+/// AutoGen's `UserProxyAgent` ran code blocks unless `code_execution_config`
+/// said `false`; the imported proxy never runs code, which is worth a word.
+fn warn_default_code_execution(node: &Node, r: &mut Report) {
+    if node.kind == "user" && node.get("code_execution_config").is_none() {
+        r.warn(
+            node.field("code_execution_config"),
+            "absent: AutoGen's UserProxyAgent executed the code blocks it received by default; \
+             the imported user proxy never runs code (its reply is the human's, or its auto reply)",
+        );
+    }
+}
+
 /// `max_consecutive_auto_reply`, where `0` means "not set" except on a
 /// FlowGen user proxy (FlowGen's code generator passed it on only there).
 fn auto_reply_limit(node: &Node, dialect: Dialect, kind: AgentKind, r: &mut Report) -> Option<u32> {
@@ -155,6 +191,16 @@ fn auto_reply_limit(node: &Node, dialect: Dialect, kind: AgentKind, r: &mut Repo
 /// (a word the content contains, ignoring case).
 fn termination_rules(node: &Node, r: &mut Report) -> Vec<Termination> {
     let mut rules = Vec::new();
+    let declared = node.get("is_termination_msg").is_some() || node.get("termination_msg").is_some();
+    if declared
+        && node.nonblank("is_termination_msg", r).is_none()
+        && node.nonblank("termination_msg", r).is_none()
+    {
+        r.warn(
+            node.field("is_termination_msg"),
+            "empty: AutoGen's default rule applies, a message that is exactly `TERMINATE` ends the chat",
+        );
+    }
     if let Some(source) = node.nonblank("is_termination_msg", r) {
         match lambda::recognise(&source) {
             Some(rule) => rules.push(rule),

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection, Termination};
+use super::{AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection};
 
 mod agentok;
 mod agents;
@@ -96,6 +96,7 @@ pub fn import(graph: &Value, models: &ModelCatalog) -> Result<Imported, Vec<Flow
     };
     warn_unused(&g, &draft, &mut r);
     warn_idle_opener(&draft, &mapped, &mut r);
+    warn_idle_rule(&draft, &mapped, &mut r);
     let flow = assemble(&settings, &draft, &mapped);
     if let Err(issues) = flow.validate(&models.known) {
         let translated = issues.into_iter().filter_map(|i| translate(i, &draft, &settings));
@@ -111,8 +112,8 @@ struct Draft<'g> {
     members: Vec<&'g Node>,
     /// The group node and its settings, for a group chat.
     group: Option<(&'g Node, GroupSettings)>,
-    /// The agent that opens the chat with the human's message; its termination
-    /// rules apply even when it is not a group member.
+    /// The agent that opens the chat with the human's message (a group member
+    /// or not).
     opener: &'g Node,
 }
 
@@ -172,30 +173,40 @@ fn warn_idle_opener(draft: &Draft, mapped: &HashMap<&str, Mapped>, r: &mut Repor
     }
 }
 
+/// The native flow, with AutoGen's termination: every agent keeps its own
+/// rule, and a group's manager (FlowGen gave it none) ends on exactly
+/// `TERMINATE`, so `chat.termination` stays unset.
 fn assemble(settings: &Settings, draft: &Draft, mapped: &HashMap<&str, Mapped>) -> Flow {
     let of = |n: &Node| mapped.get(n.id.as_str());
-    let mut rules: Vec<Termination> = Vec::new();
-    let declared = std::iter::once(draft.opener).chain(draft.members.iter().copied());
-    for rule in declared.filter_map(of).flat_map(|m| m.rules.iter()) {
-        if !rules.contains(rule) {
-            rules.push(rule.clone());
-        }
-    }
-    let termination = match rules.len() {
-        0 => None,
-        1 => rules.pop(),
-        _ => Some(Termination::Any { any: rules }),
-    };
     let (kind, speaker_selection, max_round) = match draft.group {
         Some((_, s)) => (ChatKind::Group, s.speaker_selection, Some(s.max_round)),
         None => (ChatKind::TwoAgent, SpeakerSelection::default(), None),
     };
+    let chat = ChatSpec { kind, speaker_selection, max_round, termination: None, selector_model: None };
     Flow {
         name: settings.name.clone(),
         description: settings.description.clone(),
         models: Default::default(),
         agents: draft.members.iter().filter_map(|n| of(n)).map(|m| m.spec.clone()).collect(),
-        chat: ChatSpec { kind, speaker_selection, max_round, termination, selector_model: None },
+        chat,
+    }
+}
+
+/// An opener outside the group never checks a message: its rule has no
+/// effect (in AutoGen as here).
+fn warn_idle_rule(draft: &Draft, mapped: &HashMap<&str, Mapped>, r: &mut Report) {
+    let opener = draft.opener;
+    let joined = draft.members.iter().any(|m| m.id == opener.id);
+    let ruled = mapped.get(opener.id.as_str()).is_some_and(|m| m.spec.termination.is_some());
+    if !joined && ruled {
+        let key =
+            if opener.get("termination_msg").is_some() { "termination_msg" } else { "is_termination_msg" };
+        r.warn(
+            opener.field(key),
+            "has no effect: this user proxy only opens the group and never answers in it; \
+             the group ends on a message that is exactly `TERMINATE` (AutoGen's manager default), \
+             on a member's own rule when that member is to speak, or at max_round",
+        );
     }
 }
 

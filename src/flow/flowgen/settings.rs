@@ -157,7 +157,14 @@ pub(super) fn group_settings(group: &Node, r: &mut Report) -> GroupSettings {
         None => DEFAULT_MAX_ROUND,
     };
     let speaker_selection = match group.text("speaker_selection_method", r) {
-        None => SpeakerSelection::RoundRobin,
+        None => {
+            r.warn(
+                group.field("speaker_selection_method"),
+                "absent: imported as `auto` (AutoGen's default, which FlowGen's code ran): \
+                 a model picks each speaker; set round_robin for a fixed order",
+            );
+            SpeakerSelection::Auto
+        }
         Some(method) => match method.trim().to_ascii_lowercase().as_str() {
             "round_robin" => SpeakerSelection::RoundRobin,
             "random" => SpeakerSelection::Random,

@@ -42,16 +42,18 @@ fn round_robin_starts_with_the_first_agent_when_no_agent_sent_the_opening_messag
 }
 
 #[test]
-fn random_selection_never_picks_the_last_speaker() {
+fn random_selection_may_repeat_the_last_speaker_as_autogen_allows() {
     let f = group("random", "NEVER", 100);
     let mut h = History::default();
     h.user("hi");
-    for _ in 0..30 {
+    let mut repeats = 0;
+    for _ in 0..40 {
         let s = step(&f, &h);
         let next = speaker(&s).to_owned();
-        assert_ne!(next, h.0.last().unwrap().sender);
+        repeats += usize::from(next == h.0.last().unwrap().sender);
         h.said(&next, "x");
     }
+    assert!(repeats > 0, "40 draws among 3 agents never repeated a speaker");
 }
 
 #[test]
@@ -63,15 +65,6 @@ fn manual_selection_asks_the_human_with_the_agent_names() {
     assert_eq!(ask.agent, MANAGER);
     assert_eq!(ask.choices.unwrap(), vec!["user", "writer", "critic"]);
     assert_eq!(d.state.pending.unwrap().why, AskReason::SelectSpeaker);
-}
-
-#[test]
-fn a_manual_choice_makes_that_agent_speak() {
-    let f = group("manual", "NEVER", 20);
-    let d = answered(&f, History::default().user("hi"), Some("critic"));
-    let Step::Speak(speak) = d.step else { panic!() };
-    assert_eq!(speak.agent, "critic");
-    assert_eq!(speak.selection, Some(Selection::by(SpeakerSelection::Manual)));
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! The policy's rules, one sentence each: helpers here, the rules of each
-//! chat kind in `two_agent` and `group`.
+//! chat kind in `two_agent` and `group`, AutoGen's termination in `autogen`,
+//! manual selection in `manual`.
 
+mod autogen;
 mod group;
+mod manual;
 mod two_agent;
 
 use serde_json::json;

@@ -87,7 +87,7 @@ fn a_user_proxy_without_a_limit_stops_after_a_hundred_auto_replies() {
     let f = two_agent("NEVER", json!({}));
     let mut h = History::default();
     h.user("hi");
-    for _ in 0..DEFAULT_PROXY_AUTO_REPLY_LIMIT {
+    for _ in 0..DEFAULT_AUTO_REPLY_LIMIT {
         h.said("writer", "more").said("user", "");
     }
     h.said("writer", "more");
@@ -111,12 +111,26 @@ fn a_user_proxy_with_a_model_auto_replies_with_it() {
 }
 
 #[test]
-fn a_human_reply_of_exit_finishes_the_run() {
+fn a_human_reply_of_exactly_exit_finishes_the_run() {
     let f = two_agent("ALWAYS", json!({}));
     let mut h = History::default();
     h.user("hi").said("writer", "hello");
-    let d = answered(&f, &h, Some(" Exit "));
+    let d = answered(&f, &h, Some("exit"));
     assert_eq!(d.step, finished(StopReason::HumanExit));
+}
+
+#[test]
+fn exit_in_another_case_or_with_spaces_is_text_as_in_autogen() {
+    let f = two_agent("ALWAYS", json!({}));
+    for text in ["Exit", " exit ", "EXIT"] {
+        let mut h = History::default();
+        h.user("hi").said("writer", "hello");
+        let asked = decide_on(&f, &h, &RunState::default(), None);
+        h.human(text);
+        // The ledger hands the policy the trimmed answer; the stored one is raw.
+        let reply = HumanReply { request_id: InputRequestId::new(), message: Some(text.trim().into()) };
+        assert_eq!(speaker(&decide_on(&f, &h, &asked.state, Some(&reply)).step), "writer", "{text:?}");
+    }
 }
 
 #[test]
@@ -190,12 +204,38 @@ fn a_terminating_auto_reply_of_the_proxy_ends_the_two_agent_chat() {
 }
 
 #[test]
-fn a_human_message_never_terminates() {
+fn a_human_message_never_meets_the_flow_wide_rule() {
     let f = two_agent("ALWAYS", json!({}));
     assert_eq!(speaker(&step(&f, History::default().user("TERMINATE"))), "writer");
     let mut h = History::default();
     h.user("hi").said("writer", "a").human("TERMINATE");
     assert_eq!(speaker(&step(&f, &h)), "writer");
+}
+
+#[test]
+fn the_assistants_limit_defaults_to_a_hundred_and_no_human_resets_it() {
+    let f = two_agent("ALWAYS", json!({}));
+    let mut h = History::default();
+    h.user("hi");
+    for _ in 0..DEFAULT_AUTO_REPLY_LIMIT {
+        h.said("writer", "more").human("go on");
+    }
+    assert_eq!(step(&f, &h), finished(StopReason::MaxConsecutiveAutoReply));
+}
+
+#[test]
+fn the_proxys_own_human_answer_resets_only_its_own_counter() {
+    let f = flow(json!({
+        "name": "pair",
+        "agents": [{"name": "user", "kind": "user_proxy", "human_input_mode": "ALWAYS"},
+                   {"name": "writer", "kind": "assistant", "model": "m", "max_consecutive_auto_reply": 2}],
+        "chat": {"kind": "two_agent"}
+    }));
+    let mut h = History::default();
+    h.user("hi").said("writer", "a").human("more");
+    assert_eq!(speaker(&step(&f, &h)), "writer");
+    h.said("writer", "b").human("more");
+    assert_eq!(step(&f, &h), finished(StopReason::MaxConsecutiveAutoReply));
 }
 
 #[test]
