@@ -90,3 +90,20 @@ fn every_committed_change_moves_the_seq_on_by_its_events_without_a_gap() {
         }
     }
 }
+
+#[test]
+fn a_speaker_selection_takes_a_number_a_name_q_or_nothing_and_refuses_the_rest() {
+    let mut chat = chat_in(ChatStatus::WaitForHumanInput);
+    let choices: Vec<String> = ["planner", "writer", "critic"].map(String::from).into();
+    if let Some(pending) = chat.chat.pending_input.as_mut() {
+        pending.kind = InputKind::SelectSpeaker;
+        pending.choices = Some(choices.clone());
+    }
+    for taken in [Some("1"), Some("3"), Some(" 2 "), Some("writer"), Some("q"), Some(""), None] {
+        assert_eq!(outcome(transitions::submit_input(&chat, None, taken)), "running", "{taken:?}");
+    }
+    for refused in ["0", "4", "-1", "Writer", "writer or critic", "qq"] {
+        let result = transitions::submit_input(&chat, None, Some(refused));
+        assert!(matches!(result, Err(Refusal::InvalidChoice(ref c)) if *c == choices), "{refused}");
+    }
+}

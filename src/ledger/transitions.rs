@@ -261,7 +261,7 @@ pub fn submit_input(
         return Err(Refusal::InputRequestMismatch { given: given.to_owned(), pending });
     }
     if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices)
-        && !message.is_some_and(|m| choices.iter().any(|c| c == m.trim()))
+        && !message.is_none_or(|m| is_selection(m, choices))
     {
         return Err(Refusal::InvalidChoice(choices.clone()));
     }
@@ -287,6 +287,18 @@ pub fn submit_input(
         run.reply = Some(HumanReply { request_id: pending.request_id, message: answer });
     }
     Ok(p.finish())
+}
+
+/// Whether an answer to a manual speaker selection is one AutoGen takes: an
+/// agent's number in the list (1..n), `q` or nothing (round robin), or, in
+/// Flowgate, the agent's name. Anything else is refused (a 422 listing the
+/// choices) and the chat keeps waiting, where AutoGen would ask again.
+fn is_selection(answer: &str, choices: &[String]) -> bool {
+    let answer = answer.trim();
+    answer.is_empty()
+        || answer == "q"
+        || answer.parse::<usize>().is_ok_and(|n| (1..=choices.len()).contains(&n))
+        || choices.iter().any(|c| c == answer)
 }
 
 /// The flow terminated.

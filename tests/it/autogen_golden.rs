@@ -14,7 +14,7 @@ mod scenario;
 
 use std::collections::HashMap;
 
-use flowgate::model::{ChatId, EventKind, InputKind, Role};
+use flowgate::model::{ChatId, ErrorCode, EventKind, InputKind, Role};
 use serde_json::{Value, json};
 
 use crate::engine_runs::harness::{Harness, operator};
@@ -44,6 +44,8 @@ const REPLAYED: &[&str] = &[
     "group_followup",
     "group_manager_endswith_rule",
     "group_manager_exact_terminate",
+    "group_manual_empty",
+    "group_manual_number",
     "group_never_proxy_member_terminate",
     "group_proxy_opens_as_member",
     "group_random_seed",
@@ -68,14 +70,6 @@ const REPLAYED: &[&str] = &[
 /// Scenarios Flowgate does not replay, and why.
 const NOT_REPLAYED: &[(&str, &str)] = &[
     (
-        "group_manual_empty",
-        "the ledger's input check (src/ledger, outside this change) accepts only an agent's name for a speaker selection; the policy takes empty and `q` (unit-tested)",
-    ),
-    (
-        "group_manual_number",
-        "the ledger's input check (src/ledger, outside this change) accepts only an agent's name for a speaker selection; the policy takes numbers 1..n (unit-tested)",
-    ),
-    (
         "two_agent_followup_cleared",
         "a follow-up run with clear_history=True: a Flowgate chat keeps its history",
     ),
@@ -84,6 +78,22 @@ const NOT_REPLAYED: &[(&str, &str)] = &[
         "Flowgate takes an agent's name as a manual selection (its input request lists the names as choices); AutoGen takes only numbers",
     ),
 ];
+
+/// Answers a manual speaker selection with the recorded answers. An answer
+/// AutoGen asked again for (out of range) is refused here with a 422 while the
+/// chat keeps waiting: the same second ask, over an API.
+async fn select(h: &Harness, chat: &ChatId, answers: &mut impl Iterator<Item = String>, seen: &mut Seen) {
+    loop {
+        seen.selector_asks += 1;
+        let answer = answers.next().expect("AutoGen answered this selection");
+        let answer = Some(answer.as_str()).filter(|a| !a.is_empty()).map(Some);
+        match h.chats.submit_input(&operator(), chat, None, answer).await {
+            Ok(_) => return,
+            Err(e) if e.code == ErrorCode::InvalidRequest && e.details.contains_key("choices") => {}
+            Err(e) => panic!("the selection was refused: {e}"),
+        }
+    }
+}
 
 /// What one replay saw.
 #[derive(Default)]
@@ -124,15 +134,14 @@ async fn replay(name: &str) {
                 break;
             }
             let pending = h.chats.get(&operator(), &chat).await.unwrap().chat.pending_input.expect("an ask");
-            let answer = if pending.kind == InputKind::SelectSpeaker {
-                seen.selector_asks += 1;
-                selections.next()
-            } else {
-                seen.asks.push((pending.agent.clone(), pending.prompt.clone()));
-                humans.next()
-            };
-            let answer =
-                answer.unwrap_or_else(|| panic!("{name}: asked more than AutoGen: {}", pending.prompt));
+            if pending.kind == InputKind::SelectSpeaker {
+                select(&h, &chat, &mut selections, &mut seen).await;
+                continue;
+            }
+            seen.asks.push((pending.agent.clone(), pending.prompt.clone()));
+            let answer = humans
+                .next()
+                .unwrap_or_else(|| panic!("{name}: asked more than AutoGen: {}", pending.prompt));
             h.answer(&chat, Some(answer.as_str()).filter(|a| !a.is_empty())).await;
         }
     }
