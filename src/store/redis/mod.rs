@@ -22,7 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
 
 use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
-use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatOwner, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
 
 use keys::Keys;
 
@@ -156,6 +156,10 @@ impl Store for RedisStore {
 
     async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
         self.delete_chat_keys(chat_id).await
+    }
+
+    async fn chat_owner(&self, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
+        self.read_owner(chat_id).await
     }
 
     async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {

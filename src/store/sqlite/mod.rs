@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
-use crate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatOwner, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
 
 mod read;
 mod schema;
@@ -108,6 +108,11 @@ impl Store for SqliteStore {
     async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
         let id = chat_id.to_owned();
         self.writer.call(move |c| write::delete_chat(c, &id)).await
+    }
+
+    async fn chat_owner(&self, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
+        let id = chat_id.to_owned();
+        self.readers.read(move |c| read::chat_owner(c, &id)).await
     }
 
     async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
