@@ -9,7 +9,7 @@
 //! Pure: reads files and the environment, touches nothing else.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -140,6 +140,19 @@ pub struct Limits {
     pub ws_max_connections: usize,
     /// Longest `wait` a long-poll may hold, seconds.
     pub long_poll_max_secs: u64,
+    /// Seconds a client has to send a request's head; also how long an idle
+    /// kept-alive connection may wait for its next request.
+    pub http_header_read_secs: u64,
+    /// Seconds a request body may go without sending more bytes (then 400
+    /// `invalid_body` and the connection closes).
+    pub http_body_timeout_secs: u64,
+    /// Open HTTP connections per node, upgraded sockets included; over it a
+    /// new connection is closed at once. 0: the file-descriptor limit less 256.
+    pub http_max_connections: usize,
+    /// Open HTTP connections per client address (the socket's peer); 0: no cap.
+    pub http_max_connections_per_client: usize,
+    /// Peers (reverse proxies) exempt from the per-client cap.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Limits {
@@ -154,6 +167,11 @@ impl Default for Limits {
             ws_pong_timeout_secs: 40,
             ws_max_connections: 50_000,
             long_poll_max_secs: 60,
+            http_header_read_secs: 15,
+            http_body_timeout_secs: 30,
+            http_max_connections: 0,
+            http_max_connections_per_client: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -278,6 +296,12 @@ impl Config {
                 "limits.ws_outbound_queue_bytes",
                 "must hold at least four messages: 4 × limits.max_message_bytes",
             );
+        }
+        if l.http_header_read_secs == 0 {
+            return bad("limits.http_header_read_secs", "must be at least 1");
+        }
+        if l.http_body_timeout_secs == 0 {
+            return bad("limits.http_body_timeout_secs", "must be at least 1");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

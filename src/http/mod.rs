@@ -2,11 +2,15 @@
 //! (`realtime`): the error envelope ([`ClientError`](crate::model::ClientError)
 //! as a response), the body and query extractors, and the `Caller` extractor.
 //!
-//! Touches the domain services (to authenticate) and nothing else.
+//! Also the server itself (`serve`): connections under timeouts and caps.
+//!
+//! Touches the domain services (to authenticate), and the listening socket
+//! and its connections (`serve`).
 
 mod error;
 mod extract;
 mod page;
+pub mod serve;
 
 pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented};
 pub use page::{SeqPage, SeqParams};

@@ -10,6 +10,7 @@ mod support;
 mod bus_redis;
 mod cli;
 mod cluster;
+mod edge_connections;
 mod edge_input;
 mod engine_cancel;
 mod engine_runs;
