@@ -136,6 +136,7 @@ impl App {
             shutdown: shutdown.child_token(),
             leases,
             sweep_every: Duration::from_secs(config.cluster.sweep_secs),
+            runs: config.runs.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);

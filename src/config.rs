@@ -33,6 +33,7 @@ const KEYS: &[&str] = &[
     "limits",
     "models",
     "node_id",
+    "runs",
 ];
 
 /// Why the configuration cannot be used.
@@ -176,6 +177,32 @@ impl Default for Limits {
     }
 }
 
+/// The operator's caps on runs, and per-tenant quotas (`[runs]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunLimits {
+    /// Most messages in one group run; a flow asking more is lowered to it.
+    pub max_round: u32,
+    /// Most consecutive auto replies of one agent in a run; a flow asking
+    /// more (or an assistant asking none, i.e. unlimited) is lowered to it.
+    pub max_consecutive_auto_reply: u32,
+    /// Runs one tenant may have at once (429 `quota_exceeded`); 0: no quota.
+    pub max_concurrent_runs_per_tenant: u64,
+    /// Chats one tenant may keep (429 `quota_exceeded`); 0: no quota.
+    pub max_chats_per_tenant: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            max_round: 100,
+            max_consecutive_auto_reply: 100,
+            max_concurrent_runs_per_tenant: 64,
+            max_chats_per_tenant: 100_000,
+        }
+    }
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,6 +231,8 @@ pub struct Config {
     pub limits: Limits,
     /// Run ownership across nodes.
     pub cluster: ClusterConfig,
+    /// Caps on runs, quotas per tenant.
+    pub runs: RunLimits,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -223,6 +252,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
+            runs: RunLimits::default(),
             models: BTreeMap::new(),
         }
     }
@@ -296,6 +326,9 @@ impl Config {
                 "limits.ws_outbound_queue_bytes",
                 "must hold at least four messages: 4 × limits.max_message_bytes",
             );
+        }
+        if self.runs.max_round == 0 || self.runs.max_consecutive_auto_reply == 0 {
+            return bad("runs", "max_round and max_consecutive_auto_reply must be at least 1");
         }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");

@@ -32,6 +32,7 @@ use lease::{Lease, LeaseError, Leases};
 /// Lease attempts, 50 ms apart, before leaving a run to the node that holds it.
 const ACQUIRE_TRIES: u32 = 10;
 
+pub mod caps;
 pub mod lease;
 pub mod models;
 pub mod policy;
@@ -55,6 +56,8 @@ pub struct EngineDeps {
     /// How often this node looks for `running` chats nobody drives (an owner
     /// that died, a run whose store calls kept failing).
     pub sweep_every: Duration,
+    /// The operator's caps on every run.
+    pub runs: crate::config::RunLimits,
 }
 
 /// The runner registry of one node.
@@ -66,6 +69,7 @@ pub struct Engine {
 pub(crate) struct Shared {
     pub(crate) journal: Journal,
     pub(crate) models: models::Models,
+    pub(crate) runs: crate::config::RunLimits,
     leases: Arc<dyn Leases>,
     closing: CancellationToken,
     tracker: TaskTracker,
@@ -89,6 +93,7 @@ impl Engine {
             shared: Arc::new(Shared {
                 journal: deps.journal,
                 models: models::Models::new(deps.models, deps.secrets),
+                runs: deps.runs,
                 leases: deps.leases,
                 closing: deps.shutdown.child_token(),
                 tracker: TaskTracker::new(),
@@ -182,6 +187,17 @@ impl Engine {
     /// The configured model names (flow validation).
     pub fn known_models(&self) -> HashSet<String> {
         self.shared.models.known()
+    }
+
+    /// The operator's caps on runs and tenants.
+    pub fn run_limits(&self) -> &crate::config::RunLimits {
+        &self.shared.runs
+    }
+
+    /// Lowers what `flow` asks for to the operator's caps; the warnings name
+    /// each field lowered (see [`caps::clamp`]).
+    pub fn clamp(&self, flow: &mut crate::flow::Flow) -> Vec<crate::flow::FlowIssue> {
+        caps::clamp(flow, &self.shared.runs)
     }
 
     /// How many chats have a runner task now (metrics, tests).

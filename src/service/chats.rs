@@ -72,6 +72,8 @@ impl ChatService {
     pub async fn create(&self, caller: &Caller, new: NewChat) -> Result<Chat, ClientError> {
         self.access.tenant_wide(caller).await?;
         let tenant = caller.tenant.as_str();
+        let quota = self.engine.run_limits().max_chats_per_tenant;
+        self.within_quota(tenant, None, quota, "runs.max_chats_per_tenant").await?;
         let flow = self.journal.store.get_flow(tenant, &new.from_flow).await?.ok_or_else(|| {
             ClientError::new(ErrorCode::FlowNotFound, format!("no flow {}", new.from_flow))
                 .with("param", "from_flow")
@@ -144,7 +146,10 @@ impl ChatService {
         text: Option<&str>,
     ) -> Result<Message, ClientError> {
         let content = required_text(text, self.max_message_bytes)?;
-        self.get(caller, chat_id).await?;
+        let record = self.get(caller, chat_id).await?;
+        let quota = self.engine.run_limits().max_concurrent_runs_per_tenant;
+        let running = Some(ChatStatus::Running);
+        self.within_quota(&record.tenant, running, quota, "runs.max_concurrent_runs_per_tenant").await?;
         let mut created = None;
         self.update(chat_id, |current| {
             let change = transitions::post_message(current, content)?;
@@ -278,6 +283,26 @@ impl ChatService {
         let store = self.journal.store.ping().await.map_err(|e| e.to_string());
         let bus = self.journal.bus.ping().await.map_err(|e| e.to_string());
         (store, bus)
+    }
+
+    /// 429 `quota_exceeded` when the tenant already has `quota` chats (in
+    /// `status`); 0 is no quota. A check, then the change: racing requests
+    /// may pass it together, so a quota can be overshot by that many.
+    async fn within_quota(
+        &self,
+        tenant: &str,
+        status: Option<ChatStatus>,
+        quota: u64,
+        setting: &str,
+    ) -> Result<(), ClientError> {
+        if quota == 0 || self.journal.store.count_chats(tenant, status).await? < quota {
+            return Ok(());
+        }
+        Err(ClientError::new(
+            ErrorCode::QuotaExceeded,
+            format!("the tenant is at its quota: {setting} = {quota}"),
+        )
+        .with("quota", setting))
     }
 
     async fn update(

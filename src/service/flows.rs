@@ -121,7 +121,8 @@ impl FlowService {
         body: Value,
         created: Option<Timestamp>,
     ) -> Result<Registered, ClientError> {
-        let (flow, source, warnings) = self.read(body)?;
+        let (mut flow, source, mut warnings) = self.read(body)?;
+        warnings.extend(self.engine.clamp(&mut flow));
         let at = now();
         let record = FlowRecord {
             id,

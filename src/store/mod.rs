@@ -217,6 +217,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>>;
     /// A page of one tenant's chats, newest first.
     async fn list_chats(&self, tenant: &str, query: &ChatQuery) -> StoreResult<Page<Chat>>;
+    /// How many chats a tenant has (in `status`, when given), for quotas.
+    async fn count_chats(&self, tenant: &str, status: Option<ChatStatus>) -> StoreResult<u64>;
     /// Every chat, of any tenant, whose status is `running` (resumed at start).
     async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>>;
     /// A chat's messages by seq range.

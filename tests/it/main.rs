@@ -26,6 +26,7 @@ mod rest_auth;
 mod rest_chats;
 mod rest_errors;
 mod restart;
+mod run_caps;
 mod store_redis;
 mod store_sqlite;
 mod ws_delivery;

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
 
-use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
+use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page, Timestamp};
 use crate::store::{ChatChange, ChatOwner, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
 
 use keys::Keys;
@@ -160,6 +160,10 @@ impl Store for RedisStore {
 
     async fn chat_owner(&self, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
         self.read_owner(chat_id).await
+    }
+
+    async fn count_chats(&self, tenant: &str, status: Option<ChatStatus>) -> StoreResult<u64> {
+        self.read(redis::cmd("ZCARD").arg(self.keys.chat_index(tenant, status, None))).await
     }
 
     async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {

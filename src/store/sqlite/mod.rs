@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::model::{ApiKey, Chat, ChatRecord, Event, FlowRecord, Message, Page, Timestamp};
+use crate::model::{ApiKey, Chat, ChatRecord, ChatStatus, Event, FlowRecord, Message, Page, Timestamp};
 use crate::store::{ChatChange, ChatOwner, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
 
 mod read;
@@ -113,6 +113,11 @@ impl Store for SqliteStore {
     async fn chat_owner(&self, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
         let id = chat_id.to_owned();
         self.readers.read(move |c| read::chat_owner(c, &id)).await
+    }
+
+    async fn count_chats(&self, tenant: &str, status: Option<ChatStatus>) -> StoreResult<u64> {
+        let (tenant, status) = (tenant.to_owned(), status.map(|s| s.as_str()));
+        self.readers.read(move |c| read::count_chats(c, &tenant, status)).await
     }
 
     async fn get_chat(&self, chat_id: &str) -> StoreResult<Option<ChatRecord>> {

@@ -125,6 +125,14 @@ pub fn get_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<ChatReco
     json_row(conn, "SELECT record FROM chats WHERE id = ?1", [chat_id])
 }
 
+/// How many chats a tenant has, in `status` when given.
+pub fn count_chats(conn: &Connection, tenant: &str, status: Option<&str>) -> StoreResult<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM chats WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2)")?
+        .query_row(params![tenant, status], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Every running chat, any tenant.
 pub fn running_chats(conn: &Connection) -> StoreResult<Vec<ChatRecord>> {
     Ok(readable_rows(conn, "SELECT record FROM chats WHERE status = 'running' ORDER BY id", [])?.0)

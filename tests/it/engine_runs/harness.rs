@@ -39,6 +39,7 @@ fn engine_on(journal: &Journal) -> Arc<Engine> {
         shutdown: CancellationToken::new(),
         leases: std::sync::Arc::new(flowgate::engine::lease::LocalLeases),
         sweep_every: std::time::Duration::from_secs(3600),
+        runs: Default::default(),
     })
 }
 
