@@ -137,6 +137,7 @@ impl App {
             leases,
             sweep_every: Duration::from_secs(config.cluster.sweep_secs),
             runs: config.runs.clone(),
+            outbound: config.outbound.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);

@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "models",
     "node_id",
     "runs",
+    "outbound",
 ];
 
 /// Why the configuration cannot be used.
@@ -203,6 +204,20 @@ impl Default for RunLimits {
     }
 }
 
+/// Where a flow's own models may call (`[outbound]`); the registry's models
+/// are the operator's and unaffected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Hosts a flow's `openai` model may name (`api.example.com`, or
+    /// `*.example.com`); empty (the default): a flow cannot name its own
+    /// `openai` model URL at all.
+    pub flow_model_hosts: Vec<String>,
+    /// Hosts on that list that may resolve to loopback, link-local, private
+    /// or unspecified addresses (otherwise refused).
+    pub allow_private_hosts: Vec<String>,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -233,6 +248,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Caps on runs, quotas per tenant.
     pub runs: RunLimits,
+    /// Where a flow's own models may call.
+    pub outbound: OutboundConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -253,6 +270,7 @@ impl Default for Config {
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
             runs: RunLimits::default(),
+            outbound: OutboundConfig::default(),
             models: BTreeMap::new(),
         }
     }

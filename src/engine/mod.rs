@@ -35,6 +35,7 @@ const ACQUIRE_TRIES: u32 = 10;
 pub mod caps;
 pub mod lease;
 pub mod models;
+pub mod outbound;
 pub mod policy;
 pub mod prompt;
 pub mod provider;
@@ -58,6 +59,8 @@ pub struct EngineDeps {
     pub sweep_every: Duration,
     /// The operator's caps on every run.
     pub runs: crate::config::RunLimits,
+    /// Where a flow's own models may call.
+    pub outbound: crate::config::OutboundConfig,
 }
 
 /// The runner registry of one node.
@@ -92,7 +95,11 @@ impl Engine {
         let engine = Arc::new(Self {
             shared: Arc::new(Shared {
                 journal: deps.journal,
-                models: models::Models::new(deps.models, deps.secrets),
+                models: models::Models::new(
+                    deps.models,
+                    deps.secrets,
+                    outbound::Outbound::new(deps.outbound),
+                ),
                 runs: deps.runs,
                 leases: deps.leases,
                 closing: deps.shutdown.child_token(),
@@ -198,6 +205,12 @@ impl Engine {
     /// each field lowered (see [`caps::clamp`]).
     pub fn clamp(&self, flow: &mut crate::flow::Flow) -> Vec<crate::flow::FlowIssue> {
         caps::clamp(flow, &self.shared.runs)
+    }
+
+    /// Refuses a flow whose own `openai` model URL is not allowed (see
+    /// [`outbound`]); `Err` names the field and says why.
+    pub async fn check_flow_models(&self, flow: &crate::flow::Flow) -> Result<(), (String, String)> {
+        self.shared.models.check_flow_models(flow).await
     }
 
     /// How many chats have a runner task now (metrics, tests).

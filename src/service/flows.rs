@@ -122,6 +122,9 @@ impl FlowService {
         created: Option<Timestamp>,
     ) -> Result<Registered, ClientError> {
         let (mut flow, source, mut warnings) = self.read(body)?;
+        if let Err((field, why)) = self.engine.check_flow_models(&flow).await {
+            return Err(ClientError::invalid(&field, format!("{field}: {why}")));
+        }
         warnings.extend(self.engine.clamp(&mut flow));
         let at = now();
         let record = FlowRecord {

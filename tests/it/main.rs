@@ -22,6 +22,7 @@ mod layers;
 mod models_e2e;
 mod openai_provider;
 mod openapi;
+mod outbound;
 mod rest_auth;
 mod rest_chats;
 mod rest_errors;
