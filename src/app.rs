@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api::ApiState;
 use crate::auth::{Authenticator, Jwt, jwt::JwtError};
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
+use crate::http::serve::ServeLimits;
 use crate::ledger::Journal;
 use crate::metrics::Metrics;
 use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
@@ -131,6 +133,8 @@ impl App {
             shutdown: shutdown.child_token(),
             leases,
             sweep_every: Duration::from_secs(config.cluster.sweep_secs),
+            runs: config.runs.clone(),
+            outbound: config.outbound.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);
@@ -175,25 +179,36 @@ impl App {
         let shutdown = self.state.shutdown.clone();
         let router = self.router();
         let stop = shutdown.clone();
-        // Frames are batched and flushed on purpose; Nagle would only add a
-        // delayed-ACK wait (~40 ms) to the tail of every stream.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        tokio::spawn(async move {
             tokio::select! {
                 _ = signal => {}
                 _ = stop.cancelled() => {}
             }
             stop.cancel();
         });
+        let serve =
+            crate::http::serve::serve(listener, router, serve_limits(&self.state.config), shutdown.clone());
         let result = serve.await;
         shutdown.cancel();
         self.state.connections.wait().await;
         self.state.engine.shutdown().await;
         result
+    }
+}
+
+/// The server's connection bounds, from `limits.http_*`.
+fn serve_limits(config: &Config) -> ServeLimits {
+    let l = &config.limits;
+    let max_connections = match l.http_max_connections {
+        0 => crate::http::serve::default_max_connections(256),
+        n => n,
+    };
+    ServeLimits {
+        header_read: Duration::from_secs(l.http_header_read_secs),
+        max_connections,
+        max_per_client: (l.http_max_connections_per_client > 0).then_some(l.http_max_connections_per_client),
+        trusted_proxies: l.trusted_proxies.clone(),
+        drain: Duration::from_secs(l.long_poll_max_secs.max(l.http_header_read_secs)),
     }
 }
 
@@ -214,6 +229,7 @@ pub fn router(state: AppState) -> Router {
             ClientError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
         })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(state.config.limits.http_body_timeout_secs)))
         .layer(CatchPanicLayer::custom(|_| ClientError::internal("a handler panicked").into_response()))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

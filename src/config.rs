@@ -9,7 +9,7 @@
 //! Pure: reads files and the environment, touches nothing else.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -33,6 +33,8 @@ const KEYS: &[&str] = &[
     "limits",
     "models",
     "node_id",
+    "runs",
+    "outbound",
 ];
 
 /// Why the configuration cannot be used.
@@ -140,6 +142,19 @@ pub struct Limits {
     pub ws_max_connections: usize,
     /// Longest `wait` a long-poll may hold, seconds.
     pub long_poll_max_secs: u64,
+    /// Seconds a client has to send a request's head; also how long an idle
+    /// kept-alive connection may wait for its next request.
+    pub http_header_read_secs: u64,
+    /// Seconds a request body may go without sending more bytes (then 400
+    /// `invalid_body` and the connection closes).
+    pub http_body_timeout_secs: u64,
+    /// Open HTTP connections per node, upgraded sockets included; over it a
+    /// new connection is closed at once. 0: the file-descriptor limit less 256.
+    pub http_max_connections: usize,
+    /// Open HTTP connections per client address (the socket's peer); 0: no cap.
+    pub http_max_connections_per_client: usize,
+    /// Peers (reverse proxies) exempt from the per-client cap.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Limits {
@@ -154,8 +169,53 @@ impl Default for Limits {
             ws_pong_timeout_secs: 40,
             ws_max_connections: 50_000,
             long_poll_max_secs: 60,
+            http_header_read_secs: 15,
+            http_body_timeout_secs: 30,
+            http_max_connections: 0,
+            http_max_connections_per_client: 0,
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// The operator's caps on runs, and per-tenant quotas (`[runs]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunLimits {
+    /// Most messages in one group run; a flow asking more is lowered to it.
+    pub max_round: u32,
+    /// Most consecutive auto replies of one agent in a run; a flow asking
+    /// more (or an assistant asking none, i.e. unlimited) is lowered to it.
+    pub max_consecutive_auto_reply: u32,
+    /// Runs one tenant may have at once (429 `quota_exceeded`); 0: no quota.
+    pub max_concurrent_runs_per_tenant: u64,
+    /// Chats one tenant may keep (429 `quota_exceeded`); 0: no quota.
+    pub max_chats_per_tenant: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            max_round: 100,
+            max_consecutive_auto_reply: 100,
+            max_concurrent_runs_per_tenant: 64,
+            max_chats_per_tenant: 100_000,
+        }
+    }
+}
+
+/// Where a flow's own models may call (`[outbound]`); the registry's models
+/// are the operator's and unaffected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Hosts a flow's `openai` model may name (`api.example.com`, or
+    /// `*.example.com`); empty (the default): a flow cannot name its own
+    /// `openai` model URL at all.
+    pub flow_model_hosts: Vec<String>,
+    /// Hosts on that list that may resolve to loopback, link-local, private
+    /// or unspecified addresses (otherwise refused).
+    pub allow_private_hosts: Vec<String>,
 }
 
 /// Everything a node needs to start.
@@ -186,6 +246,10 @@ pub struct Config {
     pub limits: Limits,
     /// Run ownership across nodes.
     pub cluster: ClusterConfig,
+    /// Caps on runs, quotas per tenant.
+    pub runs: RunLimits,
+    /// Where a flow's own models may call.
+    pub outbound: OutboundConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -205,6 +269,8 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
+            runs: RunLimits::default(),
+            outbound: OutboundConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -278,6 +344,15 @@ impl Config {
                 "limits.ws_outbound_queue_bytes",
                 "must hold at least four messages: 4 × limits.max_message_bytes",
             );
+        }
+        if self.runs.max_round == 0 || self.runs.max_consecutive_auto_reply == 0 {
+            return bad("runs", "max_round and max_consecutive_auto_reply must be at least 1");
+        }
+        if l.http_header_read_secs == 0 {
+            return bad("limits.http_header_read_secs", "must be at least 1");
+        }
+        if l.http_body_timeout_secs == 0 {
+            return bad("limits.http_body_timeout_secs", "must be at least 1");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

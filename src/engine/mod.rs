@@ -33,8 +33,10 @@ use lease::{Lease, LeaseError, Leases};
 /// Lease attempts, 50 ms apart, before leaving a run to the node that holds it.
 const ACQUIRE_TRIES: u32 = 10;
 
+pub mod caps;
 pub mod lease;
 pub mod models;
+pub mod outbound;
 pub mod policy;
 pub mod prompt;
 pub mod provider;
@@ -56,6 +58,10 @@ pub struct EngineDeps {
     /// How often this node looks for `running` chats nobody drives (an owner
     /// that died, a run whose store calls kept failing).
     pub sweep_every: Duration,
+    /// The operator's caps on every run.
+    pub runs: crate::config::RunLimits,
+    /// Where a flow's own models may call.
+    pub outbound: crate::config::OutboundConfig,
 }
 
 /// The runner registry of one node.
@@ -67,6 +73,7 @@ pub struct Engine {
 pub(crate) struct Shared {
     pub(crate) journal: Journal,
     pub(crate) models: models::Models,
+    pub(crate) runs: crate::config::RunLimits,
     leases: Arc<dyn Leases>,
     closing: CancellationToken,
     tracker: TaskTracker,
@@ -91,7 +98,12 @@ impl Engine {
         let engine = Arc::new(Self {
             shared: Arc::new(Shared {
                 journal: deps.journal,
-                models: models::Models::new(deps.models, deps.secrets),
+                models: models::Models::new(
+                    deps.models,
+                    deps.secrets,
+                    outbound::Outbound::new(deps.outbound),
+                ),
+                runs: deps.runs,
                 leases: deps.leases,
                 closing: deps.shutdown.child_token(),
                 tracker: TaskTracker::new(),
@@ -187,6 +199,23 @@ impl Engine {
     /// The configured model names (flow validation).
     pub fn known_models(&self) -> HashSet<String> {
         self.shared.models.known()
+    }
+
+    /// The operator's caps on runs and tenants.
+    pub fn run_limits(&self) -> &crate::config::RunLimits {
+        &self.shared.runs
+    }
+
+    /// Lowers what `flow` asks for to the operator's caps; the warnings name
+    /// each field lowered (see [`caps::clamp`]).
+    pub fn clamp(&self, flow: &mut crate::flow::Flow) -> Vec<crate::flow::FlowIssue> {
+        caps::clamp(flow, &self.shared.runs)
+    }
+
+    /// Refuses a flow whose own `openai` model URL is not allowed (see
+    /// [`outbound`]); `Err` names the field and says why.
+    pub async fn check_flow_models(&self, flow: &crate::flow::Flow) -> Result<(), (String, String)> {
+        self.shared.models.check_flow_models(flow).await
     }
 
     /// How many chats have a runner task now (metrics, tests).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::outbound::Outbound;
 use super::provider::openai::{self, OpenAiConfigError, OpenAiProvider};
 use super::provider::scripted::ScriptedProvider;
 use super::provider::{ModelProvider, ProviderError};
@@ -30,14 +31,28 @@ pub fn from_env() -> SecretLookup {
 /// The model registry of one engine.
 pub struct Models {
     registry: BTreeMap<String, ModelSpec>,
+    outbound: Outbound,
     secrets: SecretLookup,
     cache: DashMap<String, Arc<dyn ModelProvider>>,
 }
 
 impl Models {
     /// A resolver over the configured registry, reading keys with `secrets`.
-    pub fn new(registry: BTreeMap<String, ModelSpec>, secrets: SecretLookup) -> Self {
-        Self { registry, secrets, cache: DashMap::new() }
+    /// A flow's own models call only where `outbound` allows.
+    pub fn new(registry: BTreeMap<String, ModelSpec>, secrets: SecretLookup, outbound: Outbound) -> Self {
+        Self { registry, outbound, secrets, cache: DashMap::new() }
+    }
+
+    /// Refuses a flow whose own `openai` model URL `outbound` does not allow
+    /// (after DNS resolution); `Err` is the field and why.
+    pub async fn check_flow_models(&self, flow: &Flow) -> Result<(), (String, String)> {
+        for (name, spec) in &flow.models {
+            if let ModelSpec::Openai { base_url, .. } = spec {
+                let field = format!("models.{name}.base_url");
+                self.outbound.check_resolved(base_url).await.map_err(|why| (field, why))?;
+            }
+        }
+        Ok(())
     }
 
     /// The configured model names (for flow validation).
@@ -97,6 +112,14 @@ impl Models {
                 model: name.to_owned(),
                 message: "a flow's own model cannot use an API key; use a registry model".into(),
             }),
+            ModelSpec::Openai { base_url, .. } => {
+                let refused = |message| ProviderError::Connect { model: name.to_owned(), message };
+                self.outbound.check_url(base_url).map_err(refused)?;
+                let setup_failed = |e: OpenAiConfigError| refused(e.to_string());
+                let config = openai::from_spec_with(name, spec, |_| None).map_err(setup_failed)?;
+                let guard = |builder| self.outbound.guard(builder);
+                Ok(Arc::new(OpenAiProvider::with_client(config, guard).map_err(setup_failed)?))
+            }
             _ => self.build(name, spec),
         }
     }
@@ -131,7 +154,7 @@ mod tests {
                 "r":{"provider":"scripted","echo":true}}"#,
         )
         .unwrap();
-        let models = Models::new(registry, from_env());
+        let models = Models::new(registry, from_env(), Outbound::default());
         let flow = flow_with(r#"{"m":{"provider":"scripted","replies":["flow"]}}"#);
         assert_eq!(
             models.spec(&flow, "m"),

@@ -286,13 +286,16 @@ impl Runner<'_> {
         let Some(stored) = store.get_flow(&record.tenant, flow_id).await? else {
             return Ok(Err(format!("flow {flow_id} no longer exists")));
         };
-        let flow: Flow = match serde_json::from_value(stored.definition) {
+        let mut flow: Flow = match serde_json::from_value(stored.definition) {
             Ok(flow) => flow,
             Err(e) => return Ok(Err(format!("flow {flow_id} cannot be read: {e}"))),
         };
         if let Err(issues) = flow.validate(&self.shared.models.known()) {
             let list: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
             return Ok(Err(format!("flow {flow_id} is invalid: {}", list.join("; "))));
+        }
+        for lowered in crate::engine::caps::bound(&mut flow, &self.shared.runs) {
+            tracing::info!(%flow_id, path = %lowered.path, "run capped: {}", lowered.message);
         }
         let flow = Arc::new(flow);
         self.flow = Some(flow.clone());

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::auth::{Caller, Presented};
-use crate::model::{ClientError, ErrorCode, from_json};
+use crate::model::{ClientError, ErrorCode, check_json_depth, from_json};
 use crate::service::Services;
 
 /// A JSON body, parsed whatever the `Content-Type` (curl's `-d` sends a form
@@ -30,11 +30,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
     from_json(value)
 }
 
-/// Parses JSON bytes into a `Value` (400 `invalid_json` on a syntax error).
+/// Parses JSON bytes into a `Value` (400 `invalid_json` on a syntax error,
+/// 422 `invalid_request` naming the field nested deeper than
+/// [`MAX_JSON_DEPTH`](crate::model::MAX_JSON_DEPTH)).
 pub fn parse_value(bytes: &[u8]) -> Result<Value, ClientError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
+    check_json_depth(bytes)?;
     serde_json::from_slice(bytes).map_err(|e| {
         ClientError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
             .with("line", e.line())

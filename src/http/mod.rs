@@ -3,12 +3,16 @@
 //! as a response), the body, query and typed-id path extractors, and the
 //! `Caller` extractor.
 //!
-//! Touches the domain services (to authenticate) and nothing else.
+//! Also the server itself (`serve`): connections under timeouts and caps.
+//!
+//! Touches the domain services (to authenticate), and the listening socket
+//! and its connections (`serve`).
 
 mod error;
 mod extract;
 mod page;
 mod path;
+pub mod serve;
 
 pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented};
 pub use page::{SeqPage, SeqParams};

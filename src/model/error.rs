@@ -93,6 +93,8 @@ error_codes! {
     RateLimited = ("rate_limited", 429, true, Some(Disconnect::RateLimited));
     /// 429: a connection holds the most subscriptions it may.
     TooManySubscriptions = ("too_many_subscriptions", 429, false, None);
+    /// 429: the tenant is at an operator quota (concurrent runs, chats).
+    QuotaExceeded = ("quota_exceeded", 429, false, None);
     /// 400 (socket only): an op the protocol does not have.
     UnknownOp = ("unknown_op", 400, false, None);
     /// 500: a bug; logged.

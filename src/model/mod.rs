@@ -3,11 +3,13 @@
 //!
 //! Pure data: nothing here touches the store, the bus or the network.
 
+mod depth;
 mod error;
 mod event;
 mod ids;
 mod time;
 
+pub use depth::{MAX_JSON_DEPTH, check_json_depth};
 pub use error::{ClientError, Disconnect, ErrorCode, from_json};
 pub use event::{Event, EventKind};
 pub use ids::{ChatId, FlowId, IdError, InputRequestId, KeyId, RunId, TenantId, new_message_id};

@@ -119,6 +119,10 @@ pub struct BadFrame {
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, BadFrame> {
     let bad = |reference, code, message: String| BadFrame { reference, code, message };
+    if let Err(e) = crate::model::check_json_depth(text.as_bytes()) {
+        let field = e.details.get("param").and_then(Value::as_str).unwrap_or("body").to_owned();
+        return Err(bad(None, e.code, format!("`{field}`: {}", e.message)));
+    }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| bad(None, ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
     let Value::Object(mut object) = value else {

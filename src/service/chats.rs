@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::ledger::{Journal, Refusal, UpdateError, transitions};
 use crate::model::{
     Chat, ChatId, ChatRecord, ChatStatus, ClientError, ErrorCode, Event, EventKind, FlowId, Message, Page,
-    now,
+    TenantId, now,
 };
 use crate::store::{ChatChange, ChatQuery, SeqQuery};
 
@@ -72,6 +72,8 @@ impl ChatService {
     pub async fn create(&self, caller: &Caller, new: NewChat) -> Result<Chat, ClientError> {
         self.access.tenant_wide(caller).await?;
         let tenant = &caller.tenant;
+        let quota = self.engine.run_limits().max_chats_per_tenant;
+        self.within_quota(tenant, None, quota, "runs.max_chats_per_tenant").await?;
         let flow = self.journal.store.get_flow(tenant, &new.from_flow).await?.ok_or_else(|| {
             ClientError::new(ErrorCode::FlowNotFound, format!("no flow {}", new.from_flow))
                 .with("param", "from_flow")
@@ -113,21 +115,26 @@ impl ChatService {
     }
 
     /// Cancels the chat's run, deletes it with its history, and tells its
-    /// listeners (`chat.deleted`).
+    /// listeners (`chat.deleted`). Access is decided on the record's owner
+    /// alone, so a chat whose record no longer reads whole can still go.
     pub async fn delete(&self, caller: &Caller, chat_id: &ChatId) -> Result<(), ClientError> {
-        let record = self.get(caller, chat_id).await?;
+        self.access.live(caller).await?;
+        let owner = self.journal.store.chat_owner(chat_id).await?;
+        let Some(owner) = owner.filter(|o| o.tenant == caller.tenant && caller.reaches_chat(chat_id)) else {
+            return Err(ClientError::chat_not_found(chat_id));
+        };
         self.engine.stop(chat_id);
         if !self.journal.store.delete_chat(chat_id).await? {
             return Err(ClientError::chat_not_found(chat_id));
         }
         let event = Event {
-            seq: Some(record.chat.last_seq + 1),
+            seq: Some(owner.last_seq + 1),
             chat_id: chat_id.clone(),
             kind: EventKind::ChatDeleted,
             created_at: now(),
             data: json!({}),
         };
-        self.journal.publish(&record.tenant, &event).await;
+        self.journal.publish(&owner.tenant, &event).await;
         Ok(())
     }
 
@@ -139,7 +146,10 @@ impl ChatService {
         text: Option<&str>,
     ) -> Result<Message, ClientError> {
         let content = required_text(text, self.max_message_bytes)?;
-        self.get(caller, chat_id).await?;
+        let record = self.get(caller, chat_id).await?;
+        let quota = self.engine.run_limits().max_concurrent_runs_per_tenant;
+        let running = Some(ChatStatus::Running);
+        self.within_quota(&record.tenant, running, quota, "runs.max_concurrent_runs_per_tenant").await?;
         let mut created = None;
         self.update(chat_id, |current| {
             let change = transitions::post_message(current, content)?;
@@ -273,6 +283,26 @@ impl ChatService {
         let store = self.journal.store.ping().await.map_err(|e| e.to_string());
         let bus = self.journal.bus.ping().await.map_err(|e| e.to_string());
         (store, bus)
+    }
+
+    /// 429 `quota_exceeded` when the tenant already has `quota` chats (in
+    /// `status`); 0 is no quota. A check, then the change: racing requests
+    /// may pass it together, so a quota can be overshot by that many.
+    async fn within_quota(
+        &self,
+        tenant: &TenantId,
+        status: Option<ChatStatus>,
+        quota: u64,
+        setting: &str,
+    ) -> Result<(), ClientError> {
+        if quota == 0 || self.journal.store.count_chats(tenant, status).await? < quota {
+            return Ok(());
+        }
+        Err(ClientError::new(
+            ErrorCode::QuotaExceeded,
+            format!("the tenant is at its quota: {setting} = {quota}"),
+        )
+        .with("quota", setting))
     }
 
     async fn update(

@@ -163,6 +163,45 @@ pub fn is_final(message: &Message) -> bool {
 /// The metadata key marking a final agent message.
 pub const FINAL_KEY: &str = "final";
 
+/// Who owns a chat, read from its stored record even when the rest of the
+/// record no longer parses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChatOwner {
+    /// The owning tenant.
+    pub tenant: TenantId,
+    /// The chat's last seq.
+    pub last_seq: u64,
+}
+
+/// A stored record for a listing: `None` (logged) when it cannot be read back,
+/// so one bad record never takes down a list.
+pub(crate) fn readable<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
+    match serde_json::from_str(json) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::error!(error = %e, "skipped a stored record that cannot be read back");
+            None
+        }
+    }
+}
+
+/// The owner of a stored chat record. Only `tenant` and `chat.last_seq` are
+/// read; serde_json skips the rest without recursing, so a record nested too
+/// deep to read whole still answers.
+pub(crate) fn owner_of(json: &str) -> StoreResult<ChatOwner> {
+    #[derive(Deserialize)]
+    struct Skeleton {
+        tenant: TenantId,
+        chat: SkeletonChat,
+    }
+    #[derive(Deserialize)]
+    struct SkeletonChat {
+        last_seq: u64,
+    }
+    let skeleton: Skeleton = serde_json::from_str(json)?;
+    Ok(ChatOwner { tenant: skeleton.tenant, last_seq: skeleton.chat.last_seq })
+}
+
 /// The durable records Flowgate keeps. Implemented by [`sqlite::SqliteStore`] and
 /// the Redis store; both pass the same behaviour suite (`tests/store_suite`).
 ///
@@ -174,10 +213,15 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, change: ChatChange) -> StoreResult<()>;
     /// Removes a chat with its messages and events; `false` if it was not there.
     async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool>;
+    /// Who owns a chat, even when its record cannot be read whole (see
+    /// [`ChatOwner`]); lets such a chat still be deleted.
+    async fn chat_owner(&self, chat_id: &ChatId) -> StoreResult<Option<ChatOwner>>;
     /// One chat with its run, whatever its tenant.
     async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>>;
     /// A page of one tenant's chats, newest first.
     async fn list_chats(&self, tenant: &TenantId, query: &ChatQuery) -> StoreResult<Page<Chat>>;
+    /// How many chats a tenant has (in `status`, when given), for quotas.
+    async fn count_chats(&self, tenant: &TenantId, status: Option<ChatStatus>) -> StoreResult<u64>;
     /// Every chat, of any tenant, whose status is `running` (resumed at start).
     async fn running_chats(&self) -> StoreResult<Vec<ChatRecord>>;
     /// A chat's messages by seq range.

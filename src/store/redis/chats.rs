@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{RedisStore, scripts};
 use crate::model::{Chat, ChatRecord, ChatStatus, Page};
-use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatOwner, ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
 
 /// Chats read per pipelined round trip.
 const READ_BATCH: usize = 500;
@@ -162,8 +162,8 @@ impl RedisStore {
         Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 
-    /// Many chats by id, in order (`None` for those gone).
-    async fn read_chats(&self, ids: &[String]) -> StoreResult<Vec<Option<ChatRecord>>> {
+    /// Many chats by id, in order: each stored, gone, or unreadable (logged).
+    async fn read_chats(&self, ids: &[String]) -> StoreResult<Vec<Stored>> {
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
@@ -171,11 +171,21 @@ impl RedisStore {
                 pipe.cmd("HGET").arg(self.keys.chat(id)).arg("record");
             }
             let rows: Vec<Option<String>> = self.read_pipe(&pipe).await?;
-            for row in rows {
-                out.push(row.map(|j| serde_json::from_str(&j)).transpose()?);
-            }
+            out.extend(rows.into_iter().map(|row| match row {
+                None => Stored::Gone,
+                Some(json) => {
+                    crate::store::readable(&json).map_or(Stored::Unreadable, |r| Stored::Record(Box::new(r)))
+                }
+            }));
         }
         Ok(out)
+    }
+
+    /// Who owns a chat, even when its record cannot be read whole.
+    pub(super) async fn read_owner(&self, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
+        let json: Option<String> =
+            self.read(redis::cmd("HGET").arg(self.keys.chat(chat_id)).arg("record")).await?;
+        json.map(|j| crate::store::owner_of(&j)).transpose()
     }
 
     /// Keeps the records of `ids` that `wanted` accepts; repairs the index
@@ -190,11 +200,12 @@ impl RedisStore {
         let mut kept = Vec::with_capacity(ids.len());
         for (id, record) in ids.iter().zip(self.read_chats(ids).await?) {
             let repaired = match record {
-                Some(record) if record.tenant == tenant && wanted(&record) => {
-                    kept.push(record);
+                Stored::Record(record) if record.tenant == tenant && wanted(&record) => {
+                    kept.push(*record);
                     continue;
                 }
-                Some(record) if record.tenant == tenant => self.index(&Indexed::of(&record)).await,
+                Stored::Record(record) if record.tenant == tenant => self.index(&Indexed::of(&record)).await,
+                Stored::Unreadable => continue,
                 _ => self.forget(tenant, id, found_in).await,
             };
             if let Err(e) = repaired {
@@ -292,7 +303,11 @@ impl RedisStore {
             let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
             let ids: Vec<String> =
                 keys.iter().filter_map(|k| self.keys.chat_id_of(k).map(str::to_owned)).collect();
-            for record in self.read_chats(&ids).await?.into_iter().flatten() {
+            let readable = self.read_chats(&ids).await?.into_iter().filter_map(|row| match row {
+                Stored::Record(record) => Some(*record),
+                Stored::Gone | Stored::Unreadable => None,
+            });
+            for record in readable {
                 let _: i64 =
                     self.query(redis::cmd("SADD").arg(self.keys.tenants()).arg(&record.tenant)).await?;
                 self.index(&Indexed::of(&record)).await?;
@@ -304,6 +319,16 @@ impl RedisStore {
             }
         }
     }
+}
+
+/// A chat id's stored record, as a listing reads it.
+enum Stored {
+    /// The record.
+    Record(Box<ChatRecord>),
+    /// No record (any more).
+    Gone,
+    /// A record that cannot be read back (skipped, left in the indexes).
+    Unreadable,
 }
 
 /// Cuts `limit + 1` chats to a page in listing order (newest first).

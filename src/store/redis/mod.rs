@@ -23,9 +23,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, RetryMethod};
 
 use crate::model::{
-    ApiKey, Chat, ChatId, ChatRecord, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId, Timestamp,
+    ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId,
+    Timestamp,
 };
-use crate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatOwner, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
 
 use keys::Keys;
 
@@ -164,6 +165,14 @@ impl Store for RedisStore {
 
     async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
         self.delete_chat_keys(chat_id).await
+    }
+
+    async fn chat_owner(&self, chat_id: &ChatId) -> StoreResult<Option<ChatOwner>> {
+        self.read_owner(chat_id).await
+    }
+
+    async fn count_chats(&self, tenant: &TenantId, status: Option<ChatStatus>) -> StoreResult<u64> {
+        self.read(redis::cmd("ZCARD").arg(self.keys.chat_index(tenant, status, None))).await
     }
 
     async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>> {

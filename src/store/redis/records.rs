@@ -74,9 +74,16 @@ impl RedisStore {
             .arg(after.unwrap_or(""))
             .arg(limit.saturating_add(1));
         let rows: Vec<Option<String>> = self.invoke(&invocation).await?;
-        let mut data =
-            rows.iter().flatten().map(|json| flow_from(tenant, json)).collect::<StoreResult<Vec<_>>>()?;
-        let has_more = data.len() > limit;
+        let has_more = rows.len() > limit;
+        let mut data: Vec<FlowRecord> = rows
+            .iter()
+            .flatten()
+            .filter_map(|json| crate::store::readable(json))
+            .map(|mut flow: FlowRecord| {
+                flow.tenant = tenant.to_owned();
+                flow
+            })
+            .collect();
         data.truncate(limit);
         let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
         Ok(Page { data, has_more, next_cursor: next_cursor.map(String::from) })

@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::model::{
-    ApiKey, Chat, ChatId, ChatRecord, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId, Timestamp,
+    ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId,
+    Timestamp,
 };
-use crate::store::{ChatChange, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{ChatChange, ChatOwner, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
 
 mod ids;
 mod read;
@@ -111,6 +112,16 @@ impl Store for SqliteStore {
     async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
         let id = chat_id.to_owned();
         self.writer.call(move |c| write::delete_chat(c, &id)).await
+    }
+
+    async fn chat_owner(&self, chat_id: &ChatId) -> StoreResult<Option<ChatOwner>> {
+        let id = chat_id.to_owned();
+        self.readers.read(move |c| read::chat_owner(c, &id)).await
+    }
+
+    async fn count_chats(&self, tenant: &TenantId, status: Option<ChatStatus>) -> StoreResult<u64> {
+        let (tenant, status) = (tenant.clone(), status.map(|s| s.as_str()));
+        self.readers.read(move |c| read::count_chats(c, &tenant, status)).await
     }
 
     async fn get_chat(&self, chat_id: &ChatId) -> StoreResult<Option<ChatRecord>> {

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::{SqliteOptions, schema};
 use crate::model::{ApiKey, Chat, ChatRecord, FlowRecord, Page, TenantId};
-use crate::store::{ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
+use crate::store::{ChatOwner, ChatQuery, MessageView, SeqQuery, StoreError, StoreResult};
 
 /// A few read-only connections, each behind its own mutex.
 pub struct ReadPool {
@@ -76,6 +76,27 @@ fn json_rows<T: DeserializeOwned>(conn: &Connection, sql: &str, args: impl Param
     Ok(out)
 }
 
+/// Like [`json_rows`] for listings of records: a row that cannot be read back
+/// is skipped and logged, so one bad record never takes down a list.
+/// Also returns how many rows there were, skipped ones included.
+fn readable_rows<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl Params,
+) -> StoreResult<(Vec<T>, usize)> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let (mut out, mut seen) = (Vec::new(), 0);
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        seen += 1;
+        if let Some(record) = crate::store::readable(&text) {
+            out.push(record);
+        }
+    }
+    Ok((out, seen))
+}
+
 fn json_row<T: DeserializeOwned>(conn: &Connection, sql: &str, args: impl Params) -> StoreResult<Option<T>> {
     let text: Option<String> = conn.prepare_cached(sql)?.query_row(args, |row| row.get(0)).optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
@@ -89,14 +110,32 @@ fn sql_limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Who owns a chat and its `last_seq`, read even when the whole record no
+/// longer parses (so an unreadable chat can still be deleted).
+pub fn chat_owner(conn: &Connection, chat_id: &str) -> StoreResult<Option<ChatOwner>> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT record FROM chats WHERE id = ?1")?
+        .query_row([chat_id], |row| row.get(0))
+        .optional()?;
+    text.map(|t| crate::store::owner_of(&t)).transpose()
+}
+
 /// One chat by id.
 pub fn get_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<ChatRecord>> {
     json_row(conn, "SELECT record FROM chats WHERE id = ?1", [chat_id])
 }
 
+/// How many chats a tenant has, in `status` when given.
+pub fn count_chats(conn: &Connection, tenant: &str, status: Option<&str>) -> StoreResult<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM chats WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2)")?
+        .query_row(params![tenant, status], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Every running chat, any tenant.
 pub fn running_chats(conn: &Connection) -> StoreResult<Vec<ChatRecord>> {
-    json_rows(conn, "SELECT record FROM chats WHERE status = 'running' ORDER BY id", [])
+    Ok(readable_rows(conn, "SELECT record FROM chats WHERE status = 'running' ORDER BY id", [])?.0)
 }
 
 /// A page of a tenant's chats, newest first.
@@ -114,7 +153,7 @@ pub fn list_chats(conn: &Connection, tenant: &TenantId, query: &ChatQuery) -> St
          ORDER BY id {} LIMIT ?6",
         if toward_newer { "ASC" } else { "DESC" }
     );
-    let records: Vec<ChatRecord> = json_rows(
+    let (records, seen): (Vec<ChatRecord>, usize) = readable_rows(
         conn,
         &sql,
         params![
@@ -127,7 +166,7 @@ pub fn list_chats(conn: &Connection, tenant: &TenantId, query: &ChatQuery) -> St
         ],
     )?;
     let mut data: Vec<Chat> = records.into_iter().map(|r| r.chat).collect();
-    let has_more = data.len() > query.limit;
+    let has_more = seen > query.limit;
     data.truncate(query.limit);
     if toward_newer {
         data.reverse();
@@ -225,8 +264,15 @@ pub fn list_flows(
     let rows: Vec<String> = stmt
         .query_map(params![tenant, start.0, start.1, sql_limit(limit).saturating_add(1)], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut data = rows.iter().map(|json| flow_from(tenant, json)).collect::<StoreResult<Vec<_>>>()?;
-    let has_more = data.len() > limit;
+    let mut data: Vec<FlowRecord> = rows
+        .iter()
+        .filter_map(|json| crate::store::readable(json))
+        .map(|mut flow: FlowRecord| {
+            flow.tenant = tenant.to_owned();
+            flow
+        })
+        .collect();
+    let has_more = rows.len() > limit;
     data.truncate(limit);
     let next_cursor = data.last().filter(|_| has_more).map(|f| f.id.clone());
     Ok(Page { data, has_more, next_cursor: next_cursor.map(String::from) })
@@ -243,5 +289,5 @@ pub fn key_by_hash(conn: &Connection, secret_hash: &str) -> StoreResult<Option<A
 
 /// A tenant's keys, oldest first (key ids sort by creation).
 pub fn list_keys(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
-    json_rows(conn, "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id", [tenant])
+    Ok(readable_rows(conn, "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id", [tenant])?.0)
 }

@@ -39,6 +39,11 @@ fn engine_on(journal: &Journal) -> Arc<Engine> {
         shutdown: CancellationToken::new(),
         leases: std::sync::Arc::new(flowgate::engine::lease::LocalLeases),
         sweep_every: std::time::Duration::from_secs(3600),
+        runs: Default::default(),
+        outbound: flowgate::config::OutboundConfig {
+            flow_model_hosts: vec!["127.0.0.1".into()],
+            allow_private_hosts: vec!["127.0.0.1".into()],
+        },
     })
 }
 

@@ -31,8 +31,10 @@ use flowgate::store::{ChatChange, ChatQuery, MessageView, SeqQuery, Store, Store
 
 mod chats;
 mod records;
+mod unreadable;
 pub use chats::*;
 pub use records::*;
+pub use unreadable::*;
 
 /// One `#[tokio::test]` per behaviour, each on a fresh store from `$factory`.
 #[macro_export]
@@ -56,6 +58,7 @@ macro_rules! store_suite {
             keys_are_found_by_hash_listed_per_tenant_and_touched,
             a_key_is_deleted_only_by_its_own_tenant,
             a_fresh_store_answers_ping,
+            an_unreadable_record_is_skipped_by_listings_and_can_still_be_deleted,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

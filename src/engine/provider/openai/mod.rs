@@ -55,6 +55,15 @@ struct Failure {
 impl OpenAiProvider {
     /// A provider for `config`; fails on a base URL that is not http(s).
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiConfigError> {
+        Self::with_client(config, |builder| builder)
+    }
+
+    /// Like [`OpenAiProvider::new`], with the HTTP client adjusted by `adjust`
+    /// (a flow's own model gets a guarded resolver and redirect policy).
+    pub fn with_client(
+        config: OpenAiConfig,
+        adjust: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, OpenAiConfigError> {
         let bad_url =
             || OpenAiConfigError::BadBaseUrl { name: config.name.clone(), base_url: config.base_url.clone() };
         let joined = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
@@ -62,14 +71,13 @@ impl OpenAiProvider {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad_url());
         }
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| OpenAiConfigError::Client {
-                name: config.name.clone(),
-                message: err.to_string(),
-            })?;
+            .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION")));
+        let client = adjust(builder).build().map_err(|err| OpenAiConfigError::Client {
+            name: config.name.clone(),
+            message: err.to_string(),
+        })?;
         Ok(Self { config, client, url })
     }
 

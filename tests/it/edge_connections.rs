@@ -1,0 +1,117 @@
+//! Connection hygiene: half-sent requests, stalled bodies and idle kept-alive
+//! connections are closed by the configured timeouts, the node's and a
+//! client's open connections are capped, and `/healthz` keeps answering.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::app::{TestApp, WAIT, spawn_configured};
+
+/// Reads until the server closes the connection; what it sent before.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut got))
+        .await
+        .expect("the server closed the connection in time")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn open(app: &TestApp, first: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    stream
+}
+
+async fn healthz(app: &TestApp) -> u16 {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let response = tokio::time::timeout(WAIT, client.get(app.url("/healthz")).send()).await.expect("in time");
+    response.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn half_sent_requests_and_idle_keep_alive_connections_are_closed_while_healthz_answers() {
+    let app = spawn_configured(|c| c.limits.http_header_read_secs = 1).await;
+    let mut half_sent = Vec::new();
+    for _ in 0..100 {
+        half_sent.push(open(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut stream = open(&app, b"GET /chats HTTP/1.1\r\nHost: x\r\nX-API-KEY: wrong\r\n\r\n").await;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 401");
+        idle.push(stream);
+    }
+    assert_eq!(healthz(&app).await, 200, "healthz answers beside them");
+    for stream in &mut half_sent {
+        assert_eq!(until_closed(stream).await, "", "a half-sent request gets no answer, only a close");
+    }
+    for stream in &mut idle {
+        until_closed(stream).await;
+    }
+    assert_eq!(healthz(&app).await, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_the_error_envelope_and_the_connection_closes() {
+    let app = spawn_configured(|c| c.limits.http_body_timeout_secs = 1).await;
+    let head = format!(
+        "POST /chats HTTP/1.1\r\nHost: x\r\nX-API-KEY: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"from_flow\"",
+        crate::support::app::KEY
+    );
+    let mut stream = open(&app, head.as_bytes()).await;
+    let answer = until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"invalid_body\""), "{answer}");
+}
+
+#[tokio::test]
+async fn over_the_node_cap_a_connection_is_closed_at_once_and_healthz_answers_once_the_flood_ends() {
+    let app = spawn_configured(|c| {
+        c.limits.http_max_connections = 10;
+        c.limits.http_header_read_secs = 1;
+    })
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..10 {
+        flood.push(open(&app, b"GET /healthz HTTP/1.1\r\n").await);
+    }
+    // The flood holds every slot: the next connection is closed unanswered.
+    let mut extra = open(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(until_closed(&mut extra).await, "");
+    for stream in &mut flood {
+        until_closed(stream).await;
+    }
+    // The slots free as the server closes its side; poll until one is free.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while healthz(&app).await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "healthz answers again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_address_over_its_cap_is_refused_while_a_trusted_proxy_is_not() {
+    let capped = spawn_configured(|c| c.limits.http_max_connections_per_client = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open(&capped, b"GET /healthz HTTP/1.1\r\n").await);
+    }
+    let mut fourth = open(&capped, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(until_closed(&mut fourth).await, "");
+
+    let proxied = spawn_configured(|c| {
+        c.limits.http_max_connections_per_client = 3;
+        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open(&proxied, b"GET /healthz HTTP/1.1\r\n").await);
+    }
+    assert_eq!(healthz(&proxied).await, 200);
+}
