@@ -117,8 +117,14 @@ impl<S: FrameSink> Follow<'_, S> {
         let Some(seq) = frame.seq else {
             return (!self.sink.push(frame)).then_some(FeedEnd::SinkClosed);
         };
-        if seq <= *last {
+        if seq <= *last && frame.kind != EventKind::ChatDeleted {
             return None;
+        }
+        if seq <= *last {
+            // A `chat.deleted` always ends the feed, whatever its seq: its
+            // seq follows the chat's last commit, but never risk a socket
+            // left open on a chat that is gone.
+            return Some(if self.sink.push(frame) { FeedEnd::Deleted } else { FeedEnd::SinkClosed });
         }
         if seq > *last + 1 {
             if let Err(end) = self.catch_up(last, seq - 1).await {

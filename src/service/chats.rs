@@ -124,11 +124,13 @@ impl ChatService {
             return Err(ClientError::chat_not_found(chat_id));
         };
         self.engine.stop(chat_id);
-        if !self.journal.store.delete_chat(chat_id).await? {
+        // The seq after the last commit, read by the delete itself: a run's
+        // write that landed after `owner` was read must not share its seq.
+        let Some(last_seq) = self.journal.store.delete_chat(chat_id).await? else {
             return Err(ClientError::chat_not_found(chat_id));
-        }
+        };
         let event = Event {
-            seq: Some(owner.last_seq + 1),
+            seq: Some(last_seq + 1),
             chat_id: chat_id.clone(),
             kind: EventKind::ChatDeleted,
             created_at: now(),

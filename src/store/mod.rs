@@ -211,8 +211,10 @@ pub(crate) fn owner_of(json: &str) -> StoreResult<ChatOwner> {
 pub trait Store: Send + Sync + 'static {
     /// Applies one change atomically (see [`ChatChange`]).
     async fn commit(&self, change: ChatChange) -> StoreResult<()>;
-    /// Removes a chat with its messages and events; `false` if it was not there.
-    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool>;
+    /// Removes a chat with its messages and events, and returns its last seq
+    /// as it was at the delete (no commit can follow a delete); `None` if it
+    /// was not there.
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<Option<u64>>;
     /// Who owns a chat, even when its record cannot be read whole (see
     /// [`ChatOwner`]); lets such a chat still be deleted.
     async fn chat_owner(&self, chat_id: &ChatId) -> StoreResult<Option<ChatOwner>>;

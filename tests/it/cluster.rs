@@ -14,7 +14,7 @@ use flowgate::model::{ChatStatus, EventKind};
 use serde_json::{Value, json};
 
 /// A gateway node on `redis`, with short leases so takeovers are quick.
-async fn node(redis: &RedisServer, name: &str) -> TestApp {
+pub(crate) async fn node(redis: &RedisServer, name: &str) -> TestApp {
     let url = redis.url();
     let name = name.to_owned();
     spawn_configured(move |c| {

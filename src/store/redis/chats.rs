@@ -137,22 +137,22 @@ impl RedisStore {
     }
 
     /// Removes a chat's keys, then its index entries.
-    pub(super) async fn delete_chat_keys(&self, chat_id: &str) -> StoreResult<bool> {
+    pub(super) async fn delete_chat_keys(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let mut invocation = scripts::DELETE_CHAT.prepare_invoke();
         invocation
             .key(self.keys.chat(chat_id))
             .key(self.keys.events(chat_id))
             .key(self.keys.messages(chat_id))
             .key(self.keys.final_messages(chat_id));
-        let tenant: Option<String> = self.invoke(&invocation).await?;
-        let Some(tenant) = tenant else {
-            return Ok(false);
+        let found: Option<(String, u64)> = self.invoke(&invocation).await?;
+        let Some((tenant, last_seq)) = found else {
+            return Ok(None);
         };
         let all = self.keys.chats_base(&tenant);
         if let Err(e) = self.forget(&tenant, chat_id, &all).await {
             tracing::warn!(chat_id, error = %e, "chat index cleanup failed");
         }
-        Ok(true)
+        Ok(Some(last_seq))
     }
 
     /// One chat by id.

@@ -163,7 +163,7 @@ impl Store for RedisStore {
         self.commit_change(change).await
     }
 
-    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<Option<u64>> {
         self.delete_chat_keys(chat_id).await
     }
 

@@ -47,15 +47,15 @@ return 'OK'
 });
 
 /// Removes a chat's keys. KEYS: chat hash, events, messages, final-view
-/// messages. Returns the
-/// chat's tenant, or nil when there was no chat.
+/// messages. Returns `{tenant, last seq}` as they were at the delete (no
+/// commit can follow it), or nil when there was no chat.
 pub static DELETE_CHAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-if not tenant then return false end
+local found = redis.call('HMGET', KEYS[1], 'tenant', 'seq')
+if not found[1] then return false end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return tenant
+return {found[1], found[2] or '0'}
 "#,
     )
 });

@@ -109,7 +109,7 @@ impl Store for SqliteStore {
         self.writer.call(move |c| write::commit(c, &change)).await
     }
 
-    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<bool> {
+    async fn delete_chat(&self, chat_id: &ChatId) -> StoreResult<Option<u64>> {
         let id = chat_id.to_owned();
         self.writer.call(move |c| write::delete_chat(c, &id)).await
     }

@@ -93,11 +93,14 @@ fn insert_events(conn: &Connection, chat_id: &str, events: &[Event]) -> StoreRes
 }
 
 /// Removes the chat, its messages and its events; `false` if there was no chat.
-pub fn delete_chat(conn: &Connection, chat_id: &str) -> StoreResult<bool> {
-    let removed = conn.prepare_cached("DELETE FROM chats WHERE id = ?1")?.execute([chat_id])?;
+pub fn delete_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
+    let last_seq: Option<i64> = conn
+        .prepare_cached("DELETE FROM chats WHERE id = ?1 RETURNING last_seq")?
+        .query_row([chat_id], |row| row.get(0))
+        .optional()?;
     conn.prepare_cached("DELETE FROM messages WHERE chat_id = ?1")?.execute([chat_id])?;
     conn.prepare_cached("DELETE FROM events WHERE chat_id = ?1")?.execute([chat_id])?;
-    Ok(removed > 0)
+    Ok(last_seq.map(|s| s as u64))
 }
 
 /// Inserts or replaces the flow `(tenant, id)`.

@@ -51,7 +51,7 @@ pub async fn a_change_to_a_missing_chat_is_chat_not_found(store: DynStore) {
     assert!(matches!(result, Err(StoreError::ChatNotFound)), "{result:?}");
 
     let record = create_chat(&store, "tenant_a", "flow_a").await;
-    assert!(store.delete_chat(&record.chat.id).await.expect("deletes"));
+    assert_eq!(store.delete_chat(&record.chat.id).await.expect("deletes"), Some(record.chat.last_seq));
     let result = store.commit(post(&record, "hello")).await;
     assert!(matches!(result, Err(StoreError::ChatNotFound)), "{result:?}");
     assert!(all_events(&store, &record.chat.id).await.is_empty());
@@ -268,11 +268,12 @@ pub async fn deleting_a_chat_removes_its_messages_and_events(store: DynStore) {
     let kept = create_chat(&store, "tenant_a", "flow_a").await;
     let kept = post_and_cancel(&store, &kept, "stay").await;
 
-    assert!(store.delete_chat(&doomed.chat.id).await.expect("deletes"));
+    let deleted_at = store.delete_chat(&doomed.chat.id).await.expect("deletes");
+    assert_eq!(deleted_at, Some(doomed.chat.last_seq), "the delete reports the chat's last seq");
     assert_eq!(store.get_chat(&doomed.chat.id).await.expect("reads"), None);
     assert!(all_events(&store, &doomed.chat.id).await.is_empty());
     assert!(all_messages(&store, &doomed.chat.id).await.is_empty());
-    assert!(!store.delete_chat(&doomed.chat.id).await.expect("deletes"));
+    assert_eq!(store.delete_chat(&doomed.chat.id).await.expect("deletes"), None);
 
     assert_eq!(all_events(&store, &kept.chat.id).await.len() as u64, kept.chat.last_seq);
     assert_eq!(all_messages(&store, &kept.chat.id).await.len(), 1);

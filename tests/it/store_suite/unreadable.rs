@@ -26,7 +26,7 @@ pub async fn an_unreadable_record_is_skipped_by_listings_and_can_still_be_delete
 
     let owner = store.chat_owner(&poisoned.chat.id).await.expect("the owner reads").expect("there");
     assert_eq!((owner.tenant.as_str(), owner.last_seq), ("tenant_a", poisoned.chat.last_seq));
-    assert!(store.delete_chat(&poisoned.chat.id).await.expect("deletes"));
+    assert_eq!(store.delete_chat(&poisoned.chat.id).await.expect("deletes"), Some(poisoned.chat.last_seq));
     assert_eq!(store.chat_owner(&poisoned.chat.id).await.expect("reads"), None);
 
     let mut flow = flow_of("tenant_a", "deep", "Deep", at_ms(now(), 0));
