@@ -137,7 +137,8 @@ impl App {
             outbound: config.outbound.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
-        let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);
+        let limit = config.limits.max_message_bytes;
+        let services = Services::new(journal, engine.clone(), auth, limit, shutdown.child_token());
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {

@@ -32,11 +32,17 @@ pub struct Claims {
     /// Limits the token to one chat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_id: Option<String>,
+    /// The API key that minted this token (`key_…`): the token dies with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Expiry, seconds since the epoch (required).
     pub exp: u64,
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not before (checked, with the same leeway as `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -108,15 +114,23 @@ impl Jwt {
     }
 
     /// Mints a token for one chat of one tenant; returns it with its expiry.
-    pub fn mint_chat_token(&self, tenant: &str, chat_id: &str, ttl_secs: Option<u64>) -> (String, u64) {
+    pub fn mint_chat_token(
+        &self,
+        tenant: &str,
+        chat_id: &str,
+        ttl_secs: Option<u64>,
+        key_id: Option<&str>,
+    ) -> (String, u64) {
         let iat = now_secs();
         let exp = iat + ttl_secs.unwrap_or(self.chat_ttl_secs).clamp(1, 86_400);
         let claims = Claims {
             sub: Some(tenant.to_owned()),
             tenant: None,
             chat_id: Some(chat_id.to_owned()),
+            key_id: key_id.map(str::to_owned),
             exp,
             iat: Some(iat),
+            nbf: None,
             iss: self.issuer.clone(),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
@@ -141,7 +155,7 @@ mod tests {
     #[test]
     fn a_minted_chat_token_verifies_with_its_tenant_and_chat() {
         let j = jwt("0123456789abcdef0123456789abcdef");
-        let (token, _) = j.mint_chat_token("acme", "chat_1", None);
+        let (token, _) = j.mint_chat_token("acme", "chat_1", None, None);
         let claims = j.verify(&token).unwrap();
         assert_eq!(claims.tenant(), Some("acme"));
         assert_eq!(claims.chat_id.as_deref(), Some("chat_1"));
@@ -149,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
-        let (token, _) = jwt("0123456789abcdef0123456789abcdef").mint_chat_token("acme", "c", None);
+        let (token, _) = jwt("0123456789abcdef0123456789abcdef").mint_chat_token("acme", "c", None, None);
         assert!(jwt("ffffffffffffffffffffffffffffffff").verify(&token).is_err());
     }
 
@@ -160,8 +174,10 @@ mod tests {
             sub: Some("acme".into()),
             tenant: None,
             chat_id: None,
+            key_id: None,
             exp: now_secs() - 60,
             iat: None,
+            nbf: None,
             iss: None,
         };
         let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();

@@ -66,7 +66,7 @@ pub struct Caller {
     pub tenant: TenantId,
     /// How far it reaches within the tenant.
     pub scope: Scope,
-    /// The API key used, if any.
+    /// The API key used, or the one that minted the chat token used.
     pub key_id: Option<KeyId>,
     /// That key's hash, to check a long-lived socket's key is still valid.
     pub key_hash: Option<String>,
@@ -133,13 +133,15 @@ impl Authenticator {
         if caller.expires_at.is_some_and(|exp| exp <= jwt::now_secs()) {
             return Err(AuthError::Expired);
         }
-        match &caller.key_hash {
-            Some(hash) => match self.store.key_by_hash(hash).await? {
-                Some(_) => Ok(()),
-                None => Err(AuthError::Revoked),
-            },
-            None => Ok(()),
-        }
+        let alive = match (&caller.key_hash, &caller.key_id) {
+            (Some(hash), _) => self.store.key_by_hash(hash).await?.is_some(),
+            // A chat token minted by a key lives only as long as that key.
+            (None, Some(key_id)) => {
+                self.store.list_keys(&caller.tenant).await?.iter().any(|k| &k.id == key_id)
+            }
+            (None, None) => true,
+        };
+        if alive { Ok(()) } else { Err(AuthError::Revoked) }
     }
 
     /// Authenticates the presented credentials: headers first, else a
@@ -181,7 +183,11 @@ impl Authenticator {
             None => Scope::Tenant,
             Some(id) => Scope::Chat(ChatId::parse(id).map_err(|e| invalid(e.to_string()))?),
         };
-        Ok(Caller { tenant, scope, key_id: None, key_hash: None, expires_at: Some(claims.exp) })
+        let key_id = match claims.key_id.as_deref() {
+            None => None,
+            Some(id) => Some(KeyId::parse(id).map_err(|e| invalid(e.to_string()))?),
+        };
+        Ok(Caller { tenant, scope, key_id, key_hash: None, expires_at: Some(claims.exp) })
     }
 
     async fn api_key(&self, secret: &str) -> Result<Caller, AuthError> {

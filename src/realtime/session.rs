@@ -59,6 +59,8 @@ struct Session {
 /// Runs a connection to its end.
 pub async fn run(socket: WebSocket, init: SessionInit) {
     let SessionInit { state, caller, bound, permit } = init;
+    // Ends the socket when its credential does (expired, or revoked anywhere).
+    let credential = state.services.access.watch(&caller);
     let limits = state.limits.clone();
     let closer = Closer::default();
     let (outbox, inbox) =
@@ -94,6 +96,10 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
             biased;
             _ = closer.token().cancelled() => break,
             _ = token.cancelled() => { closer.close(Disconnect::GoingAway, "server shutting down"); break }
+            _ = credential.ended() => {
+                closer.close(Disconnect::Unauthenticated, "the credential was revoked or expired");
+                break
+            }
             next = stream.next() => next,
         };
         match next {

@@ -24,6 +24,7 @@ use crate::auth::Caller;
 use crate::bus::Frame;
 use crate::http::{IdPath, QueryParams};
 use crate::model::{ChatId, ClientError};
+use crate::service::CredentialWatch;
 
 /// Frames buffered per SSE stream; a client further behind is cut off and
 /// resumes with `Last-Event-ID`.
@@ -52,11 +53,13 @@ pub async fn events(
         None => (params.after_seq.unwrap_or(0), "after_seq"),
     };
     state.services.chats.feed_start(&caller, &chat_id, after_seq, param).await?;
-    Ok(stream(&state, chat_id, after_seq))
+    let credential = state.services.access.watch(&caller);
+    Ok(stream(&state, chat_id, after_seq, credential))
 }
 
-/// Streams a chat's events after `after_seq` (access already checked).
-fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64) -> Response {
+/// Streams a chat's events after `after_seq` (access already checked) until
+/// the client goes, the node shuts down, or the credential ends.
+fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64, credential: CredentialWatch) -> Response {
     let (tx, rx) = mpsc::channel::<Arc<Frame>>(QUEUE);
     let token = state.shutdown.child_token();
     let guard = token.clone().drop_guard();
@@ -64,7 +67,10 @@ fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64) -> Response {
     state.connections.spawn(async move {
         let follow =
             Follow { journal: &journal, chat_id: &chat_id, after_seq, sink: ChannelSink(tx), cancel: &token };
-        follow.run().await;
+        tokio::select! {
+            _ = follow.run() => {}
+            _ = credential.ended() => {}
+        }
     });
     let events = ReceiverStream::new(rx).map(move |frame| {
         let _alive = &guard;

@@ -8,19 +8,31 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
+use super::credentials::{CredentialWatch, Credentials};
 use crate::auth::{Authenticator, Caller, Presented, Scope};
-use crate::model::ClientError;
+use crate::model::{ClientError, KeyId};
 
 /// The access rules.
 #[derive(Clone)]
 pub struct Access {
     auth: Arc<Authenticator>,
+    credentials: Arc<Credentials>,
 }
 
 impl Access {
-    /// The rules over an authenticator.
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        Self { auth }
+    /// The rules over an authenticator; the node's credential checker ends
+    /// with `shutdown`.
+    pub fn new(auth: Arc<Authenticator>, shutdown: CancellationToken) -> Self {
+        let credentials = Arc::new(Credentials::start(auth.clone(), shutdown));
+        Self { auth, credentials }
+    }
+
+    /// A watch that fires when the caller's credential ends (token expiry,
+    /// key revoked on any node): every long-lived stream holds one.
+    pub fn watch(&self, caller: &Caller) -> CredentialWatch {
+        self.credentials.watch(caller)
     }
 
     /// Resolves presented credentials to a caller (401 when they do not hold,
@@ -51,6 +63,7 @@ impl Access {
 
     /// Mints a token for one chat of the caller's tenant (checked by the caller).
     pub(crate) fn mint_chat_token(&self, caller: &Caller, chat_id: &str, ttl: Option<u64>) -> (String, u64) {
-        self.auth.jwt().mint_chat_token(&caller.tenant, chat_id, ttl)
+        let key_id = caller.key_id.as_ref().map(KeyId::as_str);
+        self.auth.jwt().mint_chat_token(&caller.tenant, chat_id, ttl, key_id)
     }
 }

@@ -229,7 +229,13 @@ impl ChatService {
                 // A closed bus would wake us at once, again and again: answer now.
                 Some(sub) if items.is_empty() && sub.resync.has_changed().is_ok() => {
                     let after = query.after_seq.unwrap_or(0);
-                    super::longpoll::wait_for_message(sub, after, left, stop).await;
+                    let credential = self.access.watch(caller);
+                    tokio::select! {
+                        () = super::longpoll::wait_for_message(sub, after, left, stop) => {}
+                        () = credential.ended() => {
+                            return Err(ClientError::unauthenticated("the credential was revoked or expired"));
+                        }
+                    }
                 }
                 _ => return Ok((items, last_seq)),
             }

@@ -9,8 +9,11 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 mod access;
 mod chats;
+mod credentials;
 mod error;
 mod flows;
 mod keys;
@@ -18,6 +21,7 @@ mod longpoll;
 
 pub use access::Access;
 pub use chats::{ChatService, NewChat, required_text};
+pub use credentials::CredentialWatch;
 pub use flows::{FlowService, Registered};
 pub use keys::KeyService;
 
@@ -39,14 +43,16 @@ pub struct Services {
 }
 
 impl Services {
-    /// Builds the services; texts longer than `max_message_bytes` are refused.
+    /// Builds the services; texts longer than `max_message_bytes` are refused;
+    /// the node's credential checker ends with `shutdown`.
     pub fn new(
         journal: Journal,
         engine: Arc<Engine>,
         auth: Arc<Authenticator>,
         max_message_bytes: usize,
+        shutdown: CancellationToken,
     ) -> Self {
-        let access = Access::new(auth);
+        let access = Access::new(auth, shutdown);
         let store = journal.store.clone();
         Services {
             chats: ChatService::new(journal, engine.clone(), access.clone(), max_message_bytes),

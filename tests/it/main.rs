@@ -11,6 +11,7 @@ mod autogen_golden;
 mod bus_redis;
 mod cli;
 mod cluster;
+mod credentials;
 mod delete_race;
 mod edge_connections;
 mod edge_input;
