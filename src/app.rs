@@ -201,6 +201,7 @@ impl App {
 /// with the contract's envelope for unknown routes, wrong methods and panics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
+    let cors = crate::http::cors::layer(&state.config.cors);
     let routes = || {
         crate::api::routes::<AppState>()
             .merge(crate::realtime::routes::<AppState>())
@@ -216,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|_| ClientError::internal("a handler panicked").into_response()))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 

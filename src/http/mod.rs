@@ -1,10 +1,11 @@
 //! HTTP plumbing shared by the REST routes (`api`) and the realtime ones
 //! (`realtime`): the error envelope ([`ClientError`](crate::model::ClientError)
-//! as a response), the body, query and typed-id path extractors, and the
-//! `Caller` extractor.
+//! as a response), the body, query and typed-id path extractors, the
+//! `Caller` extractor, and the CORS layer for configured origins.
 //!
-//! Touches the domain services (to authenticate) and nothing else.
+//! Touches the domain services (to authenticate) and the config (CORS).
 
+pub mod cors;
 mod error;
 mod extract;
 mod page;

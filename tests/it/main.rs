@@ -7,6 +7,7 @@
 mod store_suite;
 mod support;
 
+mod browser_plumbing;
 mod bus_redis;
 mod cli;
 mod cluster;
