@@ -154,3 +154,20 @@ async fn a_socket_that_subscribes_and_watches_gets_each_status_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn flowgate_js_is_served_read_only_as_javascript_and_nothing_else_is() {
+    let app = spawn_app().await;
+    let js = reqwest::get(app.url("/static/flowgate.js")).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(js.text().await.unwrap(), include_str!("../../static/flowgate.js"));
+    for path in ["/static/", "/static", "/static/openapi.json", "/static/..%2FCargo.toml", "/static/nope.js"]
+    {
+        let (status, body) = crate::support::app::send(reqwest::Client::new().get(app.url(path))).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let post = reqwest::Client::new().post(app.url("/static/flowgate.js")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}

@@ -8,6 +8,7 @@ mod store_suite;
 mod support;
 
 mod browser_plumbing;
+mod browsers;
 mod bus_redis;
 mod cli;
 mod cluster;
