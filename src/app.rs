@@ -217,6 +217,7 @@ fn serve_limits(config: &Config) -> ServeLimits {
 /// with the contract's envelope for unknown routes, wrong methods and panics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
+    let cors = crate::http::cors::layer(&state.config.cors);
     let routes = || {
         crate::api::routes::<AppState>()
             .merge(crate::realtime::routes::<AppState>())
@@ -233,6 +234,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(state.config.limits.http_body_timeout_secs)))
         .layer(CatchPanicLayer::custom(|_| ClientError::internal("a handler panicked").into_response()))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 

@@ -21,6 +21,7 @@ use crate::flow::ModelSpec;
 /// Top-level setting names, the only `FLOWGATE_*` variables read as config.
 const KEYS: &[&str] = &[
     "cluster",
+    "cors",
     "listen",
     "data_dir",
     "api_key",
@@ -117,6 +118,15 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self { lease_ttl_secs: 10, sweep_secs: 5 }
     }
+}
+
+/// Cross-origin access for browsers (CORS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call the API;
+    /// empty (the default) grants no cross-origin access.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Limits on requests and sockets.
@@ -250,6 +260,8 @@ pub struct Config {
     pub runs: RunLimits,
     /// Where a flow's own models may call.
     pub outbound: OutboundConfig,
+    /// Browsers on other origins.
+    pub cors: CorsConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -271,6 +283,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             runs: RunLimits::default(),
             outbound: OutboundConfig::default(),
+            cors: CorsConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -354,11 +367,27 @@ impl Config {
         if l.http_body_timeout_secs == 0 {
             return bad("limits.http_body_timeout_secs", "must be at least 1");
         }
+        if let Some(bad_origin) = self.cors.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Value {
+                key: "cors.allowed_origins",
+                message: format!("`{bad_origin}` is not an origin like https://app.example.com[:port]"),
+            });
+        }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");
         }
         Ok(())
     }
+}
+
+/// Whether `s` is a web origin as a browser sends it: `http(s)://host[:port]`,
+/// no path, no wildcard.
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 #[cfg(test)]
@@ -416,6 +445,24 @@ mod tests {
                 matches!(&c.models["default"], ModelSpec::Openai { model, timeout_secs: Some(120), .. } if model == "llama3.2")
             );
             assert!(matches!(&c.models["offline"], ModelSpec::Scripted { .. }));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cors_origins_load_from_the_environment_and_a_path_or_wildcard_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "FLOWGATE_CORS__ALLOWED_ORIGINS",
+                "[https://app.example.com, http://localhost:5173]",
+            );
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.cors.allowed_origins, ["https://app.example.com", "http://localhost:5173"]);
+            for bad in ["*", "https://app.example.com/", "app.example.com"] {
+                jail.set_env("FLOWGATE_CORS__ALLOWED_ORIGINS", format!("[\"{bad}\"]"));
+                let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+                assert!(err.contains("cors.allowed_origins"), "{bad}: {err}");
+            }
             Ok(())
         });
     }

@@ -11,7 +11,7 @@
 //! | ledger | `ledger` (status machine + journal) |
 //! | engine | `engine` |
 //! | domain | `auth`, `backends` (the one factory), `service` (chats, flows, keys: where access is decided) |
-//! | edge | `http` (error envelope, extractors) |
+//! | edge | `http` (error envelope, extractors, CORS) |
 //! | transports | `api`, `realtime` (never importing each other) |
 //! | wiring | `app` |
 #![forbid(unsafe_code)]

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::service::Services;
 
+mod assets;
 mod chats;
 mod flows;
 mod health;
@@ -65,6 +66,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/static/{file}"),
 ];
 
 /// The checked-in OpenAPI description, served at `/openapi.json`.
@@ -95,4 +97,5 @@ where
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
+        .route("/static/{file}", get(assets::file))
 }

@@ -1,13 +1,14 @@
 //! HTTP plumbing shared by the REST routes (`api`) and the realtime ones
 //! (`realtime`): the error envelope ([`ClientError`](crate::model::ClientError)
-//! as a response), the body, query and typed-id path extractors, and the
-//! `Caller` extractor.
+//! as a response), the body, query and typed-id path extractors, the
+//! `Caller` extractor, and the CORS layer for configured origins.
 //!
 //! Also the server itself (`serve`): connections under timeouts and caps.
 //!
-//! Touches the domain services (to authenticate), and the listening socket
-//! and its connections (`serve`).
+//! Touches the domain services (to authenticate), the config (CORS), and the
+//! listening socket and its connections (`serve`).
 
+pub mod cors;
 mod error;
 mod extract;
 mod page;

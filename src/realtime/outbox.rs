@@ -254,11 +254,16 @@ pub async fn write_loop(
         if closer.code().is_some_and(|c| c != Disconnect::TooSlow && c != Disconnect::PongTimeout) {
             while let Some(text) = inbox.try_recv() {
                 if sink.feed(Message::Text(text)).await.is_err() {
-                    return;
+                    break;
                 }
             }
         }
-        let _ = sink.send(Message::Close(Some(closer.frame()))).await;
+        if sink.send(Message::Close(Some(closer.frame()))).await.is_err() {
+            // The client closed first: tungstenite refuses any frame of ours
+            // but holds its echo of the client's Close; flushing sends it, so
+            // the client sees a clean close with its own code (1000).
+            let _ = sink.flush().await;
+        }
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
 }

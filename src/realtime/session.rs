@@ -1,6 +1,8 @@
 //! One WebSocket connection: the reader loop that parses commands and runs
 //! them with the same rules as the REST routes, the subscriptions it holds
-//! (one gap-free [`Follow`] task each), and the tie to its writer.
+//! (one gap-free [`Follow`] task each), and the tie to its writer. A chat's
+//! `chat.status` reaches the socket once: through its subscription while it
+//! has one, else through `watch_status`.
 //!
 //! Touches the domain services (every command, and the access check of every
 //! subscribe, is theirs), the journal they expose (feeds) and the node's
@@ -9,12 +11,12 @@
 //! names one (a revoked or expired credential: 4001; a bound socket's chat
 //! gone: 4004).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket};
+use dashmap::DashMap;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -51,10 +53,14 @@ struct Session {
     outbox: Outbox,
     /// Cancelled when the connection ends; parent of every subscription.
     token: CancellationToken,
-    subscriptions: HashMap<ChatId, CancellationToken>,
+    /// Shared with the status feed, which leaves these chats' statuses to them.
+    subscriptions: Subscriptions,
     status_feed: Option<CancellationToken>,
     window: (Instant, u32),
 }
+
+/// A connection's subscriptions, each with the token that ends its feed.
+type Subscriptions = Arc<DashMap<ChatId, CancellationToken>>;
 
 /// Runs a connection to its end.
 pub async fn run(socket: WebSocket, init: SessionInit) {
@@ -82,7 +88,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         bound: bound.as_ref().map(|(id, _)| id.clone()),
         outbox,
         token: token.clone(),
-        subscriptions: HashMap::new(),
+        subscriptions: Subscriptions::default(),
         status_feed: None,
         window: (Instant::now(), 0),
     };
@@ -229,17 +235,25 @@ impl Session {
             let msg = format!("at most {limit} subscriptions per connection");
             return self.send_error(r, ClientError::new(ErrorCode::TooManySubscriptions, msg));
         }
+        // Registered before the feed starts, so from here on the status feed
+        // leaves this chat's statuses to the replay and the live feed.
+        let token = self.token.child_token();
+        let old = self.subscriptions.insert(chat_id.clone(), token.clone());
         let chats = &self.state.services.chats;
         let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
             Ok(seq) => seq,
-            Err(e) => return self.send_error(r, e),
+            Err(e) => {
+                self.subscriptions.remove(&chat_id);
+                if let Some(old) = old {
+                    self.subscriptions.insert(chat_id, old);
+                }
+                return self.send_error(r, e);
+            }
         };
-        if let Some(old) = self.subscriptions.remove(&chat_id) {
+        if let Some(old) = old {
             old.cancel();
         }
         self.outbox.push(protocol::subscribed(r, &chat_id, last_seq, view));
-        let token = self.token.child_token();
-        self.subscriptions.insert(chat_id.clone(), token.clone());
         let (journal, outbox, bound) =
             (self.state.services.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
         self.state.connections.spawn(async move {
@@ -261,7 +275,7 @@ impl Session {
 
     fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        if let Some(t) = self.subscriptions.remove(&id) {
+        if let Some((_, t)) = self.subscriptions.remove(&id) {
             t.cancel();
         }
         self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
@@ -275,6 +289,7 @@ impl Session {
             self.status_feed = Some(token.clone());
             let bus = self.state.services.chats.journal().bus.clone();
             let (outbox, tenant) = (self.outbox.clone(), self.caller.tenant.clone());
+            let subscribed = self.subscriptions.clone();
             self.state.connections.spawn(async move {
                 let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
                     return outbox.closer().close(Disconnect::Resubscribe, "status feed unavailable");
@@ -285,6 +300,7 @@ impl Session {
                         f = sub.receiver.recv() => f,
                     };
                     match frame {
+                        Ok(f) if covered(&subscribed, &f.chat_id) => {}
                         Ok(f) if !outbox.push(f.json.clone()) => return,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(_) => {
@@ -331,6 +347,12 @@ impl Session {
         self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
+}
+
+/// Whether a live subscription of the connection delivers this chat's events
+/// (its statuses included, with their seqs and in order).
+fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
+    subscriptions.get(chat_id).is_some_and(|t| !t.is_cancelled())
 }
 
 /// Whether a read failed because a frame or message went over the size limit.

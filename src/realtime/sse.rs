@@ -1,6 +1,8 @@
 //! `GET /chats/{id}/events` as Server-Sent Events: the same envelopes and the
 //! same gap-free feed as the WebSocket; `id:` is the seq, and `Last-Event-ID`
 //! or `?after_seq=` resumes. A comment ping every 15 s keeps proxies open.
+//! `EventSource` cannot set headers, so a chat token may come as `?token=`
+//! (as on the WebSocket; never an API key).
 //!
 //! Touches the chat service (access, the journal for the feed) and the node's
 //! connection registry.
@@ -20,9 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::RealtimeState;
 use super::feed::{Follow, FrameSink};
-use crate::auth::Caller;
+use crate::auth::Presented;
 use crate::bus::Frame;
-use crate::http::{IdPath, QueryParams};
+use crate::http::{IdPath, QueryParams, presented};
 use crate::model::{ChatId, ClientError};
 use crate::service::CredentialWatch;
 
@@ -30,21 +32,25 @@ use crate::service::CredentialWatch;
 /// resumes with `Last-Event-ID`.
 const QUEUE: usize = 1024;
 
-/// The SSE query: where to resume when no `Last-Event-ID` is sent.
+/// The SSE query: where to resume when no `Last-Event-ID` is sent, and a
+/// chat token for browsers.
 #[derive(Debug, Deserialize)]
 pub struct SseParams {
     after_seq: Option<u64>,
+    token: Option<String>,
 }
 
 /// `GET /chats/{chat_id}/events` with `Accept: text/event-stream`: the chat's
-/// events after `Last-Event-ID` (or `?after_seq=`), then live.
+/// events after `Last-Event-ID` (or `?after_seq=`), then live. The caller
+/// presents headers or a `?token=` chat token; the services decide.
 pub async fn events(
     State(state): State<RealtimeState>,
-    caller: Caller,
     IdPath(chat_id): IdPath<ChatId>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<SseParams>,
 ) -> Result<Response, ClientError> {
+    let presented = Presented { query_token: params.token.as_deref(), ..presented(&headers) };
+    let caller = state.services.access.authenticate(presented).await?;
     let (after_seq, param) = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(id) => {
             let seq = id.trim().parse::<u64>();

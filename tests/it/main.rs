@@ -8,6 +8,8 @@ mod store_suite;
 mod support;
 
 mod autogen_golden;
+mod browser_plumbing;
+mod browsers;
 mod bus_redis;
 mod cli;
 mod cluster;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod fake_openai;
 pub mod flows;
 pub mod redis_server;
