@@ -191,6 +191,16 @@ pub struct RunLimits {
     pub max_concurrent_runs_per_tenant: u64,
     /// Chats one tenant may keep (429 `quota_exceeded`); 0: no quota.
     pub max_chats_per_tenant: u64,
+    /// Longest a run may run in one stretch (from its start or a human's
+    /// answer until it ends or asks the human), seconds; then it fails with
+    /// `max_run_secs`.
+    pub max_run_secs: u64,
+    /// Longest agent reply, bytes: a longer one is cut there (and marked
+    /// `metadata.truncated`), and the model call stops.
+    pub max_reply_bytes: usize,
+    /// Most durable events one run may write; then it fails with
+    /// `max_events_per_run`.
+    pub max_events_per_run: u64,
 }
 
 impl Default for RunLimits {
@@ -200,6 +210,9 @@ impl Default for RunLimits {
             max_consecutive_auto_reply: 100,
             max_concurrent_runs_per_tenant: 64,
             max_chats_per_tenant: 100_000,
+            max_run_secs: 1800,
+            max_reply_bytes: 128 << 10,
+            max_events_per_run: 2000,
         }
     }
 }
@@ -347,6 +360,10 @@ impl Config {
         }
         if self.runs.max_round == 0 || self.runs.max_consecutive_auto_reply == 0 {
             return bad("runs", "max_round and max_consecutive_auto_reply must be at least 1");
+        }
+        let r = &self.runs;
+        if r.max_run_secs == 0 || r.max_reply_bytes == 0 || r.max_events_per_run == 0 {
+            return bad("runs", "max_run_secs, max_reply_bytes and max_events_per_run must be at least 1");
         }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");
