@@ -142,9 +142,11 @@ pub struct Limits {
     pub ws_max_connections: usize,
     /// Longest `wait` a long-poll may hold, seconds.
     pub long_poll_max_secs: u64,
-    /// Seconds a client has to send a request's head; also how long an idle
-    /// kept-alive connection may wait for its next request.
+    /// Seconds a client has to send a request's head, from its first byte.
     pub http_header_read_secs: u64,
+    /// Seconds a connection may wait for a request's first byte, after it
+    /// opens or after its last response (idle keep-alive).
+    pub http_idle_secs: u64,
     /// Seconds a request body may go without sending more bytes (then 400
     /// `invalid_body` and the connection closes).
     pub http_body_timeout_secs: u64,
@@ -153,7 +155,8 @@ pub struct Limits {
     pub http_max_connections: usize,
     /// Open HTTP connections per client address (the socket's peer); 0: no cap.
     pub http_max_connections_per_client: usize,
-    /// Peers (reverse proxies) exempt from the per-client cap.
+    /// Reverse proxies: their connections count under the client their first
+    /// request's `X-Forwarded-For` names (not counted when it names none).
     pub trusted_proxies: Vec<IpAddr>,
 }
 
@@ -170,6 +173,7 @@ impl Default for Limits {
             ws_max_connections: 50_000,
             long_poll_max_secs: 60,
             http_header_read_secs: 15,
+            http_idle_secs: 30,
             http_body_timeout_secs: 30,
             http_max_connections: 0,
             http_max_connections_per_client: 0,
@@ -367,6 +371,9 @@ impl Config {
         }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");
+        }
+        if l.http_idle_secs == 0 {
+            return bad("limits.http_idle_secs", "must be at least 1");
         }
         if l.http_body_timeout_secs == 0 {
             return bad("limits.http_body_timeout_secs", "must be at least 1");
