@@ -206,10 +206,11 @@ fn serve_limits(config: &Config) -> ServeLimits {
     };
     ServeLimits {
         header_read: Duration::from_secs(l.http_header_read_secs),
+        idle: Duration::from_secs(l.http_idle_secs),
         max_connections,
         max_per_client: (l.http_max_connections_per_client > 0).then_some(l.http_max_connections_per_client),
         trusted_proxies: l.trusted_proxies.clone(),
-        drain: Duration::from_secs(l.long_poll_max_secs.max(l.http_header_read_secs)),
+        drain: Duration::from_secs(l.long_poll_max_secs.max(l.http_header_read_secs).max(l.http_idle_secs)),
     }
 }
 

@@ -152,9 +152,11 @@ pub struct Limits {
     pub ws_max_connections: usize,
     /// Longest `wait` a long-poll may hold, seconds.
     pub long_poll_max_secs: u64,
-    /// Seconds a client has to send a request's head; also how long an idle
-    /// kept-alive connection may wait for its next request.
+    /// Seconds a client has to send a request's head, from its first byte.
     pub http_header_read_secs: u64,
+    /// Seconds a connection may wait for a request's first byte, after it
+    /// opens or after its last response (idle keep-alive).
+    pub http_idle_secs: u64,
     /// Seconds a request body may go without sending more bytes (then 400
     /// `invalid_body` and the connection closes).
     pub http_body_timeout_secs: u64,
@@ -163,7 +165,8 @@ pub struct Limits {
     pub http_max_connections: usize,
     /// Open HTTP connections per client address (the socket's peer); 0: no cap.
     pub http_max_connections_per_client: usize,
-    /// Peers (reverse proxies) exempt from the per-client cap.
+    /// Reverse proxies: their connections count under the client their first
+    /// request's `X-Forwarded-For` names (not counted when it names none).
     pub trusted_proxies: Vec<IpAddr>,
 }
 
@@ -180,6 +183,7 @@ impl Default for Limits {
             ws_max_connections: 50_000,
             long_poll_max_secs: 60,
             http_header_read_secs: 15,
+            http_idle_secs: 30,
             http_body_timeout_secs: 30,
             http_max_connections: 0,
             http_max_connections_per_client: 0,
@@ -201,6 +205,16 @@ pub struct RunLimits {
     pub max_concurrent_runs_per_tenant: u64,
     /// Chats one tenant may keep (429 `quota_exceeded`); 0: no quota.
     pub max_chats_per_tenant: u64,
+    /// Longest a run may run in one stretch (from its start or a human's
+    /// answer until it ends or asks the human), seconds; then it fails with
+    /// `max_run_secs`.
+    pub max_run_secs: u64,
+    /// Longest agent reply, bytes: a longer one is cut there (and marked
+    /// `metadata.truncated`), and the model call stops.
+    pub max_reply_bytes: usize,
+    /// Most durable events one run may write; then it fails with
+    /// `max_events_per_run`.
+    pub max_events_per_run: u64,
 }
 
 impl Default for RunLimits {
@@ -210,6 +224,9 @@ impl Default for RunLimits {
             max_consecutive_auto_reply: 100,
             max_concurrent_runs_per_tenant: 64,
             max_chats_per_tenant: 100_000,
+            max_run_secs: 1800,
+            max_reply_bytes: 128 << 10,
+            max_events_per_run: 2000,
         }
     }
 }
@@ -361,8 +378,15 @@ impl Config {
         if self.runs.max_round == 0 || self.runs.max_consecutive_auto_reply == 0 {
             return bad("runs", "max_round and max_consecutive_auto_reply must be at least 1");
         }
+        let r = &self.runs;
+        if r.max_run_secs == 0 || r.max_reply_bytes == 0 || r.max_events_per_run == 0 {
+            return bad("runs", "max_run_secs, max_reply_bytes and max_events_per_run must be at least 1");
+        }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");
+        }
+        if l.http_idle_secs == 0 {
+            return bad("limits.http_idle_secs", "must be at least 1");
         }
         if l.http_body_timeout_secs == 0 {
             return bad("limits.http_body_timeout_secs", "must be at least 1");

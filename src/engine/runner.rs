@@ -26,9 +26,11 @@ use crate::ledger::{Refusal, UpdateError};
 use crate::model::{ChatError, ChatId, ChatRecord, ChatStatus, Message, Role, RunId, new_message_id};
 use crate::store::{ChatChange, Fence, MessageView, SeqQuery, StoreError, StoreResult};
 
+mod bounds;
 mod calls;
 mod lookahead;
 
+use bounds::Bounds;
 use lookahead::{Preselected, mark_final};
 
 /// Messages read per page when loading the history.
@@ -53,6 +55,7 @@ pub(super) async fn drive(
         flow: None,
         history: Vec::new(),
         preselected: None,
+        bounds: Bounds::starting_now(&shared.runs),
     };
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
@@ -116,6 +119,8 @@ struct Runner<'a> {
     /// The selector's answer for the next step, asked while marking the last
     /// message (see `lookahead`).
     preselected: Option<Preselected>,
+    /// The operator's bounds on this stretch of the run (see `bounds`).
+    bounds: Bounds,
 }
 
 impl Runner<'_> {
@@ -136,6 +141,9 @@ impl Runner<'_> {
             Err(message) => return self.fail(&at, "flow_invalid", message).await,
         };
         self.sync_history(at.seen_seq).await?;
+        if let Some(over) = self.bounds.exceeded(&self.history, &at.run_id, at.seen_seq) {
+            return self.fail(&at, over.code, over.message).await;
+        }
         let preselected = self.preselected.take().filter(|p| p.is_for(&self.history, at.seen_seq));
         let state = RunState::from_value(&run.state);
         let ctx = Context {
@@ -156,7 +164,7 @@ impl Runner<'_> {
             };
             let chosen = match choice {
                 Ok(chosen) => chosen,
-                Err(ProviderError::Cancelled) => return Ok(Next::Stop),
+                Err(ProviderError::Cancelled) => return Ok(self.after_cut()),
                 Err(e) => return self.fail(&at, "model_error", e.to_string()).await,
             };
             decision = match policy::speaker_step(&ctx, &chosen.0, chosen.1) {
@@ -202,7 +210,7 @@ impl Runner<'_> {
             Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
             Via::Model(model) => match self.call_agent(flow, &speak.agent, model, &message_id).await {
                 Ok(done) => (done.content, done.metadata),
-                Err(ProviderError::Cancelled) => return Ok(Next::Stop),
+                Err(ProviderError::Cancelled) => return Ok(self.after_cut()),
                 Err(e) => return self.fail(at, "model_error", e.to_string()).await,
             },
         };
@@ -232,6 +240,12 @@ impl Runner<'_> {
             Committed::Yes | Committed::Stale => Next::Continue,
             Committed::Gone => Next::Stop,
         })
+    }
+
+    /// After a model call stopped early: past the run's deadline, the next
+    /// step ends the run (`max_run_secs`); otherwise the run was cancelled.
+    fn after_cut(&self) -> Next {
+        if self.bounds.out_of_time() { Next::Continue } else { Next::Stop }
     }
 
     /// Ends the run in `error` with `code`.

@@ -1,10 +1,12 @@
 //! The HTTP server: accepts TCP connections and serves a router on each with
 //! hyper's HTTP/1 (WebSocket upgrades included), bounding what one client can
-//! hold open: a deadline for every request head (which is also how long an
-//! idle kept-alive connection may wait for its next request), a cap on the
-//! node's open connections (upgraded sockets included, so the process stays
-//! below its file-descriptor limit and `/healthz` keeps answering once a flood
-//! ends) and an optional cap per client address.
+//! hold open: how long a connection may sit idle between requests and how
+//! long one request head may take (see `phases`), a cap on the node's open
+//! connections (upgraded sockets included, so the process stays below its
+//! file-descriptor limit and `/healthz` keeps answering once a flood ends) and
+//! an optional cap per client address. A client behind a trusted proxy is
+//! the address that proxy forwards (`X-Forwarded-For`), read from the first
+//! request of the proxy's connection.
 //!
 //! Touches only its listener and the connections it accepts; every connection
 //! task ends with the shutdown token.
@@ -20,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::HeaderMap;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,11 +32,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+mod phases;
+
+use phases::{Phases, Tracked};
+
 /// How the server bounds its connections.
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
-    /// A request head must arrive within this (also the idle keep-alive bound).
+    /// A request head must arrive within this of its first byte.
     pub header_read: Duration,
+    /// A connection may wait this long for a request's first byte (after it
+    /// opens, or after its last response).
+    pub idle: Duration,
     /// Open connections on this node.
     pub max_connections: usize,
     /// Open connections per client address (`None`: no cap).
@@ -73,16 +83,22 @@ pub async fn serve(
             tracing::debug!(%peer, "refused a connection: limits.http_max_connections reached");
             continue;
         };
-        let slot = if limits.trusted_proxies.contains(&peer.ip()) { None } else { Some(peer.ip()) };
-        let Some(slot) = PerClient::admit(&clients, slot) else {
+        let proxied = limits.trusted_proxies.contains(&peer.ip());
+        let Some(slot) = PerClient::admit(&clients, (!proxied).then_some(peer.ip())) else {
             tracing::debug!(%peer, "refused a connection: limits.http_max_connections_per_client reached");
             continue;
         };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let io = Held { tcp, _permit: permit, _slot: slot };
-        tracker.spawn(connection(io, peer, router.clone(), limits.header_read, shutdown.clone()));
+        let conn = Arc::new(Conn {
+            phases: Phases::new(limits.idle, limits.header_read),
+            forwarded: proxied.then(|| Forwarded { clients: clients.clone(), slot: Mutex::new(None) }),
+            trusted: limits.trusted_proxies.clone(),
+        });
+        let io = Held { tcp, _permit: permit, _slot: slot, conn: conn.clone() };
+        let backstop = limits.idle + limits.header_read;
+        tracker.spawn(connection(io, conn, peer, router.clone(), backstop, shutdown.clone()));
     }
     tracker.close();
     if tokio::time::timeout(limits.drain, tracker.wait()).await.is_err() {
@@ -91,22 +107,90 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one connection until it ends, or ends it gracefully on shutdown.
+/// What one connection's parts share: its phases (timeouts) and, behind a
+/// trusted proxy, the forwarded client's slot under the per-client cap.
+struct Conn {
+    phases: Arc<Phases>,
+    forwarded: Option<Forwarded>,
+    trusted: Vec<IpAddr>,
+}
+
+/// A trusted proxy's connection: counted under the client it forwards for.
+struct Forwarded {
+    clients: Arc<PerClient>,
+    /// Set by the first request (an uncounted slot when it names no client).
+    slot: Mutex<Option<ClientSlot>>,
+}
+
+impl Conn {
+    /// On a trusted proxy's first request, counts the connection under the
+    /// forwarded client; `Err` when that client is at its cap.
+    fn admit_forwarded(&self, headers: &HeaderMap) -> io::Result<()> {
+        let Some(forwarded) = &self.forwarded else { return Ok(()) };
+        let mut slot = forwarded.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Ok(());
+        }
+        let client = forwarded_client(headers, &self.trusted);
+        match PerClient::admit(&forwarded.clients, client) {
+            Some(admitted) => {
+                *slot = Some(admitted);
+                Ok(())
+            }
+            None => {
+                tracing::debug!(
+                    ?client,
+                    "refused a proxied connection: limits.http_max_connections_per_client reached"
+                );
+                Err(io::Error::other("the forwarded client is at limits.http_max_connections_per_client"))
+            }
+        }
+    }
+}
+
+/// The client a trusted proxy forwards for: walking `X-Forwarded-For` from
+/// the right (the entries proxies appended), the first address that is not a
+/// trusted proxy; `None` when there is none or it does not parse.
+fn forwarded_client(headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let values: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return Some(ip),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Serves one connection until it ends, times out (`phases`), or ends it
+/// gracefully on shutdown. hyper's own header-read timer (which also runs
+/// while idle) is only a backstop at `backstop`.
 async fn connection(
     io: Held,
+    shared: Arc<Conn>,
     peer: SocketAddr,
     router: Router,
-    header_read: Duration,
+    backstop: Duration,
     stop: CancellationToken,
 ) {
     // Frames are batched and flushed on purpose; Nagle (off above) would only
     // add a delayed-ACK wait to the tail of every stream.
-    let service = router.map_request(move |mut req: Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-        req.map(Body::new)
+    let conn_state = shared.clone();
+    let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        let shared = conn_state.clone();
+        async move {
+            shared.admit_forwarded(req.headers())?;
+            let in_flight = Phases::request_started(&shared.phases);
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            let response = router.oneshot(req.map(Body::new)).await.unwrap_or_else(|never| match never {});
+            Ok::<_, io::Error>(response.map(|body| Body::new(Tracked { body, _in_flight: in_flight })))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_read);
+    builder.timer(TokioTimer::new()).header_read_timeout(backstop);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
@@ -114,6 +198,10 @@ async fn connection(
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
+            return;
+        }
+        setting = shared.phases.expired() => {
+            tracing::debug!(%peer, setting, "closed a connection at its timeout");
             return;
         }
         _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
@@ -168,6 +256,8 @@ struct Held {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
     _slot: ClientSlot,
+    /// Its phases (every read may start a head) and a forwarded client's slot.
+    conn: Arc<Conn>,
 }
 
 impl AsyncRead for Held {
@@ -176,7 +266,12 @@ impl AsyncRead for Held {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.conn.phases.read_some();
+        }
+        polled
     }
 }
 

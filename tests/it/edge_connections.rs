@@ -1,6 +1,8 @@
 //! Connection hygiene: half-sent requests, stalled bodies and idle kept-alive
-//! connections are closed by the configured timeouts, the node's and a
-//! client's open connections are capped, and `/healthz` keeps answering.
+//! connections are closed by the configured timeouts (the idle one distinct
+//! from the header-read one), the node's and a client's open connections are
+//! capped (a proxied client by its forwarded address), and `/healthz` keeps
+//! answering.
 
 use std::time::Duration;
 
@@ -33,7 +35,11 @@ async fn healthz(app: &TestApp) -> u16 {
 
 #[tokio::test]
 async fn half_sent_requests_and_idle_keep_alive_connections_are_closed_while_healthz_answers() {
-    let app = spawn_configured(|c| c.limits.http_header_read_secs = 1).await;
+    let app = spawn_configured(|c| {
+        c.limits.http_header_read_secs = 1;
+        c.limits.http_idle_secs = 1;
+    })
+    .await;
     let mut half_sent = Vec::new();
     for _ in 0..100 {
         half_sent.push(open(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
@@ -114,4 +120,78 @@ async fn a_client_address_over_its_cap_is_refused_while_a_trusted_proxy_is_not()
         held.push(open(&proxied, b"GET /healthz HTTP/1.1\r\n").await);
     }
     assert_eq!(healthz(&proxied).await, 200);
+}
+
+/// Sends one full request and reads the answer's status line.
+async fn status_line(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut head)).await.expect("answered in time").unwrap();
+    let mut rest = [0u8; 1024];
+    // Drain the rest of the small answer (headers and body) off the socket.
+    let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut rest)).await;
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_waits_for_its_next_request_past_the_header_read_bound_until_the_idle_bound()
+{
+    let app = spawn_configured(|c| {
+        c.limits.http_header_read_secs = 1;
+        c.limits.http_idle_secs = 4;
+    })
+    .await;
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(status_line(&mut stream, request).await, "HTTP/1.1 200");
+    // Longer than a head may take, well within the idle bound.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_line(&mut stream, request).await, "HTTP/1.1 200", "still open after the head bound");
+    assert_eq!(until_closed(&mut stream).await, "", "then closed, idle");
+}
+
+#[tokio::test]
+async fn a_silent_connection_closes_at_the_idle_bound_and_a_half_sent_head_at_the_header_read_bound() {
+    let idle_short = spawn_configured(|c| {
+        c.limits.http_idle_secs = 1;
+        c.limits.http_header_read_secs = 3600;
+    })
+    .await;
+    let mut silent = TcpStream::connect(idle_short.addr).await.unwrap();
+    assert_eq!(until_closed(&mut silent).await, "");
+    let head_short = spawn_configured(|c| {
+        c.limits.http_idle_secs = 3600;
+        c.limits.http_header_read_secs = 1;
+    })
+    .await;
+    let mut half_sent = open(&head_short, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    assert_eq!(until_closed(&mut half_sent).await, "");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_client_cap_counts_the_forwarded_client() {
+    let app = spawn_configured(|c| {
+        c.limits.http_max_connections_per_client = 2;
+        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let from = |xff: &str| format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {xff}\r\n\r\n");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        assert_eq!(status_line(&mut stream, &from("203.0.113.7")).await, "HTTP/1.1 200");
+        held.push(stream);
+    }
+    // A third connection for the same client, even behind a forged entry on
+    // the left (the proxy appends the real client on the right), is refused.
+    for xff in ["203.0.113.7", "198.51.100.1, 203.0.113.7"] {
+        let mut third = TcpStream::connect(app.addr).await.unwrap();
+        third.write_all(from(xff).as_bytes()).await.unwrap();
+        assert_eq!(until_closed(&mut third).await, "", "{xff}");
+    }
+    let mut other = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(status_line(&mut other, &from("203.0.113.8")).await, "HTTP/1.1 200");
+    // The proxy's own connections without a forwarded client are not capped.
+    assert_eq!(healthz(&app).await, 200);
+    assert_eq!(healthz(&app).await, 200);
 }

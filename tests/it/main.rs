@@ -32,6 +32,7 @@ mod rest_auth;
 mod rest_chats;
 mod rest_errors;
 mod restart;
+mod run_bounds;
 mod run_caps;
 mod store_redis;
 mod store_sqlite;

@@ -90,7 +90,8 @@ impl Runner<'_> {
     }
 
     /// Runs one completion, publishing each chunk to `target` (if any) as it
-    /// arrives.
+    /// arrives. A reply over `runs.max_reply_bytes` is cut there and the call
+    /// stopped; at the run's deadline the call stops as if cancelled.
     async fn stream(
         &self,
         provider: Arc<dyn ModelProvider>,
@@ -100,16 +101,29 @@ impl Runner<'_> {
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let call = provider.complete(request, tx, self.cancel.clone());
         tokio::pin!(call);
+        let mut cut = self.bounds.reply_cut();
         loop {
             tokio::select! {
                 biased;
-                Some(delta) = rx.recv() => self.publish_delta(target.as_ref(), delta).await,
+                Some(delta) = rx.recv() => {
+                    let (kept, over) = cut.take(delta);
+                    self.publish_delta(target.as_ref(), kept).await;
+                    if over {
+                        tracing::info!(chat_id = %self.chat_id, "reply cut at runs.max_reply_bytes");
+                        return Ok(cut.cut());
+                    }
+                }
                 result = &mut call => {
                     while let Ok(delta) = rx.try_recv() {
-                        self.publish_delta(target.as_ref(), delta).await;
+                        let (kept, over) = cut.take(delta);
+                        self.publish_delta(target.as_ref(), kept).await;
+                        if over {
+                            break;
+                        }
                     }
-                    return result;
+                    return result.map(|done| cut.finish(done));
                 }
+                () = tokio::time::sleep_until(self.bounds.deadline()) => return Err(ProviderError::Cancelled),
             }
         }
     }
