@@ -31,7 +31,7 @@ use crate::ledger::Journal;
 use crate::metrics::Metrics;
 use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
 use crate::realtime::{Connections, RealtimeState};
-use crate::service::Services;
+use crate::service::{RateLimiter, Services, SharedRates};
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start.
@@ -123,7 +123,7 @@ impl App {
         secrets: SecretLookup,
         backends: Backends,
     ) -> Result<App, StartError> {
-        let Backends { store, bus, leases } = backends;
+        let Backends { store, bus, leases, shared } = backends;
         let shutdown = CancellationToken::new();
         let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
@@ -137,7 +137,9 @@ impl App {
             outbound: config.outbound.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
-        let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes);
+        let shared = shared.map(|r| SharedRates::new(r.conn, &r.prefix));
+        let rate = RateLimiter::new(&config.rate_limits, shared);
+        let services = Services::new(journal, engine.clone(), auth, config.limits.max_message_bytes, rate);
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {

@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "node_id",
     "runs",
     "outbound",
+    "rate_limits",
 ];
 
 /// Why the configuration cannot be used.
@@ -218,6 +219,27 @@ pub struct OutboundConfig {
     pub allow_private_hosts: Vec<String>,
 }
 
+/// Request and command rates (`[rate_limits]`): each REST request and each
+/// WebSocket command of a caller counts against its API key's limit and its
+/// tenant's. 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second one API key may make (its callers together).
+    pub per_key_per_sec: u32,
+    /// Requests per second one tenant may make (all its credentials).
+    pub per_tenant_per_sec: u32,
+    /// Seconds of quota a quiet caller may spend at once: a limit admits a
+    /// burst of `per_sec × burst_secs`, then `per_sec` a second.
+    pub burst_secs: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_key_per_sec: 1_000, per_tenant_per_sec: 5_000, burst_secs: 1 }
+    }
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -250,6 +272,8 @@ pub struct Config {
     pub runs: RunLimits,
     /// Where a flow's own models may call.
     pub outbound: OutboundConfig,
+    /// Request rates per API key and per tenant.
+    pub rate_limits: RateLimitConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -271,6 +295,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             runs: RunLimits::default(),
             outbound: OutboundConfig::default(),
+            rate_limits: RateLimitConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -353,6 +378,9 @@ impl Config {
         }
         if l.http_body_timeout_secs == 0 {
             return bad("limits.http_body_timeout_secs", "must be at least 1");
+        }
+        if self.rate_limits.burst_secs == 0 {
+            return bad("rate_limits.burst_secs", "must be at least 1");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

@@ -29,8 +29,9 @@ use crate::http::NamedId;
 use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
 use crate::store::MessageView;
 
-/// Commands a connection may send per second before it is closed with 4029.
-const COMMANDS_PER_SEC: u32 = 100;
+/// Refused commands in a row after which a socket over its rate limit is
+/// closed with 4029 (each before it gets a `rate_limited` error frame).
+const RATE_STRIKES: u32 = 10;
 
 /// What a session starts from.
 pub struct SessionInit {
@@ -53,7 +54,8 @@ struct Session {
     token: CancellationToken,
     subscriptions: HashMap<ChatId, CancellationToken>,
     status_feed: Option<CancellationToken>,
-    window: (Instant, u32),
+    /// Commands refused for the rate limit in a row.
+    strikes: u32,
 }
 
 /// Runs a connection to its end.
@@ -82,7 +84,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         token: token.clone(),
         subscriptions: HashMap::new(),
         status_feed: None,
-        window: (Instant::now(), 0),
+        strikes: 0,
     };
     if let Some((chat_id, after_seq)) = bound {
         // Boxed: the command futures are large and only live while running,
@@ -98,19 +100,21 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         };
         match next {
             Some(Ok(Message::Text(text))) => {
-                if !session.rate_ok() {
-                    closer.close(Disconnect::RateLimited, "too many commands");
-                    break;
+                if session.admit().await {
+                    Box::pin(session.handle(text.as_str())).await;
                 }
-                Box::pin(session.handle(text.as_str())).await;
             }
-            Some(Ok(Message::Binary(_))) => session.send_error(
-                None,
-                ClientError::new(
-                    ErrorCode::InvalidRequest,
-                    "binary frames are not supported; send JSON text",
-                ),
-            ),
+            Some(Ok(Message::Binary(_))) => {
+                if session.admit().await {
+                    session.send_error(
+                        None,
+                        ClientError::new(
+                            ErrorCode::InvalidRequest,
+                            "binary frames are not supported; send JSON text",
+                        ),
+                    );
+                }
+            }
             Some(Ok(Message::Pong(_))) => {
                 last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
             }
@@ -135,12 +139,20 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
 }
 
 impl Session {
-    fn rate_ok(&mut self) -> bool {
-        if self.window.0.elapsed().as_secs() >= 1 {
-            self.window = (Instant::now(), 0);
+    /// Counts an inbound frame against the caller's rate limits. Over them,
+    /// the frame is not run: it gets a `rate_limited` error frame, and the
+    /// [`RATE_STRIKES`]th refusal in a row closes the socket with 4029.
+    async fn admit(&mut self) -> bool {
+        let Err(e) = self.state.services.access.throttle(&self.caller).await else {
+            self.strikes = 0;
+            return true;
+        };
+        self.strikes += 1;
+        self.outbox.push(protocol::error(None, &e));
+        if self.strikes >= RATE_STRIKES {
+            self.outbox.closer().close(Disconnect::RateLimited, "too many commands over the rate limit");
         }
-        self.window.1 += 1;
-        self.window.1 <= COMMANDS_PER_SEC
+        false
     }
 
     /// Answers a refused command: an `error` frame, then a close where the

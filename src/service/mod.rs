@@ -15,11 +15,13 @@ mod error;
 mod flows;
 mod keys;
 mod longpoll;
+pub mod ratelimit;
 
 pub use access::Access;
 pub use chats::{ChatService, NewChat, required_text};
 pub use flows::{FlowService, Registered};
 pub use keys::KeyService;
+pub use ratelimit::{RateLimiter, SharedRates};
 
 use crate::auth::Authenticator;
 use crate::engine::Engine;
@@ -39,14 +41,16 @@ pub struct Services {
 }
 
 impl Services {
-    /// Builds the services; texts longer than `max_message_bytes` are refused.
+    /// Builds the services; texts longer than `max_message_bytes` are refused,
+    /// and callers are held to `rate`.
     pub fn new(
         journal: Journal,
         engine: Arc<Engine>,
         auth: Arc<Authenticator>,
         max_message_bytes: usize,
+        rate: RateLimiter,
     ) -> Self {
-        let access = Access::new(auth);
+        let access = Access::new(auth, rate);
         let store = journal.store.clone();
         Services {
             chats: ChatService::new(journal, engine.clone(), access.clone(), max_message_bytes),

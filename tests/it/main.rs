@@ -24,6 +24,7 @@ mod models_e2e;
 mod openai_provider;
 mod openapi;
 mod outbound;
+mod rate_limits;
 mod rest_auth;
 mod rest_chats;
 mod rest_errors;
