@@ -124,11 +124,8 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
                 break;
             }
             Some(Err(e)) => {
-                if is_too_large(e) {
-                    closer.close(Disconnect::TooLarge, "frame too large");
-                } else {
-                    closer.close(Disconnect::Normal, "read error");
-                }
+                let (close, why) = read_error(e);
+                closer.close(close, why);
                 break;
             }
         }
@@ -339,8 +336,19 @@ impl Session {
     }
 }
 
-/// Whether a read failed because a frame or message went over the size limit.
-fn is_too_large(e: axum::Error) -> bool {
+/// How a failed read closes the socket: a frame or message over the size
+/// limit 4009, a broken WebSocket protocol 1002, a text frame that is not
+/// UTF-8 1007; anything else (the peer vanished) 1000.
+fn read_error(e: axum::Error) -> (Disconnect, &'static str) {
     use tokio_tungstenite::tungstenite::Error;
-    e.into_inner().downcast_ref::<Error>().is_some_and(|e| matches!(e, Error::Capacity(_)))
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => (Disconnect::TooLarge, "frame too large"),
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+            (Disconnect::Normal, "read error")
+        }
+        Some(Error::Protocol(_)) => (Disconnect::ProtocolError, "WebSocket protocol error"),
+        Some(Error::Utf8(_)) => (Disconnect::InvalidData, "a text frame is not UTF-8"),
+        _ => (Disconnect::Normal, "read error"),
+    }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod cluster;
 mod edge_connections;
 mod edge_input;
+mod edge_protocol;
 mod engine_cancel;
 mod engine_runs;
 mod errors;

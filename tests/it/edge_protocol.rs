@@ -1,0 +1,53 @@
+//! Protocol and envelope hygiene at the edge: a client that breaks the
+//! WebSocket protocol gets close 1002, a text frame that is not UTF-8 close
+//! 1007 (hand-made frames on a raw socket, since a real client will not send
+//! them).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::app::{KEY, TestApp, WAIT, spawn_app};
+
+/// Upgrades a raw TCP socket on `/ws`, sends `frame`, and returns the close
+/// code the server answers with.
+async fn close_code_after(app: &TestApp, frame: &[u8]) -> u16 {
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-API-KEY: {KEY}\r\n\r\n",
+        app.addr
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    tcp.write_all(frame).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut bytes)).await.expect("the server closes").unwrap();
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer") + 4;
+    assert!(bytes.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&bytes[..head_end]));
+    let body = &bytes[head_end..];
+    let close = body.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
+    u16::from_be_bytes([body[close + 2], body[close + 3]])
+}
+
+/// A masked client frame (mask key 0, so the payload goes as it is).
+fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![first_byte, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn a_frame_with_a_reserved_opcode_closes_with_1002() {
+    let app = spawn_app().await;
+    assert_eq!(close_code_after(&app, &masked(0x83, b"x")).await, 1002);
+}
+
+#[tokio::test]
+async fn an_unmasked_client_frame_closes_with_1002() {
+    let app = spawn_app().await;
+    let frame = [0x81, 0x02, b'{', b'}'];
+    assert_eq!(close_code_after(&app, &frame).await, 1002);
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    let app = spawn_app().await;
+    assert_eq!(close_code_after(&app, &masked(0x81, &[0xff, 0xfe, 0xfd])).await, 1007);
+}
