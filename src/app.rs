@@ -86,6 +86,7 @@ impl FromRef<AppState> for ApiState {
             metrics: state.metrics.clone(),
             long_poll_max_secs: state.config.limits.long_poll_max_secs,
             shutdown: state.shutdown.clone(),
+            metrics_token: state.config.metrics.token.as_deref().map(Arc::from),
         }
     }
 }

@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "runs",
     "outbound",
     "rate_limits",
+    "metrics",
 ];
 
 /// Why the configuration cannot be used.
@@ -240,6 +241,15 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Who may read `/metrics` (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`
+    /// (401 `unauthenticated` otherwise); unset, it is open.
+    pub token: Option<String>,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -274,6 +284,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Request rates per API key and per tenant.
     pub rate_limits: RateLimitConfig,
+    /// Access to `/metrics`.
+    pub metrics: MetricsConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -296,6 +308,7 @@ impl Default for Config {
             runs: RunLimits::default(),
             outbound: OutboundConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            metrics: MetricsConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -381,6 +394,9 @@ impl Config {
         }
         if self.rate_limits.burst_secs == 0 {
             return bad("rate_limits.burst_secs", "must be at least 1");
+        }
+        if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return bad("metrics.token", "must be at least 16 characters");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

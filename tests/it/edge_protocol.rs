@@ -1,7 +1,7 @@
 //! Protocol and envelope hygiene at the edge: a client that breaks the
 //! WebSocket protocol gets close 1002, a text frame that is not UTF-8 close
 //! 1007 (hand-made frames on a raw socket, since a real client will not send
-//! them).
+//! them); `/metrics` behind its token.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,4 +50,18 @@ async fn an_unmasked_client_frame_closes_with_1002() {
 async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     let app = spawn_app().await;
     assert_eq!(close_code_after(&app, &masked(0x81, &[0xff, 0xfe, 0xfd])).await, 1007);
+}
+
+#[tokio::test]
+async fn with_metrics_token_set_metrics_answers_only_that_bearer_token() {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let app = crate::support::app::spawn_configured(|c| c.metrics.token = Some(TOKEN.into())).await;
+    let plain = reqwest::Client::new();
+    let (status, body) = crate::support::app::send(plain.get(app.url("/metrics"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    let wrong = plain.get(app.url("/metrics")).bearer_auth("metrics-token-wrong-00000");
+    assert_eq!(crate::support::app::send(wrong).await.0, 401);
+    let resp = plain.get(app.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("flowgate_http_requests_total"));
 }
