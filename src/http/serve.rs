@@ -6,6 +6,10 @@
 //! below its file-descriptor limit and `/healthz` keeps answering once a flood
 //! ends) and an optional cap per client address.
 //!
+//! A request hyper itself refuses (not valid HTTP: 400, a too-long target:
+//! 414, too many or too large headers: 431) would get hyper's bare answer;
+//! the connection's writer swaps it for the contract's error envelope.
+//!
 //! Touches only its listener and the connections it accepts; every connection
 //! task ends with the shutdown token.
 
@@ -28,6 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::model::ErrorCode;
 
 /// How the server bounds its connections.
 #[derive(Debug, Clone)]
@@ -81,7 +87,7 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let io = Held { tcp, _permit: permit, _slot: slot };
+        let io = Held { tcp, _permit: permit, _slot: slot, swap: None };
         tracker.spawn(connection(io, peer, router.clone(), limits.header_read, shutdown.clone()));
     }
     tracker.close();
@@ -168,6 +174,58 @@ struct Held {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
     _slot: ClientSlot,
+    /// An envelope answer being written in place of hyper's bare one.
+    swap: Option<Swap>,
+}
+
+/// The replacement bytes, how many are written, and how many of the
+/// caller's bytes they stand for.
+struct Swap {
+    bytes: Vec<u8>,
+    at: usize,
+    stands_for: usize,
+}
+
+/// hyper's own answer to a request it could not parse: a bare head with an
+/// empty body. Returns the same answer with the JSON error envelope.
+fn enveloped(head: &[u8]) -> Option<Vec<u8>> {
+    let (code, message) = match head.get(..13)? {
+        b"HTTP/1.1 400 " => (ErrorCode::BadRequest, "the request is not valid HTTP"),
+        b"HTTP/1.1 414 " => (ErrorCode::UriTooLong, "the request target is too long"),
+        b"HTTP/1.1 431 " => (ErrorCode::HeadersTooLarge, "too many or too large request headers"),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(head).ok()?;
+    if !text.ends_with("\r\n\r\n") || !text.to_ascii_lowercase().contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let body = serde_json::json!({"error": {"code": code.as_str(), "message": message, "retryable": false}});
+    let body = body.to_string();
+    let status_line = &text[..text.find("\r\n")?];
+    Some(
+        format!(
+            "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl Held {
+    /// Writes the pending swap, then reports the caller's bytes as written.
+    fn poll_swap(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(swap) = &mut self.swap else { return Poll::Ready(Ok(0)) };
+        while swap.at < swap.bytes.len() {
+            match Pin::new(&mut self.tcp).poll_write(cx, &swap.bytes[swap.at..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => swap.at += n,
+                other => return other,
+            }
+        }
+        let stands_for = swap.stands_for;
+        self.swap = None;
+        Poll::Ready(Ok(stands_for))
+    }
 }
 
 impl AsyncRead for Held {
@@ -182,6 +240,14 @@ impl AsyncRead for Held {
 
 impl AsyncWrite for Held {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.swap.is_none()
+            && let Some(bytes) = enveloped(buf)
+        {
+            self.swap = Some(Swap { bytes, at: 0, stands_for: buf.len() });
+        }
+        if self.swap.is_some() {
+            return self.poll_swap(cx);
+        }
         Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
@@ -190,6 +256,13 @@ impl AsyncWrite for Held {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper's bare error head is small and starts a write; only then is
+        // it worth joining the slices to look.
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.swap.is_some() || first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4")) {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            return self.poll_write(cx, &joined);
+        }
         Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
 

@@ -51,6 +51,12 @@ error_codes! {
     InvalidJson = ("invalid_json", 400, false, None);
     /// 400: the body could not be read.
     InvalidBody = ("invalid_body", 400, false, None);
+    /// 400: not valid HTTP (request line, a header, `Content-Length`).
+    BadRequest = ("bad_request", 400, false, None);
+    /// 414: the request target is too long.
+    UriTooLong = ("uri_too_long", 414, false, None);
+    /// 431: too many or too large request headers.
+    HeadersTooLarge = ("headers_too_large", 431, false, None);
     /// 422: a field is missing or wrong (`param` names it).
     InvalidRequest = ("invalid_request", 422, false, None);
     /// 422: a flow that cannot run as written (`issues` lists why).

@@ -65,3 +65,51 @@ async fn with_metrics_token_set_metrics_answers_only_that_bearer_token() {
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("flowgate_http_requests_total"));
 }
+
+/// Sends raw bytes; returns the status line and the JSON body of the answer.
+async fn raw_answer(app: &TestApp, request: &[u8]) -> (String, serde_json::Value) {
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut bytes)).await.expect("the server answers").unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    (head.lines().next().unwrap().to_owned(), serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn a_header_the_http_parser_rejects_gets_400_bad_request_in_the_envelope() {
+    let app = spawn_app().await;
+    let (status, body) = raw_answer(&app, b"GET /chats HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n").await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["retryable"].as_bool()),
+        (Some("bad_request"), Some(false))
+    );
+    let bad_length = b"POST /chats HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n";
+    assert_eq!(raw_answer(&app, bad_length).await.1["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn too_many_headers_get_431_headers_too_large_in_the_envelope() {
+    let app = spawn_app().await;
+    let mut request = b"GET /chats HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        request.extend_from_slice(format!("X-Filler-{i}: y\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let (status, body) = raw_answer(&app, &request).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert_eq!(body["error"]["code"], "headers_too_large");
+}
+
+#[tokio::test]
+async fn a_path_with_invalid_percent_encoding_gets_the_envelope() {
+    let app = spawn_app().await;
+    for path in ["/chats/%FF%FE", "/chats/%zz/messages", "/flows/%E0%A4"] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(body["error"]["code"].as_str().is_some_and(|c| c.ends_with("not_found")), "{path}: {body}");
+    }
+}
