@@ -31,7 +31,7 @@ use crate::ledger::Journal;
 use crate::metrics::Metrics;
 use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
 use crate::realtime::{Connections, RealtimeState};
-use crate::service::Services;
+use crate::service::{RateLimiter, Services, SharedRates};
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start.
@@ -86,6 +86,7 @@ impl FromRef<AppState> for ApiState {
             metrics: state.metrics.clone(),
             long_poll_max_secs: state.config.limits.long_poll_max_secs,
             shutdown: state.shutdown.clone(),
+            metrics_token: state.config.metrics.token.as_deref().map(Arc::from),
         }
     }
 }
@@ -123,7 +124,7 @@ impl App {
         secrets: SecretLookup,
         backends: Backends,
     ) -> Result<App, StartError> {
-        let Backends { store, bus, leases } = backends;
+        let Backends { store, bus, leases, shared } = backends;
         let shutdown = CancellationToken::new();
         let journal = Journal { store: store.clone(), bus: bus.clone() };
         let engine = Engine::new(EngineDeps {
@@ -137,8 +138,10 @@ impl App {
             outbound: config.outbound.clone(),
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
+        let shared = shared.map(|r| SharedRates::new(r.conn, &r.prefix));
+        let rate = RateLimiter::new(&config.rate_limits, shared);
         let limit = config.limits.max_message_bytes;
-        let services = Services::new(journal, engine.clone(), auth, limit, shutdown.child_token());
+        let services = Services::new(journal, engine.clone(), auth, limit, rate, shutdown.child_token());
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {

@@ -45,6 +45,18 @@ pub struct Backends {
     pub bus: Arc<dyn Bus>,
     /// Who drives each run.
     pub leases: Arc<dyn Leases>,
+    /// The Redis the nodes share, for counters outside the store (rate
+    /// limits); `None` when embedded.
+    pub shared: Option<SharedRedis>,
+}
+
+/// A connection to the shared Redis and the key prefix the store uses.
+#[derive(Clone)]
+pub struct SharedRedis {
+    /// The store's multiplexed connection.
+    pub conn: redis::aio::ConnectionManager,
+    /// Prepended to every key (`fg:`).
+    pub prefix: String,
 }
 
 impl Backends {
@@ -75,6 +87,7 @@ impl Backends {
             store: Arc::new(store),
             bus: Arc::new(MemoryBus::new()),
             leases: Arc::new(LocalLeases),
+            shared: None,
         })
     }
 
@@ -89,6 +102,7 @@ impl Backends {
         let bus = RedisBus::connect(client, RedisBusOptions::default()).await?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, "sharing Redis with other nodes");
-        Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases) })
+        let shared = Some(SharedRedis { conn: store.connection(), prefix });
+        Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases), shared })
     }
 }

@@ -36,6 +36,8 @@ const KEYS: &[&str] = &[
     "node_id",
     "runs",
     "outbound",
+    "rate_limits",
+    "metrics",
 ];
 
 /// Why the configuration cannot be used.
@@ -245,6 +247,36 @@ pub struct OutboundConfig {
     pub allow_private_hosts: Vec<String>,
 }
 
+/// Request and command rates (`[rate_limits]`): each REST request and each
+/// WebSocket command of a caller counts against its API key's limit and its
+/// tenant's. 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second one API key may make (its callers together).
+    pub per_key_per_sec: u32,
+    /// Requests per second one tenant may make (all its credentials).
+    pub per_tenant_per_sec: u32,
+    /// Seconds of quota a quiet caller may spend at once: a limit admits a
+    /// burst of `per_sec × burst_secs`, then `per_sec` a second.
+    pub burst_secs: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_key_per_sec: 1_000, per_tenant_per_sec: 5_000, burst_secs: 1 }
+    }
+}
+
+/// Who may read `/metrics` (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`
+    /// (401 `unauthenticated` otherwise); unset, it is open.
+    pub token: Option<String>,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -279,6 +311,10 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Browsers on other origins.
     pub cors: CorsConfig,
+    /// Request rates per API key and per tenant.
+    pub rate_limits: RateLimitConfig,
+    /// Access to `/metrics`.
+    pub metrics: MetricsConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -301,6 +337,8 @@ impl Default for Config {
             runs: RunLimits::default(),
             outbound: OutboundConfig::default(),
             cors: CorsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            metrics: MetricsConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -396,6 +434,12 @@ impl Config {
                 key: "cors.allowed_origins",
                 message: format!("`{bad_origin}` is not an origin like https://app.example.com[:port]"),
             });
+        }
+        if self.rate_limits.burst_secs == 0 {
+            return bad("rate_limits.burst_secs", "must be at least 1");
+        }
+        if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return bad("metrics.token", "must be at least 16 characters");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

@@ -1,11 +1,13 @@
 //! Liveness (`/healthz`), readiness (`/readyz`: store and bus answer), the
-//! Prometheus text (`/metrics`) and the OpenAPI description. Unauthenticated.
+//! Prometheus text (`/metrics`) and the OpenAPI description. Unauthenticated,
+//! but for `/metrics` when `metrics.token` is set (then a bearer token).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use crate::model::ClientError;
@@ -30,9 +32,22 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
-/// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+/// `GET /metrics`: Prometheus text; with `metrics.token` set, only for
+/// `Authorization: Bearer <token>` (else 401 `unauthenticated`).
+pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared as digests, so the time taken says nothing of the token.
+        if Sha256::digest(presented.trim()) != Sha256::digest(token.as_bytes()) {
+            return ClientError::unauthenticated("/metrics takes the metrics.token bearer token")
+                .into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 /// `GET /openapi.json`.

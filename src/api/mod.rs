@@ -36,6 +36,8 @@ pub struct ApiState {
     pub long_poll_max_secs: u64,
     /// Fires on shutdown; long-polls answer at once.
     pub shutdown: CancellationToken,
+    /// `metrics.token`: when set, `/metrics` answers only this bearer token.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;

@@ -8,6 +8,10 @@
 //! the address that proxy forwards (`X-Forwarded-For`), read from the first
 //! request of the proxy's connection.
 //!
+//! A request hyper itself refuses (not valid HTTP: 400, a too-long target:
+//! 414, too many or too large headers: 431) would get hyper's bare answer;
+//! the connection's writer swaps it for the contract's error envelope.
+//!
 //! Touches only its listener and the connections it accepts; every connection
 //! task ends with the shutdown token.
 
@@ -32,8 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+mod envelope;
 mod phases;
 
+use envelope::Swap;
 use phases::{Phases, Tracked};
 
 /// How the server bounds its connections.
@@ -96,7 +102,7 @@ pub async fn serve(
             forwarded: proxied.then(|| Forwarded { clients: clients.clone(), slot: Mutex::new(None) }),
             trusted: limits.trusted_proxies.clone(),
         });
-        let io = Held { tcp, _permit: permit, _slot: slot, conn: conn.clone() };
+        let io = Held { tcp, _permit: permit, _slot: slot, conn: conn.clone(), swap: None };
         let backstop = limits.idle + limits.header_read;
         tracker.spawn(connection(io, conn, peer, router.clone(), backstop, shutdown.clone()));
     }
@@ -258,6 +264,8 @@ struct Held {
     _slot: ClientSlot,
     /// Its phases (every read may start a head) and a forwarded client's slot.
     conn: Arc<Conn>,
+    /// An envelope answer being written in place of hyper's bare one.
+    swap: Option<Swap>,
 }
 
 impl AsyncRead for Held {
@@ -277,6 +285,14 @@ impl AsyncRead for Held {
 
 impl AsyncWrite for Held {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.swap.is_none()
+            && let Some(bytes) = envelope::enveloped(buf)
+        {
+            self.swap = Some(Swap { bytes, at: 0, stands_for: buf.len() });
+        }
+        if self.swap.is_some() {
+            return self.poll_swap(cx);
+        }
         Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
@@ -285,6 +301,13 @@ impl AsyncWrite for Held {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper's bare error head is small and starts a write; only then is
+        // it worth joining the slices to look.
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.swap.is_some() || first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4")) {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            return self.poll_write(cx, &joined);
+        }
         Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
 

@@ -51,6 +51,12 @@ error_codes! {
     InvalidJson = ("invalid_json", 400, false, None);
     /// 400: the body could not be read.
     InvalidBody = ("invalid_body", 400, false, None);
+    /// 400: not valid HTTP (request line, a header, `Content-Length`).
+    BadRequest = ("bad_request", 400, false, None);
+    /// 414: the request target is too long.
+    UriTooLong = ("uri_too_long", 414, false, None);
+    /// 431: too many or too large request headers.
+    HeadersTooLarge = ("headers_too_large", 431, false, None);
     /// 422: a field is missing or wrong (`param` names it).
     InvalidRequest = ("invalid_request", 422, false, None);
     /// 422: a flow that cannot run as written (`issues` lists why).
@@ -176,6 +182,32 @@ impl Disconnect {
     }
 }
 
+/// One rate limit, as the IETF draft `draft-ietf-httpapi-ratelimit-headers`
+/// names it: a policy (`"key"` or `"tenant"`) of `quota` requests per
+/// `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatePolicy {
+    /// The policy's name on the wire (`key`, `tenant`).
+    pub name: &'static str,
+    /// Requests (or socket commands) a quiet caller may send at once.
+    pub quota: u64,
+    /// Seconds in which a spent quota refills.
+    pub window_secs: u64,
+}
+
+/// Why a `rate_limited` refusal happened: the policies that apply to the
+/// caller, the one that refused, and when it admits again. `http` renders it
+/// as the `RateLimit-Policy` and `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitNote {
+    /// Every policy that applies to the caller.
+    pub policies: Vec<RatePolicy>,
+    /// The policy that refused (one of `policies`).
+    pub refused: RatePolicy,
+    /// Seconds until it admits a request again (at least 1).
+    pub reset_secs: u64,
+}
+
 /// An error a client gets: a code of the table, a message for a human, extra
 /// fields (`param`, `pending_input`, …) and, for 429 and 503, `Retry-After`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -189,13 +221,31 @@ pub struct ClientError {
     pub details: Map<String, Value>,
     /// Seconds for `Retry-After`.
     pub retry_after: Option<u64>,
+    /// For `rate_limited`: the policies, for the draft's headers.
+    pub rate_limit: Option<Box<RateLimitNote>>,
 }
 
 impl ClientError {
     /// A new error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let retry_after = code.retryable().then_some(1).filter(|_| code != ErrorCode::Internal);
-        Self { code, message: message.into(), details: Map::new(), retry_after }
+        Self { code, message: message.into(), details: Map::new(), retry_after, rate_limit: None }
+    }
+
+    /// 429 `rate_limited` by `note`'s refusing policy: `Retry-After` is its
+    /// reset, and the error object names the policy (`limit`) and the wait
+    /// (`retry_after`), so a socket's `error` frame says it too.
+    pub fn rate_limited(note: RateLimitNote) -> Self {
+        let reset = note.reset_secs.max(1);
+        let mut e = Self::new(
+            ErrorCode::RateLimited,
+            format!("over the {} rate limit; retry in {reset} s", note.refused.name),
+        )
+        .with("limit", note.refused.name)
+        .with("retry_after", reset);
+        e.retry_after = Some(reset);
+        e.rate_limit = Some(Box::new(RateLimitNote { reset_secs: reset, ..note }));
+        e
     }
 
     /// Adds a field to the error object.

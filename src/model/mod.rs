@@ -10,7 +10,7 @@ mod ids;
 mod time;
 
 pub use depth::{MAX_JSON_DEPTH, check_json_depth};
-pub use error::{ClientError, Disconnect, ErrorCode, from_json};
+pub use error::{ClientError, Disconnect, ErrorCode, RateLimitNote, RatePolicy, from_json};
 pub use event::{Event, EventKind};
 pub use ids::{ChatId, FlowId, IdError, InputRequestId, KeyId, RunId, TenantId, new_message_id};
 pub use time::{Timestamp, now};

@@ -31,8 +31,9 @@ use crate::http::NamedId;
 use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
 use crate::store::MessageView;
 
-/// Commands a connection may send per second before it is closed with 4029.
-const COMMANDS_PER_SEC: u32 = 100;
+/// Refused commands in a row after which a socket over its rate limit is
+/// closed with 4029 (each before it gets a `rate_limited` error frame).
+const RATE_STRIKES: u32 = 10;
 
 /// What a session starts from.
 pub struct SessionInit {
@@ -56,7 +57,8 @@ struct Session {
     /// Shared with the status feed, which leaves these chats' statuses to them.
     subscriptions: Subscriptions,
     status_feed: Option<CancellationToken>,
-    window: (Instant, u32),
+    /// Commands refused for the rate limit in a row.
+    strikes: u32,
 }
 
 /// A connection's subscriptions, each with the token that ends its feed.
@@ -90,7 +92,7 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         token: token.clone(),
         subscriptions: Subscriptions::default(),
         status_feed: None,
-        window: (Instant::now(), 0),
+        strikes: 0,
     };
     if let Some((chat_id, after_seq)) = bound {
         // Boxed: the command futures are large and only live while running,
@@ -110,19 +112,21 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
         };
         match next {
             Some(Ok(Message::Text(text))) => {
-                if !session.rate_ok() {
-                    closer.close(Disconnect::RateLimited, "too many commands");
-                    break;
+                if session.admit().await {
+                    Box::pin(session.handle(text.as_str())).await;
                 }
-                Box::pin(session.handle(text.as_str())).await;
             }
-            Some(Ok(Message::Binary(_))) => session.send_error(
-                None,
-                ClientError::new(
-                    ErrorCode::InvalidRequest,
-                    "binary frames are not supported; send JSON text",
-                ),
-            ),
+            Some(Ok(Message::Binary(_))) => {
+                if session.admit().await {
+                    session.send_error(
+                        None,
+                        ClientError::new(
+                            ErrorCode::InvalidRequest,
+                            "binary frames are not supported; send JSON text",
+                        ),
+                    );
+                }
+            }
             Some(Ok(Message::Pong(_))) => {
                 last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
             }
@@ -132,11 +136,8 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
                 break;
             }
             Some(Err(e)) => {
-                if is_too_large(e) {
-                    closer.close(Disconnect::TooLarge, "frame too large");
-                } else {
-                    closer.close(Disconnect::Normal, "read error");
-                }
+                let (close, why) = read_error(e);
+                closer.close(close, why);
                 break;
             }
         }
@@ -147,12 +148,20 @@ pub async fn run(socket: WebSocket, init: SessionInit) {
 }
 
 impl Session {
-    fn rate_ok(&mut self) -> bool {
-        if self.window.0.elapsed().as_secs() >= 1 {
-            self.window = (Instant::now(), 0);
+    /// Counts an inbound frame against the caller's rate limits. Over them,
+    /// the frame is not run: it gets a `rate_limited` error frame, and the
+    /// [`RATE_STRIKES`]th refusal in a row closes the socket with 4029.
+    async fn admit(&mut self) -> bool {
+        let Err(e) = self.state.services.access.throttle(&self.caller).await else {
+            self.strikes = 0;
+            return true;
+        };
+        self.strikes += 1;
+        self.outbox.push(protocol::error(None, &e));
+        if self.strikes >= RATE_STRIKES {
+            self.outbox.closer().close(Disconnect::RateLimited, "too many commands over the rate limit");
         }
-        self.window.1 += 1;
-        self.window.1 <= COMMANDS_PER_SEC
+        false
     }
 
     /// Answers a refused command: an `error` frame, then a close where the
@@ -355,8 +364,19 @@ fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
     subscriptions.get(chat_id).is_some_and(|t| !t.is_cancelled())
 }
 
-/// Whether a read failed because a frame or message went over the size limit.
-fn is_too_large(e: axum::Error) -> bool {
+/// How a failed read closes the socket: a frame or message over the size
+/// limit 4009, a broken WebSocket protocol 1002, a text frame that is not
+/// UTF-8 1007; anything else (the peer vanished) 1000.
+fn read_error(e: axum::Error) -> (Disconnect, &'static str) {
     use tokio_tungstenite::tungstenite::Error;
-    e.into_inner().downcast_ref::<Error>().is_some_and(|e| matches!(e, Error::Capacity(_)))
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => (Disconnect::TooLarge, "frame too large"),
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+            (Disconnect::Normal, "read error")
+        }
+        Some(Error::Protocol(_)) => (Disconnect::ProtocolError, "WebSocket protocol error"),
+        Some(Error::Utf8(_)) => (Disconnect::InvalidData, "a text frame is not UTF-8"),
+        _ => (Disconnect::Normal, "read error"),
+    }
 }

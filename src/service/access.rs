@@ -1,16 +1,19 @@
 //! Access, decided in one place: who is calling (credentials to a [`Caller`]),
-//! whether that caller's credential still holds, and whether its scope reaches
-//! tenant-wide operations. The chat-level rule (tenant and chat-token scope)
+//! whether that caller's credential still holds, whether its scope reaches
+//! tenant-wide operations, and whether it is within its rate limits (every
+//! authenticated request, and every socket command, is counted here). The chat-level rule (tenant and chat-token scope)
 //! is applied by [`super::ChatService::get`], in the read every chat
 //! operation makes anyway.
 //!
-//! Touches the authenticator (and through it the key store).
+//! Touches the authenticator (and through it the key store) and the rate
+//! limiter (and through it, in Redis mode, the shared counters).
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::credentials::{CredentialWatch, Credentials};
+use super::ratelimit::RateLimiter;
 use crate::auth::{Authenticator, Caller, Presented, Scope};
 use crate::model::{ClientError, KeyId};
 
@@ -19,14 +22,15 @@ use crate::model::{ClientError, KeyId};
 pub struct Access {
     auth: Arc<Authenticator>,
     credentials: Arc<Credentials>,
+    rate: RateLimiter,
 }
 
 impl Access {
-    /// The rules over an authenticator; the node's credential checker ends
-    /// with `shutdown`.
-    pub fn new(auth: Arc<Authenticator>, shutdown: CancellationToken) -> Self {
+    /// The rules over an authenticator, with rate limits; the node's
+    /// credential checker ends with `shutdown`.
+    pub fn new(auth: Arc<Authenticator>, rate: RateLimiter, shutdown: CancellationToken) -> Self {
         let credentials = Arc::new(Credentials::start(auth.clone(), shutdown));
-        Self { auth, credentials }
+        Self { auth, credentials, rate }
     }
 
     /// A watch that fires when the caller's credential ends (token expiry,
@@ -36,9 +40,19 @@ impl Access {
     }
 
     /// Resolves presented credentials to a caller (401 when they do not hold,
-    /// 403 for a tenant-wide token in `?token=`).
+    /// 403 for a tenant-wide token in `?token=`) and counts the request
+    /// against its rate limits (429 `rate_limited` over them). Every REST
+    /// request and WebSocket upgrade authenticates exactly once, here.
     pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ClientError> {
-        Ok(self.auth.authenticate(presented).await?)
+        let caller = self.auth.authenticate(presented).await?;
+        self.rate.check(&caller).await?;
+        Ok(caller)
+    }
+
+    /// Counts one more command of an already authenticated caller (a
+    /// WebSocket frame) against its rate limits: 429 `rate_limited` over them.
+    pub async fn throttle(&self, caller: &Caller) -> Result<(), ClientError> {
+        self.rate.check(caller).await
     }
 
     /// Whether the caller's credential still holds (token not expired, key

@@ -18,12 +18,14 @@ mod error;
 mod flows;
 mod keys;
 mod longpoll;
+pub mod ratelimit;
 
 pub use access::Access;
 pub use chats::{ChatService, NewChat, required_text};
 pub use credentials::CredentialWatch;
 pub use flows::{FlowService, Registered};
 pub use keys::KeyService;
+pub use ratelimit::{RateLimiter, SharedRates};
 
 use crate::auth::Authenticator;
 use crate::engine::Engine;
@@ -43,16 +45,18 @@ pub struct Services {
 }
 
 impl Services {
-    /// Builds the services; texts longer than `max_message_bytes` are refused;
-    /// the node's credential checker ends with `shutdown`.
+    /// Builds the services; texts longer than `max_message_bytes` are refused,
+    /// callers are held to `rate`, and the node's credential checker ends with
+    /// `shutdown`.
     pub fn new(
         journal: Journal,
         engine: Arc<Engine>,
         auth: Arc<Authenticator>,
         max_message_bytes: usize,
+        rate: RateLimiter,
         shutdown: CancellationToken,
     ) -> Self {
-        let access = Access::new(auth, shutdown);
+        let access = Access::new(auth, rate, shutdown);
         let store = journal.store.clone();
         Services {
             chats: ChatService::new(journal, engine.clone(), access.clone(), max_message_bytes),
