@@ -141,7 +141,9 @@ impl App {
         let shared = shared.map(|r| SharedRates::new(r.conn, &r.prefix));
         let rate = RateLimiter::new(&config.rate_limits, shared);
         let limit = config.limits.max_message_bytes;
-        let services = Services::new(journal, engine.clone(), auth, limit, rate, shutdown.child_token());
+        let keep = Duration::from_secs(config.limits.idempotency_keep_secs);
+        let services = Services::new(journal, engine.clone(), auth, limit, rate, shutdown.child_token())
+            .keeping_idempotent_answers_for(keep);
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {

@@ -154,6 +154,8 @@ pub struct Limits {
     pub ws_max_connections: usize,
     /// Longest `wait` a long-poll may hold, seconds.
     pub long_poll_max_secs: u64,
+    /// How long an idempotency key's answer is kept for retries, seconds.
+    pub idempotency_keep_secs: u64,
     /// Seconds a client has to send a request's head, from its first byte.
     pub http_header_read_secs: u64,
     /// Seconds a connection may wait for a request's first byte, after it
@@ -184,6 +186,7 @@ impl Default for Limits {
             ws_pong_timeout_secs: 40,
             ws_max_connections: 50_000,
             long_poll_max_secs: 60,
+            idempotency_keep_secs: 86_400,
             http_header_read_secs: 15,
             http_idle_secs: 30,
             http_body_timeout_secs: 30,

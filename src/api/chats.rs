@@ -4,19 +4,19 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{IdPath, JsonBody, QueryParams};
+use crate::http::{IdPath, IdempotencyHeader, JsonBody, QueryParams};
 use crate::metrics::Metrics;
 use crate::model::{ChatId, ChatStatus, ClientError, ErrorCode, FlowId};
-use crate::service::NewChat;
+use crate::service::{NewChat, Outcome};
 use crate::store::ChatQuery;
 
 /// `POST /chats` body (the seed's shape).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct CreateChat {
     name: Option<String>,
     from_type: Option<String>,
@@ -38,12 +38,22 @@ pub struct ListChats {
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
+    IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<CreateChat>,
 ) -> Result<impl IntoResponse, ClientError> {
+    let services = &state.services;
+    let request = ("POST /chats", &body);
+    let answer =
+        services.idempotent.once(&caller, key.as_ref(), request, || create_once(&state, &caller, &body));
+    answer.await
+}
+
+/// Creates the chat `POST /chats` asks for.
+async fn create_once(state: &ApiState, caller: &Caller, body: &CreateChat) -> Result<Outcome, ClientError> {
     if let Some(t) = body.from_type.as_deref().filter(|t| *t != "flow") {
         return Err(ClientError::invalid("from_type", format!("`{t}` is not supported; use \"flow\"")));
     }
-    let from_flow = body.from_flow.filter(|f| !f.trim().is_empty());
+    let from_flow = body.from_flow.clone().filter(|f| !f.trim().is_empty());
     let from_flow = from_flow
         .ok_or_else(|| ClientError::invalid("from_flow", "from_flow is required: the id of a flow"))?;
     let from_flow = FlowId::parse(&from_flow).map_err(|_| {
@@ -55,10 +65,10 @@ pub async fn create(
     if body.name.as_ref().is_some_and(|n| n.len() > 256) {
         return Err(ClientError::invalid("name", "at most 256 characters"));
     }
-    let new = NewChat { name: body.name, from_flow, metadata: body.metadata };
-    let chat = state.services.chats.create(&caller, new).await?;
+    let new = NewChat { name: body.name.clone(), from_flow, metadata: body.metadata.clone() };
+    let chat = state.services.chats.create(caller, new).await?;
     Metrics::inc(&state.metrics.chats_created);
-    Ok((StatusCode::CREATED, Json(chat)))
+    Ok(Outcome::same(StatusCode::CREATED.as_u16(), json!(chat)))
 }
 
 /// `GET /chats` → a page, newest first.

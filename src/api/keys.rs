@@ -5,16 +5,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{IdPath, JsonBody};
+use crate::http::{IdPath, IdempotencyHeader, JsonBody};
 use crate::model::{ClientError, KeyId, Page};
+use crate::service::Outcome;
+use crate::store::StoredAnswer;
 
 /// `POST /api-keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct CreateKey {
     name: Option<String>,
     environment: Option<String>,
@@ -27,15 +29,27 @@ pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<impl 
 }
 
 /// `POST /api-keys` → 201 with the key and its `secret` (shown only now).
+///
+/// With an `Idempotency-Key`, a retry gets the same key, with `secret: null`:
+/// the secret is shown once and never stored.
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
+    IdempotencyHeader(idempotency): IdempotencyHeader,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<impl IntoResponse, ClientError> {
-    let (key, secret) = state.services.keys.create(&caller, body.name, body.environment).await?;
-    let mut body = json!(key);
-    body["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(body)))
+    let request = ("POST /api-keys", &body);
+    let answer = state.services.idempotent.once(&caller, idempotency.as_ref(), request, || async {
+        let (key, secret) =
+            state.services.keys.create(&caller, body.name.clone(), body.environment.clone()).await?;
+        let mut sent = json!(key);
+        sent["secret"] = json!(secret);
+        let mut kept = json!(key);
+        kept["secret"] = serde_json::Value::Null;
+        let status = StatusCode::CREATED.as_u16();
+        Ok(Outcome { sent: StoredAnswer { status, body: sent }, kept: StoredAnswer { status, body: kept } })
+    });
+    answer.await
 }
 
 /// `DELETE /api-keys/{key_id}` → 204; the next request with it gets 401.

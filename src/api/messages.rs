@@ -7,18 +7,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Caller;
-use crate::http::{IdPath, JsonBody, QueryParams, SeqPage, SeqParams};
+use crate::http::{IdPath, IdempotencyHeader, JsonBody, QueryParams, SeqPage, SeqParams};
 use crate::metrics::Metrics;
 use crate::model::{ChatId, ClientError};
+use crate::service::Outcome;
 use crate::store::MessageView;
 
 /// `POST /messages` and `POST /input` body: `message` (the seed) or `content`
 /// (FlowGen's backend). `/input` also takes `request_id` and `auto_reply`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct MessageBody {
     message: Option<String>,
     content: Option<String>,
@@ -39,11 +41,16 @@ pub async fn post(
     State(state): State<ApiState>,
     caller: Caller,
     IdPath(chat_id): IdPath<ChatId>,
+    IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ClientError> {
-    let message = state.services.chats.post_message(&caller, &chat_id, body.text()).await?;
-    Metrics::inc(&state.metrics.messages_posted);
-    Ok((StatusCode::ACCEPTED, Json(message)))
+    let what = format!("POST /chats/{chat_id}/messages");
+    let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
+        let message = state.services.chats.post_message(&caller, &chat_id, body.text()).await?;
+        Metrics::inc(&state.metrics.messages_posted);
+        Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(message)))
+    });
+    answer.await
 }
 
 /// `GET /chats/{chat_id}/messages` → a page by seq, of every message or, with
@@ -74,12 +81,17 @@ pub async fn input(
     State(state): State<ApiState>,
     caller: Caller,
     IdPath(chat_id): IdPath<ChatId>,
+    IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ClientError> {
-    let answer = if body.auto_reply { None } else { Some(body.text()) };
-    let chat =
-        state.services.chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), answer).await?;
-    Ok((StatusCode::ACCEPTED, Json(chat)))
+    let what = format!("POST /chats/{chat_id}/input");
+    let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
+        let text = if body.auto_reply { None } else { Some(body.text()) };
+        let chats = &state.services.chats;
+        let chat = chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), text).await?;
+        Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(chat)))
+    });
+    answer.await
 }
 
 /// `POST /chats/{chat_id}/cancel` (and `/abort`) → 200 with the chat (`ready`).
@@ -87,8 +99,14 @@ pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
     IdPath(chat_id): IdPath<ChatId>,
+    IdempotencyHeader(key): IdempotencyHeader,
 ) -> Result<impl IntoResponse, ClientError> {
-    Ok(Json(state.services.chats.cancel(&caller, &chat_id).await?))
+    let what = format!("POST /chats/{chat_id}/cancel");
+    let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &()), || async {
+        let chat = state.services.chats.cancel(&caller, &chat_id).await?;
+        Ok(Outcome::same(StatusCode::OK.as_u16(), json!(chat)))
+    });
+    answer.await
 }
 
 /// `GET /chats/{chat_id}/events` → a page of durable events by seq (the

@@ -11,10 +11,12 @@
 pub mod cors;
 mod error;
 mod extract;
+mod idempotency;
 mod page;
 mod path;
 pub mod serve;
 
 pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented};
+pub use idempotency::IdempotencyHeader;
 pub use page::{SeqPage, SeqParams};
 pub use path::{IdPath, NamedId};

@@ -91,6 +91,10 @@ error_codes! {
     Conflict = ("conflict", 409, false, None);
     /// 409: chats still use the flow.
     FlowInUse = ("flow_in_use", 409, false, None);
+    /// 409: a request with the same idempotency key is still running.
+    IdempotencyInProgress = ("idempotency_in_progress", 409, true, None);
+    /// 422: the idempotency key was used for another request.
+    IdempotencyKeyReused = ("idempotency_key_reused", 422, false, None);
     /// 413: the body is over the limit.
     PayloadTooLarge = ("payload_too_large", 413, false, None);
     /// 426: a WebSocket route called without an upgrade.
@@ -316,7 +320,10 @@ mod tests {
     fn only_throttling_and_server_failures_are_retryable() {
         for code in ErrorCode::ALL {
             let status = code.http_status();
-            let expected = status == 503 || status == 500 || *code == ErrorCode::RateLimited;
+            let expected = status == 503
+                || status == 500
+                || *code == ErrorCode::RateLimited
+                || *code == ErrorCode::IdempotencyInProgress;
             assert_eq!(code.retryable(), expected, "{}", code.as_str());
         }
     }

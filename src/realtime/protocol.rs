@@ -38,6 +38,8 @@ pub enum Op {
         chat_id: Option<String>,
         /// The text (`message`, or FlowGen's `content`).
         text: Option<String>,
+        /// An idempotency key: a resent command with it is not run twice.
+        client_id: Option<String>,
     },
     /// Same rules as `POST /input`.
     Input {
@@ -49,6 +51,8 @@ pub enum Op {
         request_id: Option<String>,
         /// Use the agent's auto reply instead of a text.
         auto_reply: bool,
+        /// An idempotency key: a resent command with it is not run twice.
+        client_id: Option<String>,
     },
     /// Stop the active run.
     Cancel {
@@ -76,6 +80,7 @@ struct Fields {
     request_id: Option<String>,
     #[serde(default)]
     auto_reply: bool,
+    client_id: Option<String>,
 }
 
 impl Fields {
@@ -85,8 +90,14 @@ impl Fields {
         match self.op.as_str() {
             "subscribe" => Op::Subscribe { chat_id, after_seq: self.after_seq, view: self.view },
             "unsubscribe" => Op::Unsubscribe { chat_id },
-            "message" => Op::Message { chat_id, text },
-            "input" => Op::Input { chat_id, text, request_id: self.request_id, auto_reply: self.auto_reply },
+            "message" => Op::Message { chat_id, text, client_id: self.client_id },
+            "input" => Op::Input {
+                chat_id,
+                text,
+                request_id: self.request_id,
+                auto_reply: self.auto_reply,
+                client_id: self.client_id,
+            },
             "cancel" => Op::Cancel { chat_id },
             "watch_status" => Op::WatchStatus,
             "unwatch_status" => Op::UnwatchStatus,

@@ -29,6 +29,7 @@ use crate::auth::Caller;
 use crate::bus::Channel;
 use crate::http::NamedId;
 use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
+use crate::service::{Answer, IdempotencyKey, Outcome};
 use crate::store::MessageView;
 
 /// Refused commands in a row after which a socket over its rate limit is
@@ -218,10 +219,10 @@ impl Session {
                 self.outbox.push(protocol::ack(r, "unwatch_status", json!({})));
                 Ok(())
             }
-            Op::Message { chat_id, text } => self.message(r, chat_id, text).await,
-            Op::Input { chat_id, text, request_id, auto_reply } => {
+            Op::Message { chat_id, text, client_id } => self.message(r, chat_id, text, client_id).await,
+            Op::Input { chat_id, text, request_id, auto_reply, client_id } => {
                 let text = if auto_reply { None } else { Some(text) };
-                self.input(r, chat_id, text, request_id).await
+                self.input(r, chat_id, (text, request_id), client_id).await
             }
             Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
         };
@@ -328,10 +329,17 @@ impl Session {
         r: Option<&Value>,
         chat_id: Option<String>,
         text: Option<String>,
+        client_id: Option<String>,
     ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        let message = self.state.services.chats.post_message(&self.caller, &id, text.as_deref()).await?;
-        self.outbox.push(protocol::ack(r, "message", json!({"chat_id": id, "message": message})));
+        let key = client_id.map(|c| IdempotencyKey::parse(&c, "client_id")).transpose()?;
+        let (services, caller) = (&self.state.services, &self.caller);
+        let request = ("ws message", &(&id, &text));
+        let answer = services.idempotent.once(caller, key.as_ref(), request, || async {
+            let message = services.chats.post_message(caller, &id, text.as_deref()).await?;
+            Ok(Outcome::same(200, json!({"chat_id": id, "message": message})))
+        });
+        self.ack(r, "message", answer.await?);
         Ok(())
     }
 
@@ -339,15 +347,29 @@ impl Session {
         &mut self,
         r: Option<&Value>,
         chat_id: Option<String>,
-        text: Option<Option<String>>,
-        request_id: Option<String>,
+        (text, request_id): (Option<Option<String>>, Option<String>),
+        client_id: Option<String>,
     ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        let answer = text.as_ref().map(Option::as_deref);
-        let chats = &self.state.services.chats;
-        let chat = chats.submit_input(&self.caller, &id, request_id.as_deref(), answer).await?;
-        self.outbox.push(protocol::ack(r, "input", json!({"chat_id": id, "status": chat.status})));
+        let key = client_id.map(|c| IdempotencyKey::parse(&c, "client_id")).transpose()?;
+        let (services, caller) = (&self.state.services, &self.caller);
+        let request = ("ws input", &(&id, &text, &request_id));
+        let answer = services.idempotent.once(caller, key.as_ref(), request, || async {
+            let answer = text.as_ref().map(Option::as_deref);
+            let chat = services.chats.submit_input(caller, &id, request_id.as_deref(), answer).await?;
+            Ok(Outcome::same(200, json!({"chat_id": id, "status": chat.status})))
+        });
+        self.ack(r, "input", answer.await?);
         Ok(())
+    }
+
+    /// Acks a command with its (possibly replayed) answer.
+    fn ack(&self, r: Option<&Value>, op: &str, answer: Answer) {
+        let mut fields = answer.answer.body;
+        if answer.replayed {
+            fields["replayed"] = json!(true);
+        }
+        self.outbox.push(protocol::ack(r, op, fields));
     }
 
     async fn cancel(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {

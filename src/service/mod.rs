@@ -16,6 +16,7 @@ mod chats;
 mod credentials;
 mod error;
 mod flows;
+mod idempotency;
 mod keys;
 mod longpoll;
 pub mod ratelimit;
@@ -24,6 +25,7 @@ pub use access::Access;
 pub use chats::{ChatService, NewChat, required_text};
 pub use credentials::CredentialWatch;
 pub use flows::{FlowService, Registered};
+pub use idempotency::{Answer, HOLD, IdempotencyKey, Idempotent, Outcome};
 pub use keys::KeyService;
 pub use ratelimit::{RateLimiter, SharedRates};
 
@@ -42,9 +44,17 @@ pub struct Services {
     pub flows: FlowService,
     /// API key operations.
     pub keys: KeyService,
+    /// Idempotent retries of creating requests.
+    pub idempotent: Idempotent,
 }
 
 impl Services {
+    /// Keeps idempotent answers `keep` (instead of [`idempotency::KEEP`]).
+    pub fn keeping_idempotent_answers_for(mut self, keep: std::time::Duration) -> Self {
+        self.idempotent = Idempotent::new(self.idempotent.store(), keep);
+        self
+    }
+
     /// Builds the services; texts longer than `max_message_bytes` are refused,
     /// callers are held to `rate`, and the node's credential checker ends with
     /// `shutdown`.
@@ -59,6 +69,7 @@ impl Services {
         let access = Access::new(auth, rate, shutdown);
         let store = journal.store.clone();
         Services {
+            idempotent: Idempotent::new(store.clone(), idempotency::KEEP),
             chats: ChatService::new(journal, engine.clone(), access.clone(), max_message_bytes),
             flows: FlowService::new(store.clone(), engine, access.clone()),
             keys: KeyService::new(store, access.clone()),

@@ -10,7 +10,7 @@
 //! means committed durably.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{
     ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, Role,
@@ -185,6 +185,52 @@ pub(crate) fn readable<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> 
     }
 }
 
+/// Where an idempotency key stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Idempotency {
+    /// Nobody used it: it is now reserved for this request.
+    Fresh,
+    /// Another request with it is still running.
+    InProgress {
+        /// That request's fingerprint.
+        fingerprint: String,
+    },
+    /// A request with it was answered.
+    Answered {
+        /// That request's fingerprint.
+        fingerprint: String,
+        /// Its answer.
+        answer: StoredAnswer,
+    },
+}
+
+/// An answer kept for retries: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// The HTTP status (200 for a socket's ack).
+    pub status: u16,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+/// What an idempotency entry holds, as both stores keep it (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct IdempotencyEntry {
+    pub(crate) fingerprint: String,
+    #[serde(default)]
+    pub(crate) answer: Option<StoredAnswer>,
+}
+
+impl IdempotencyEntry {
+    /// The state a found entry stands for.
+    pub(crate) fn state(self) -> Idempotency {
+        match self.answer {
+            Some(answer) => Idempotency::Answered { fingerprint: self.fingerprint, answer },
+            None => Idempotency::InProgress { fingerprint: self.fingerprint },
+        }
+    }
+}
+
 /// The owner of a stored chat record. Only `tenant` and `chat.last_seq` are
 /// read; serde_json skips the rest without recursing, so a record nested too
 /// deep to read whole still answers.
@@ -255,6 +301,28 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_key(&self, tenant: &TenantId, key_id: &KeyId) -> StoreResult<bool>;
     /// Records a use of a key.
     async fn touch_key(&self, key_id: &KeyId, at: crate::model::Timestamp) -> StoreResult<()>;
+
+    /// Reserves an idempotency key of a tenant (`key` is already hashed) for
+    /// `hold`, unless it is reserved or answered already (see
+    /// [`Idempotency`]). Expired entries count as absent.
+    async fn idempotency_begin(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        hold: std::time::Duration,
+    ) -> StoreResult<Idempotency>;
+    /// Records the answer to a reserved key, kept for `keep`.
+    async fn idempotency_finish(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        answer: &StoredAnswer,
+        keep: std::time::Duration,
+    ) -> StoreResult<()>;
+    /// Lets a reserved key go (its operation failed; a retry runs it again).
+    async fn idempotency_release(&self, tenant: &TenantId, key: &str) -> StoreResult<()>;
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

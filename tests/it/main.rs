@@ -24,6 +24,7 @@ mod errors;
 mod feed;
 mod final_view;
 mod flowgen_import;
+mod idempotency;
 mod layers;
 mod models_e2e;
 mod openai_provider;

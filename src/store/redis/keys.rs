@@ -19,6 +19,12 @@ impl Keys {
         Keys { prefix: prefix.to_owned() }
     }
 
+    /// `fg:{idem:T}:K`: the idempotency entry of tenant `T`'s hashed key `K`
+    /// (JSON, expiring).
+    pub fn idempotency(&self, tenant: &str, hashed_key: &str) -> String {
+        format!("{}{{idem:{tenant}}}:{hashed_key}", self.prefix)
+    }
+
     /// `fg:{chat_X}:chat`: a hash of `record` (the ChatRecord JSON), `seq`,
     /// `tenant`, `status` and `flow`.
     pub fn chat(&self, chat_id: &str) -> String {

@@ -26,7 +26,10 @@ use crate::model::{
     ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId,
     Timestamp,
 };
-use crate::store::{ChatChange, ChatOwner, ChatQuery, MessageView, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{
+    ChatChange, ChatOwner, ChatQuery, Idempotency, IdempotencyEntry, MessageView, SeqQuery, Store,
+    StoreError, StoreResult, StoredAnswer,
+};
 
 use keys::Keys;
 
@@ -238,6 +241,60 @@ impl Store for RedisStore {
 
     async fn touch_key(&self, key_id: &KeyId, at: Timestamp) -> StoreResult<()> {
         self.touch_key_record(key_id, at).await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        hold: Duration,
+    ) -> StoreResult<Idempotency> {
+        let name = self.keys.idempotency(tenant, key);
+        let pending =
+            serde_json::to_string(&IdempotencyEntry { fingerprint: fingerprint.to_owned(), answer: None })?;
+        // SET NX then GET; an entry expiring in between makes us try again.
+        for _ in 0..3 {
+            let set = redis::cmd("SET")
+                .arg(&name)
+                .arg(&pending)
+                .arg("NX")
+                .arg("PX")
+                .arg(hold.as_millis() as u64)
+                .clone();
+            let reserved: Option<String> = self.query(&set).await?;
+            if reserved.is_some() {
+                return Ok(Idempotency::Fresh);
+            }
+            let found: Option<String> = self.query(redis::cmd("GET").arg(&name)).await?;
+            if let Some(found) = found {
+                return Ok(serde_json::from_str::<IdempotencyEntry>(&found)?.state());
+            }
+        }
+        Err(StoreError::Unavailable("the idempotency key keeps changing; retry".into()))
+    }
+
+    async fn idempotency_finish(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        answer: &StoredAnswer,
+        keep: Duration,
+    ) -> StoreResult<()> {
+        let entry = IdempotencyEntry { fingerprint: fingerprint.to_owned(), answer: Some(answer.clone()) };
+        let name = self.keys.idempotency(tenant, key);
+        let set = redis::cmd("SET")
+            .arg(name)
+            .arg(serde_json::to_string(&entry)?)
+            .arg("PX")
+            .arg(keep.as_millis() as u64)
+            .clone();
+        self.query::<()>(&set).await
+    }
+
+    async fn idempotency_release(&self, tenant: &TenantId, key: &str) -> StoreResult<()> {
+        self.query::<()>(redis::cmd("DEL").arg(self.keys.idempotency(tenant, key))).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

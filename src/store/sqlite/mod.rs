@@ -19,7 +19,10 @@ use crate::model::{
     ApiKey, Chat, ChatId, ChatRecord, ChatStatus, Event, FlowId, FlowRecord, KeyId, Message, Page, TenantId,
     Timestamp,
 };
-use crate::store::{ChatChange, ChatOwner, ChatQuery, SeqQuery, Store, StoreError, StoreResult};
+use crate::store::{
+    ChatChange, ChatOwner, ChatQuery, Idempotency, IdempotencyEntry, SeqQuery, Store, StoreError,
+    StoreResult, StoredAnswer,
+};
 
 mod ids;
 mod read;
@@ -196,6 +199,40 @@ impl Store for SqliteStore {
     async fn touch_key(&self, key_id: &KeyId, at: Timestamp) -> StoreResult<()> {
         let id = key_id.to_owned();
         self.writer.call(move |c| write::touch_key(c, &id, at)).await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        hold: Duration,
+    ) -> StoreResult<Idempotency> {
+        let (tenant, key, fingerprint) = (tenant.clone(), key.to_owned(), fingerprint.to_owned());
+        let now = crate::model::now().millis();
+        let until = now + hold.as_millis() as i64;
+        self.writer
+            .call(move |c| write::idempotency_begin(c, &tenant, &key, &fingerprint, (now, until)))
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        answer: &StoredAnswer,
+        keep: Duration,
+    ) -> StoreResult<()> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        let until = crate::model::now().millis() + keep.as_millis() as i64;
+        let entry = IdempotencyEntry { fingerprint: fingerprint.to_owned(), answer: Some(answer.clone()) };
+        self.writer.call(move |c| write::idempotency_finish(c, &tenant, &key, &entry, until)).await
+    }
+
+    async fn idempotency_release(&self, tenant: &TenantId, key: &str) -> StoreResult<()> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        self.writer.call(move |c| write::idempotency_release(c, &tenant, &key)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

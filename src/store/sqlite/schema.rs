@@ -60,6 +60,17 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_keys_by_tenant ON api_keys (tenant, id);
     ",
+    // 2: idempotency keys (contract §6): one entry per tenant and hashed key.
+    "
+    CREATE TABLE idempotency (
+        tenant     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        entry      TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+    ",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

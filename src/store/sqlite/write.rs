@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{ApiKey, Event, FlowRecord, Timestamp};
-use crate::store::{ChatChange, StoreError, StoreResult};
+use crate::store::{ChatChange, Idempotency, IdempotencyEntry, StoreError, StoreResult};
 
 /// A change's event without a seq: ephemeral, so it cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -140,5 +140,51 @@ pub fn delete_key(conn: &Connection, tenant: &str, key_id: &str) -> StoreResult<
 pub fn touch_key(conn: &Connection, key_id: &str, at: Timestamp) -> StoreResult<()> {
     conn.prepare_cached("UPDATE api_keys SET json = json_set(json, '$.last_used_at', ?2) WHERE id = ?1")?
         .execute(params![key_id, at.to_rfc3339()])?;
+    Ok(())
+}
+
+/// Reserves `(tenant, key)` until `hold_until` (ms) unless an entry that has
+/// not expired holds it; drops expired entries on the way.
+pub fn idempotency_begin(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+    fingerprint: &str,
+    (now, hold_until): (i64, i64),
+) -> StoreResult<Idempotency> {
+    conn.prepare_cached("DELETE FROM idempotency WHERE expires_at <= ?1")?.execute([now])?;
+    let entry =
+        serde_json::to_string(&IdempotencyEntry { fingerprint: fingerprint.to_owned(), answer: None })?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO idempotency (tenant, key, entry, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, key) DO NOTHING",
+        )?
+        .execute(params![tenant, key, entry, hold_until])?;
+    if inserted == 1 {
+        return Ok(Idempotency::Fresh);
+    }
+    let found: String = conn
+        .prepare_cached("SELECT entry FROM idempotency WHERE tenant = ?1 AND key = ?2")?
+        .query_row([tenant, key], |row| row.get(0))?;
+    Ok(serde_json::from_str::<IdempotencyEntry>(&found)?.state())
+}
+
+/// Records the answer of a reserved key, kept until `keep_until` (ms).
+pub fn idempotency_finish(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+    entry: &IdempotencyEntry,
+    keep_until: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE idempotency SET entry = ?3, expires_at = ?4 WHERE tenant = ?1 AND key = ?2")?
+        .execute(params![tenant, key, serde_json::to_string(entry)?, keep_until])?;
+    Ok(())
+}
+
+/// Drops a reserved key.
+pub fn idempotency_release(conn: &Connection, tenant: &str, key: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2")?.execute([tenant, key])?;
     Ok(())
 }

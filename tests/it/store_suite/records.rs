@@ -99,3 +99,37 @@ pub async fn a_key_is_deleted_only_by_its_own_tenant(store: DynStore) {
 pub async fn a_fresh_store_answers_ping(store: DynStore) {
     store.ping().await.expect("pings");
 }
+
+pub async fn idempotency_keys_are_reserved_answered_and_released_per_tenant(store: DynStore) {
+    use flowgate::store::{Idempotency, StoredAnswer};
+    use std::time::Duration;
+    let (a, b) = (tenant_named("tenant_a"), tenant_named("tenant_b"));
+    let hold = Duration::from_secs(30);
+    assert_eq!(store.idempotency_begin(&a, "k1", "fp", hold).await.expect("begins"), Idempotency::Fresh);
+    let again = store.idempotency_begin(&a, "k1", "fp", hold).await.expect("begins");
+    assert_eq!(again, Idempotency::InProgress { fingerprint: "fp".into() });
+    assert_eq!(store.idempotency_begin(&b, "k1", "fp", hold).await.expect("begins"), Idempotency::Fresh);
+    let answer = StoredAnswer { status: 201, body: json!({"id": "x"}) };
+    store.idempotency_finish(&a, "k1", "fp", &answer, Duration::from_secs(60)).await.expect("finishes");
+    let done = store.idempotency_begin(&a, "k1", "other", hold).await.expect("begins");
+    assert_eq!(done, Idempotency::Answered { fingerprint: "fp".into(), answer });
+    store.idempotency_release(&b, "k1").await.expect("releases");
+    assert_eq!(store.idempotency_begin(&b, "k1", "fp2", hold).await.expect("begins"), Idempotency::Fresh);
+    let short = Duration::from_millis(1);
+    store
+        .idempotency_finish(&b, "k2", "fp", &StoredAnswer { status: 200, body: json!({}) }, short)
+        .await
+        .ok();
+    assert_eq!(store.idempotency_begin(&b, "k3", "fp", short).await.expect("begins"), Idempotency::Fresh);
+    let expired = async {
+        loop {
+            if store.idempotency_begin(&b, "k3", "fp", hold).await.expect("begins") == Idempotency::Fresh {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), expired)
+        .await
+        .expect("an expired reservation is fresh again");
+}
