@@ -210,6 +210,9 @@ pub struct RunLimits {
     pub max_concurrent_runs_per_tenant: u64,
     /// Chats one tenant may keep (429 `quota_exceeded`); 0: no quota.
     pub max_chats_per_tenant: u64,
+    /// Bytes of message text one tenant may keep stored (429
+    /// `quota_exceeded` on the next message or answer); 0: no quota.
+    pub max_stored_bytes_per_tenant: u64,
     /// Longest a run may run in one stretch (from its start or a human's
     /// answer until it ends or asks the human), seconds; then it fails with
     /// `max_run_secs`.
@@ -229,6 +232,7 @@ impl Default for RunLimits {
             max_consecutive_auto_reply: 100,
             max_concurrent_runs_per_tenant: 64,
             max_chats_per_tenant: 100_000,
+            max_stored_bytes_per_tenant: 1 << 30,
             max_run_secs: 1800,
             max_reply_bytes: 128 << 10,
             max_events_per_run: 2000,

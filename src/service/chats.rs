@@ -152,6 +152,7 @@ impl ChatService {
         let quota = self.engine.run_limits().max_concurrent_runs_per_tenant;
         let running = Some(ChatStatus::Running);
         self.within_quota(&record.tenant, running, quota, "runs.max_concurrent_runs_per_tenant").await?;
+        self.within_stored_bytes(&record.tenant).await?;
         let mut created = None;
         self.update(chat_id, |current| {
             let change = transitions::post_message(current, content)?;
@@ -176,7 +177,8 @@ impl ChatService {
             None => None,
             Some(text) => Some(required_text(text, self.max_message_bytes)?),
         };
-        self.get(caller, chat_id).await?;
+        let record = self.get(caller, chat_id).await?;
+        self.within_stored_bytes(&record.tenant).await?;
         let record =
             self.update(chat_id, |current| transitions::submit_input(current, request_id, message)).await?;
         self.engine.start(chat_id);
@@ -309,6 +311,22 @@ impl ChatService {
         Err(ClientError::new(
             ErrorCode::QuotaExceeded,
             format!("the tenant is at its quota: {setting} = {quota}"),
+        )
+        .with("quota", setting))
+    }
+
+    /// 429 `quota_exceeded` once the tenant keeps its quota of message text
+    /// (`runs.max_stored_bytes_per_tenant`; 0 is no quota). A run already
+    /// going may pass it by what its caps allow.
+    async fn within_stored_bytes(&self, tenant: &TenantId) -> Result<(), ClientError> {
+        let quota = self.engine.run_limits().max_stored_bytes_per_tenant;
+        if quota == 0 || self.journal.store.stored_bytes(tenant).await? < quota {
+            return Ok(());
+        }
+        let setting = "runs.max_stored_bytes_per_tenant";
+        Err(ClientError::new(
+            ErrorCode::QuotaExceeded,
+            format!("the tenant keeps its quota of stored message text: {setting} = {quota} bytes"),
         )
         .with("quota", setting))
     }

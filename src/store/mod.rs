@@ -185,6 +185,11 @@ pub(crate) fn readable<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> 
     }
 }
 
+/// Bytes of message text a change stores (what the stored-bytes quota counts).
+pub(crate) fn stored_text_bytes(change: &ChatChange) -> u64 {
+    change.messages.iter().map(|m| m.content.len() as u64).sum()
+}
+
 /// Where an idempotency key stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Idempotency {
@@ -301,6 +306,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_key(&self, tenant: &TenantId, key_id: &KeyId) -> StoreResult<bool>;
     /// Records a use of a key.
     async fn touch_key(&self, key_id: &KeyId, at: crate::model::Timestamp) -> StoreResult<()>;
+
+    /// Bytes of message text a tenant keeps stored (counted as messages are
+    /// committed, released with their chat), for its quota.
+    async fn stored_bytes(&self, tenant: &TenantId) -> StoreResult<u64>;
 
     /// Reserves an idempotency key of a tenant (`key` is already hashed) for
     /// `hold`, unless it is reserved or answered already (see

@@ -96,3 +96,21 @@ async fn a_tenant_at_its_concurrent_run_quota_cannot_start_another_run() {
     let (status, body) = app.post(&format!("/chats/{second}/messages"), json!({"content": "go"})).await;
     assert_eq!(status, 202, "{body}");
 }
+
+#[tokio::test]
+async fn a_tenant_keeping_its_quota_of_message_text_cannot_add_more_until_a_chat_goes() {
+    let app = spawn_configured(|c| c.runs.max_stored_bytes_per_tenant = 2_000).await;
+    app.put_flow("pair", crate::support::flows::two_agent("NEVER", &["ok"])).await;
+    let first = app.create_chat("pair").await;
+    let long = "x".repeat(2_500);
+    let (status, _) = app.post(&format!("/chats/{first}/messages"), json!({"message": long})).await;
+    assert_eq!(status, 202, "under the quota, a message is taken");
+    app.wait_for_status(&first, 0, ChatStatus::Completed).await;
+    let second = app.create_chat("pair").await;
+    let (status, body) = app.post(&format!("/chats/{second}/messages"), json!({"message": "more"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("quota_exceeded")), "{body}");
+    assert_eq!(body["error"]["quota"], "runs.max_stored_bytes_per_tenant");
+    assert_eq!(app.delete(&format!("/chats/{first}")).await.0, 204);
+    let (status, body) = app.post(&format!("/chats/{second}/messages"), json!({"message": "more"})).await;
+    assert_eq!(status, 202, "deleting a chat gives its bytes back: {body}");
+}

@@ -89,6 +89,8 @@ impl RedisStore {
         match outcome.as_str() {
             "OK" => {
                 self.index_or_warn(&Indexed::of(record)).await;
+                self.count_bytes(record.tenant.as_str(), &chat.id, crate::store::stored_text_bytes(&change))
+                    .await;
                 Ok(())
             }
             "CONFLICT" => Err(StoreError::Conflict),
@@ -144,15 +146,35 @@ impl RedisStore {
             .key(self.keys.events(chat_id))
             .key(self.keys.messages(chat_id))
             .key(self.keys.final_messages(chat_id));
-        let found: Option<(String, u64)> = self.invoke(&invocation).await?;
-        let Some((tenant, last_seq)) = found else {
+        let found: Option<(String, u64, u64)> = self.invoke(&invocation).await?;
+        let Some((tenant, last_seq, bytes)) = found else {
             return Ok(None);
         };
+        if bytes > 0 {
+            let release = redis::cmd("DECRBY").arg(self.keys.usage(&tenant)).arg(bytes).clone();
+            if let Err(e) = self.query::<i64>(&release).await {
+                tracing::warn!(chat_id, error = %e, "stored-bytes count not released");
+            }
+        }
         let all = self.keys.chats_base(&tenant);
         if let Err(e) = self.forget(&tenant, chat_id, &all).await {
             tracing::warn!(chat_id, error = %e, "chat index cleanup failed");
         }
         Ok(Some(last_seq))
+    }
+
+    /// Adds a committed change's bytes of message text to its chat and its
+    /// tenant: after the commit, so a failure here only loses count (logged).
+    async fn count_bytes(&self, tenant: &str, chat_id: &str, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HINCRBY").arg(self.keys.chat(chat_id)).arg("bytes").arg(bytes).ignore();
+        pipe.cmd("INCRBY").arg(self.keys.usage(tenant)).arg(bytes).ignore();
+        if let Err(e) = self.query_pipe::<()>(&pipe).await {
+            tracing::warn!(chat_id, error = %e, "stored-bytes count not updated");
+        }
     }
 
     /// One chat by id.

@@ -25,6 +25,11 @@ impl Keys {
         format!("{}{{idem:{tenant}}}:{hashed_key}", self.prefix)
     }
 
+    /// `fg:{usage:T}`: bytes of message text tenant `T` keeps (its quota).
+    pub fn usage(&self, tenant: &str) -> String {
+        format!("{}{{usage:{tenant}}}", self.prefix)
+    }
+
     /// `fg:{chat_X}:chat`: a hash of `record` (the ChatRecord JSON), `seq`,
     /// `tenant`, `status` and `flow`.
     pub fn chat(&self, chat_id: &str) -> String {

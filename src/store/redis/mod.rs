@@ -96,7 +96,7 @@ impl RedisStore {
     }
 
     /// Runs one pipeline (one round trip), bounded.
-    async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+    pub(super) async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
         let mut conn = self.conn.clone();
         bounded(self.timeout, pipe.query_async(&mut conn)).await
     }
@@ -241,6 +241,11 @@ impl Store for RedisStore {
 
     async fn touch_key(&self, key_id: &KeyId, at: Timestamp) -> StoreResult<()> {
         self.touch_key_record(key_id, at).await
+    }
+
+    async fn stored_bytes(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let bytes: Option<i64> = self.read(redis::cmd("GET").arg(self.keys.usage(tenant))).await?;
+        Ok(bytes.unwrap_or(0).max(0) as u64)
     }
 
     async fn idempotency_begin(

@@ -47,15 +47,15 @@ return 'OK'
 });
 
 /// Removes a chat's keys. KEYS: chat hash, events, messages, final-view
-/// messages. Returns `{tenant, last seq}` as they were at the delete (no
-/// commit can follow it), or nil when there was no chat.
+/// messages. Returns `{tenant, last seq, bytes of message text}` as they were
+/// at the delete (no commit can follow it), or nil when there was no chat.
 pub static DELETE_CHAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local found = redis.call('HMGET', KEYS[1], 'tenant', 'seq')
+local found = redis.call('HMGET', KEYS[1], 'tenant', 'seq', 'bytes')
 if not found[1] then return false end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return {found[1], found[2] or '0'}
+return {found[1], found[2] or '0', found[3] or '0'}
 "#,
     )
 });

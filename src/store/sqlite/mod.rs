@@ -201,6 +201,11 @@ impl Store for SqliteStore {
         self.writer.call(move |c| write::touch_key(c, &id, at)).await
     }
 
+    async fn stored_bytes(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let tenant = tenant.clone();
+        self.readers.read(move |c| read::stored_bytes(c, &tenant)).await
+    }
+
     async fn idempotency_begin(
         &self,
         tenant: &TenantId,

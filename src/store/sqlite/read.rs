@@ -291,3 +291,12 @@ pub fn key_by_hash(conn: &Connection, secret_hash: &str) -> StoreResult<Option<A
 pub fn list_keys(conn: &Connection, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
     Ok(readable_rows(conn, "SELECT json FROM api_keys WHERE tenant = ?1 ORDER BY id", [tenant])?.0)
 }
+
+/// Bytes of message text a tenant keeps.
+pub fn stored_bytes(conn: &Connection, tenant: &str) -> StoreResult<u64> {
+    let bytes: Option<i64> = conn
+        .prepare_cached("SELECT bytes FROM tenant_usage WHERE tenant = ?1")?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?;
+    Ok(bytes.unwrap_or(0).max(0) as u64)
+}

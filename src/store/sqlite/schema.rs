@@ -71,6 +71,15 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
     ",
+    // 3: bytes of message text per chat and per tenant (the stored-bytes quota).
+    "
+    ALTER TABLE chats ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE tenant_usage (
+        tenant TEXT PRIMARY KEY NOT NULL,
+        bytes  INTEGER NOT NULL
+    );
+    INSERT INTO tenant_usage (tenant, bytes) SELECT tenant, 0 FROM chats GROUP BY tenant;
+    ",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

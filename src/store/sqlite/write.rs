@@ -63,6 +63,7 @@ pub fn commit(conn: &Connection, change: &ChatChange) -> StoreResult<()> {
         }
     }
     insert_events(conn, &chat.id, &change.events)?;
+    count_bytes(conn, record.tenant.as_str(), &chat.id, crate::store::stored_text_bytes(change))?;
     let mut insert = conn.prepare_cached("INSERT INTO messages (chat_id, seq, json) VALUES (?1, ?2, ?3)")?;
     for message in &change.messages {
         insert.execute(params![chat.id, message.seq, serde_json::to_string(message)?])?;
@@ -94,10 +95,15 @@ fn insert_events(conn: &Connection, chat_id: &str, events: &[Event]) -> StoreRes
 
 /// Removes the chat, its messages and its events; `false` if there was no chat.
 pub fn delete_chat(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
-    let last_seq: Option<i64> = conn
-        .prepare_cached("DELETE FROM chats WHERE id = ?1 RETURNING last_seq")?
-        .query_row([chat_id], |row| row.get(0))
+    let deleted: Option<(i64, String, i64)> = conn
+        .prepare_cached("DELETE FROM chats WHERE id = ?1 RETURNING last_seq, tenant, bytes")?
+        .query_row([chat_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
+    if let Some((_, tenant, bytes)) = &deleted {
+        conn.prepare_cached("UPDATE tenant_usage SET bytes = max(0, bytes - ?2) WHERE tenant = ?1")?
+            .execute(params![tenant, bytes])?;
+    }
+    let last_seq = deleted.map(|(seq, _, _)| seq);
     conn.prepare_cached("DELETE FROM messages WHERE chat_id = ?1")?.execute([chat_id])?;
     conn.prepare_cached("DELETE FROM events WHERE chat_id = ?1")?.execute([chat_id])?;
     Ok(last_seq.map(|s| s as u64))
@@ -186,5 +192,21 @@ pub fn idempotency_finish(
 /// Drops a reserved key.
 pub fn idempotency_release(conn: &Connection, tenant: &str, key: &str) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2")?.execute([tenant, key])?;
+    Ok(())
+}
+
+/// Adds a change's bytes of message text to its chat and its tenant.
+fn count_bytes(conn: &Connection, tenant: &str, chat_id: &str, bytes: u64) -> StoreResult<()> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    let bytes = bytes as i64;
+    conn.prepare_cached("UPDATE chats SET bytes = bytes + ?2 WHERE id = ?1")?
+        .execute(params![chat_id, bytes])?;
+    conn.prepare_cached(
+        "INSERT INTO tenant_usage (tenant, bytes) VALUES (?1, ?2)
+         ON CONFLICT (tenant) DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![tenant, bytes])?;
     Ok(())
 }

@@ -58,6 +58,7 @@ macro_rules! store_suite {
             keys_are_found_by_hash_listed_per_tenant_and_touched,
             a_key_is_deleted_only_by_its_own_tenant,
             idempotency_keys_are_reserved_answered_and_released_per_tenant,
+            stored_message_bytes_are_counted_per_tenant_and_given_back_with_their_chat,
             a_fresh_store_answers_ping,
             an_unreadable_record_is_skipped_by_listings_and_can_still_be_deleted,
         );

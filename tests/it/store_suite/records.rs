@@ -133,3 +133,16 @@ pub async fn idempotency_keys_are_reserved_answered_and_released_per_tenant(stor
         .await
         .expect("an expired reservation is fresh again");
 }
+
+pub async fn stored_message_bytes_are_counted_per_tenant_and_given_back_with_their_chat(store: DynStore) {
+    let (a, b) = (tenant_named("tenant_a"), tenant_named("tenant_b"));
+    assert_eq!(store.stored_bytes(&a).await.expect("reads"), 0);
+    let chat = create_chat(&store, "tenant_a", "flow_a").await;
+    let chat = post_and_cancel(&store, &chat, "hello").await;
+    let other = create_chat(&store, "tenant_b", "flow_a").await;
+    post_and_cancel(&store, &other, "a longer message").await;
+    assert_eq!(store.stored_bytes(&a).await.expect("reads"), "hello".len() as u64);
+    assert_eq!(store.stored_bytes(&b).await.expect("reads"), "a longer message".len() as u64);
+    store.delete_chat(&chat.chat.id).await.expect("deletes");
+    assert_eq!(store.stored_bytes(&a).await.expect("reads"), 0);
+}
