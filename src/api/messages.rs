@@ -23,8 +23,8 @@ pub struct MessageBody {
     message: Option<String>,
     content: Option<String>,
     request_id: Option<String>,
-    #[serde(default)]
-    auto_reply: bool,
+    /// `null` is `false`, like every optional field given as `null`.
+    auto_reply: Option<bool>,
 }
 
 impl MessageBody {
@@ -76,7 +76,7 @@ pub async fn input(
     IdPath(chat_id): IdPath<ChatId>,
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<impl IntoResponse, ClientError> {
-    let answer = if body.auto_reply { None } else { Some(body.text()) };
+    let answer = if body.auto_reply == Some(true) { None } else { Some(body.text()) };
     let chat =
         state.services.chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), answer).await?;
     Ok((StatusCode::ACCEPTED, Json(chat)))
