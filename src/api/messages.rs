@@ -25,8 +25,8 @@ pub struct MessageBody {
     message: Option<String>,
     content: Option<String>,
     request_id: Option<String>,
-    #[serde(default)]
-    auto_reply: bool,
+    /// `null` is `false`, like every optional field given as `null`.
+    auto_reply: Option<bool>,
 }
 
 impl MessageBody {
@@ -86,7 +86,7 @@ pub async fn input(
 ) -> Result<impl IntoResponse, ClientError> {
     let what = format!("POST /chats/{chat_id}/input");
     let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
-        let text = if body.auto_reply { None } else { Some(body.text()) };
+        let text = if body.auto_reply == Some(true) { None } else { Some(body.text()) };
         let chats = &state.services.chats;
         let chat = chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), text).await?;
         Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(chat)))

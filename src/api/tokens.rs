@@ -19,6 +19,8 @@ const MAX_TTL_SECS: u64 = 3600;
 /// Body (optional).
 #[derive(Debug, Deserialize)]
 pub struct MintToken {
+    /// Seconds; `600` and `600.0` alike (JSON Schema's `integer`).
+    #[serde(default, deserialize_with = "crate::flow::number::optional")]
     ttl_secs: Option<u64>,
 }
 

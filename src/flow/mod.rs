@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod demo;
 pub mod flowgen;
+pub mod number;
 pub mod termination;
 
 pub use termination::Termination;
@@ -50,10 +51,10 @@ pub enum ModelSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         temperature: Option<f32>,
         /// Completion token cap.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number::optional")]
         max_tokens: Option<u32>,
         /// Total timeout for one call, in seconds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number::optional")]
         timeout_secs: Option<u64>,
     },
     /// Deterministic replies for offline use and tests.
@@ -66,7 +67,7 @@ pub enum ModelSpec {
         echo: bool,
         /// Pause between streamed chunks, in milliseconds (the offline demo uses
         /// ~25 so streaming is visible; tests use 0).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "number::unsigned")]
         delay_ms: u64,
     },
 }
@@ -116,7 +117,7 @@ pub struct AgentSpec {
     #[serde(default)]
     pub human_input_mode: HumanInputMode,
     /// How many replies in a row it makes without a human in between.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number::optional")]
     pub max_consecutive_auto_reply: Option<u32>,
     /// A user proxy's auto reply when it has no model (default: `""`, which
     /// AutoGen sends as an empty message).
@@ -173,7 +174,7 @@ pub struct ChatSpec {
     #[serde(default)]
     pub speaker_selection: SpeakerSelection,
     /// Groups only: messages per run, the opening one included (default 20).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number::optional")]
     pub max_round: Option<u32>,
     /// Flowgate's flow-wide rule: checked on every agent-written message (a
     /// group asks an `ALWAYS`/`TERMINATE` user proxy first). Absent: AutoGen's

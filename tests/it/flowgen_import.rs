@@ -329,6 +329,17 @@ fn a_flowgen_flow_record_is_unwrapped() {
 }
 
 #[test]
+fn a_flow_records_name_is_a_string_or_null() {
+    let graph = fixture("two_agent.json");
+    let unnamed = json!({"name": null, "flow": graph.clone()});
+    assert!(flowgen::import(&unnamed, &catalog()).is_ok());
+    for bad in [json!({}), json!(5), json!(["x"])] {
+        let issues = flowgen::import(&json!({"name": bad, "flow": graph.clone()}), &catalog()).unwrap_err();
+        assert!(issues.iter().any(|i| i.path == "name"), "{bad}: {issues:?}");
+    }
+}
+
+#[test]
 fn is_graph_tells_a_react_flow_graph_from_a_native_flow() {
     assert!(flowgen::is_graph(&fixture("two_agent.json")));
     assert!(flowgen::is_graph(&json!({"nodes": [], "edges": []})));

@@ -218,3 +218,64 @@ async fn an_id_that_does_not_parse_is_its_404_or_a_422_naming_it_never_a_store_e
     let (status, body) = app.post("/chats", json!({"from_flow": "no such flow"})).await;
     assert_eq!((status, code(&body)), (404, "flow_not_found"));
 }
+
+/// What Schemathesis checks against the spec (scripts/schemathesis.sh), one
+/// case each: JSON Schema's `integer` includes `2656.0`; `null` is an optional
+/// field left out; `/input` with `auto_reply` needs no text; a query cursor
+/// that is no id is a 422 naming it.
+#[tokio::test]
+async fn bodies_read_integers_and_nulls_as_the_spec_says() {
+    let app = spawn_app().await;
+    let id = app.create_chat("demo").await;
+    let tokens = format!("/chats/{id}/tokens");
+    let (status, body) = app.post(&tokens, json!({"ttl_secs": 2656.0})).await;
+    assert_eq!((status, body["expires_in"].as_u64().map(|s| s > 2600)), (201, Some(true)), "{body}");
+    let (status, body) = app.post(&tokens, json!({"ttl_secs": null})).await;
+    assert_eq!(status, 201, "{body}");
+    for bad in [json!(2656.5), json!(-1), json!(0.0), json!("60")] {
+        let (status, err) = app.post(&tokens, json!({"ttl_secs": bad})).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (422, Some("ttl_secs")), "{bad}: {err}");
+    }
+
+    let mut flow = two_agent("NEVER", &["ok TERMINATE"]);
+    flow["chat"]["max_round"] = json!(3.0);
+    flow["chat"]["selector_model"] = Value::Null;
+    flow["agents"][1]["max_consecutive_auto_reply"] = json!(2.0);
+    flow["description"] = Value::Null;
+    let (status, body) = send(app.client.put(app.url("/flows/floats")).json(&flow)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["definition"]["chat"]["max_round"], 3);
+    flow["chat"]["max_round"] = json!(3.5);
+    let (status, err) = send(app.client.put(app.url("/flows/floats")).json(&flow)).await;
+    assert_eq!((status, code(&err)), (422, "invalid_request"), "{err}");
+
+    let (status, chat) = app
+        .post("/chats", json!({"from_flow": "demo", "name": null, "from_type": null, "metadata": null}))
+        .await;
+    assert_eq!((status, &chat["metadata"]), (201, &json!({})), "{chat}");
+    let (status, key) = app.post("/api-keys", json!({"name": "ci", "environment": null})).await;
+    assert_eq!((status, &key["environment"]), (201, &Value::Null), "{key}");
+
+    // Not waiting: the state is judged, not the body, once the body is valid.
+    let input = format!("/chats/{id}/input");
+    for body in
+        [json!({"auto_reply": true}), json!({"auto_reply": null, "message": "hi", "request_id": null})]
+    {
+        let (status, err) = app.post(&input, body.clone()).await;
+        assert_eq!((status, code(&err)), (409, "not_waiting_for_input"), "{body}: {err}");
+    }
+    for body in [json!({"auto_reply": null}), json!({"auto_reply": false, "content": " "})] {
+        let (status, err) = app.post(&input, body.clone()).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (422, Some("message")), "{body}: {err}");
+    }
+
+    for (path, param) in [
+        ("/chats?after=", "after"),
+        ("/chats?before=chat_x", "before"),
+        ("/chats?from_flow=", "from_flow"),
+        ("/flows?after=no%20such", "after"),
+    ] {
+        let (status, err) = app.get(path).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (422, Some(param)), "{path}: {err}");
+    }
+}

@@ -74,6 +74,10 @@ pub fn import(graph: &Value, models: &ModelCatalog) -> Result<Imported, Vec<Flow
         )]);
     };
     let mut r = Report::default();
+    let in_record = graph.as_object().is_some_and(|o| !std::ptr::eq(o, body));
+    if let Some(name) = graph.get("name").filter(|n| in_record && record_name.is_none() && !n.is_null()) {
+        r.issue("name", format!("the flow record's name must be a string, not {name}"));
+    }
     let g = Graph::parse(body, record_name, &mut r);
     let dialect = if agentok::is_agentok(&g) { Dialect::Agentok } else { Dialect::FlowGen };
     check_node_types(&g, &mut r);

@@ -3,12 +3,13 @@
 //! document lists for that route, and an error code the response names.
 
 use flowgate::api::ROUTES;
+use flowgate::flow::ModelSpec;
 use flowgate::model::ChatStatus;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::doc::{self, Doc};
-use crate::support::app::{KEY, TestApp, WAIT, spawn_app};
+use crate::support::app::{KEY, TestApp, WAIT, spawn_app, spawn_configured};
 use crate::support::flows::two_agent;
 use crate::support::ws;
 
@@ -162,6 +163,25 @@ async fn the_flow_routes_answer_as_documented() {
     p.expect(409, "DELETE", "/flows/quick", None).await;
     p.expect(204, "DELETE", &one, None).await;
     p.expect(404, "DELETE", &one, None).await;
+}
+
+#[tokio::test]
+async fn the_flowgen_example_registers_on_a_gateway_with_a_default_model() {
+    let app = spawn_configured(|config| {
+        let offline =
+            ModelSpec::Scripted { replies: vec!["Done. TERMINATE".into()], echo: false, delay_ms: 0 };
+        config.models.insert("default".into(), offline);
+    })
+    .await;
+    let p = Probe::new(&app);
+    let example = &p.doc.operation("POST", "/flows")["requestBody"]["content"]["application/json"];
+    let graph = example["examples"]["flowgen"]["value"].clone();
+    let created = p.expect(201, "POST", "/flows", Some(graph.clone())).await;
+    assert_eq!(created["definition"]["agents"][1]["model"], "default", "{created}");
+    p.expect(201, "PUT", "/flows/from-flowgen", Some(graph.clone())).await;
+    // Without a model to give its assistant, the example cannot run: 422.
+    let bare = spawn_app().await;
+    Probe::new(&bare).expect(422, "POST", "/flows", Some(graph)).await;
 }
 
 #[tokio::test]
