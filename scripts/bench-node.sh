@@ -9,7 +9,8 @@ KEY=bench-key-0123456789abcdef
 DATA=$(mktemp -d)
 trap 'kill "$NODE" 2>/dev/null; wait "$NODE" 2>/dev/null; rm -rf "$DATA"' EXIT
 FLOWGATE_DATA_DIR=$DATA FLOWGATE_API_KEY=$KEY FLOWGATE_LISTEN=127.0.0.1:18080 FLOWGATE_LOG=warn \
-  FLOWGATE_LIMITS__WS_MAX_CONNECTIONS=20000 target/release/flowgate serve &
+  FLOWGATE_LIMITS__WS_MAX_CONNECTIONS=20000 FLOWGATE_RATE_LIMITS__PER_KEY_PER_SEC=0 FLOWGATE_RATE_LIMITS__PER_TENANT_PER_SEC=0 \
+  FLOWGATE_RUNS__MAX_CONCURRENT_RUNS_PER_TENANT=0 FLOWGATE_RUNS__MAX_CHATS_PER_TENANT=0 target/release/flowgate serve &
 NODE=$!
 for _ in $(seq 50); do curl -sf 127.0.0.1:18080/healthz >/dev/null && break; sleep 0.2; done
 FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18080 target/release/flowgate-bench "$@"
