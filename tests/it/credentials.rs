@@ -4,20 +4,11 @@
 //! and at its own `exp`; `nbf` is honoured.
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::app::{JWT_SECRET, TestApp, WAIT, client_with_key, send, spawn_app};
+use crate::support::app::{TestApp, WAIT, client_with_key, jwt, send, spawn_app, unix_now};
 use crate::support::redis_server::RedisServer;
 use crate::support::ws::{Ended, connect_with};
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn jwt(claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
 
 /// A new key of tenant `default`: (id, secret).
 async fn new_key(app: &TestApp) -> (String, String) {
@@ -102,7 +93,7 @@ async fn a_chat_token_dies_with_the_key_that_minted_it() {
 async fn a_token_socket_closes_at_its_expiry_without_a_command() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let token = jwt(json!({"sub": "default", "chat_id": chat, "exp": now() + 2}));
+    let token = jwt(json!({"sub": "default", "chat_id": chat, "exp": unix_now() + 2}));
     let mut ws = connect_with(&app, &format!("/chats/{chat}/ws?token={token}"), None).await.unwrap();
     assert_eq!(ws.next().await["type"], "subscribed");
     assert_eq!(ws.closed().await, Ended::Closed(4001));
@@ -111,7 +102,7 @@ async fn a_token_socket_closes_at_its_expiry_without_a_command() {
 #[tokio::test]
 async fn a_token_before_its_nbf_is_refused() {
     let app = spawn_app().await;
-    let early = jwt(json!({"sub": "default", "exp": now() + 120, "nbf": now() + 60}));
+    let early = jwt(json!({"sub": "default", "exp": unix_now() + 120, "nbf": unix_now() + 60}));
     let (status, body) = send(reqwest::Client::new().get(app.url("/chats")).bearer_auth(early)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
 }

@@ -1,21 +1,12 @@
 //! Auth and tenancy (contract §7): keys, bearer tokens, and another tenant's
 //! records answering 404 on every route.
 
-use crate::support::app::{JWT_SECRET, client_with_key, send, spawn_app};
+use crate::support::app::{JWT_SECRET, client_with_key, send, signed_token, spawn_app, unix_now};
 use flowgate::model::ChatStatus;
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn token(secret: &str, claims: Value) -> String {
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -47,14 +38,17 @@ async fn a_deleted_key_is_rejected_on_the_very_next_request() {
 async fn bearer_jwts_are_verified_by_signature_and_expiry() {
     let app = spawn_app().await;
     let bearer = |t: &str| reqwest::Client::new().get(app.url("/chats")).bearer_auth(t.to_owned());
-    let good = token(JWT_SECRET, json!({"sub": "default", "exp": now() + 60}));
+    let good = signed_token(JWT_SECRET, &json!({"sub": "default", "exp": unix_now() + 60}));
     assert_eq!(send(bearer(&good)).await.0, 200);
-    let tenant_claim = token(JWT_SECRET, json!({"sub": "someone", "tenant": "default", "exp": now() + 60}));
+    let tenant_claim =
+        signed_token(JWT_SECRET, &json!({"sub": "someone", "tenant": "default", "exp": unix_now() + 60}));
     assert_eq!(send(bearer(&tenant_claim)).await.0, 200);
-    let wrong_secret =
-        token("another-secret-another-secret-another!!", json!({"sub": "default", "exp": now() + 60}));
-    let expired = token(JWT_SECRET, json!({"sub": "default", "exp": now() - 120}));
-    let no_exp = token(JWT_SECRET, json!({"sub": "default"}));
+    let wrong_secret = signed_token(
+        "another-secret-another-secret-another!!",
+        &json!({"sub": "default", "exp": unix_now() + 60}),
+    );
+    let expired = signed_token(JWT_SECRET, &json!({"sub": "default", "exp": unix_now() - 120}));
+    let no_exp = signed_token(JWT_SECRET, &json!({"sub": "default"}));
     let forged =
         format!("{}.{}", &good[..good.rfind('.').unwrap()], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     for bad in [wrong_secret, expired, no_exp, forged, "not.a.jwt".into()] {
@@ -74,7 +68,7 @@ async fn other_tenants_key(app: &crate::support::app::TestApp) -> String {
 #[tokio::test]
 async fn another_tenants_chats_and_flows_are_404_on_every_route() {
     let app = spawn_app().await;
-    let jwt_other = token(JWT_SECRET, json!({"sub": "other", "exp": now() + 60}));
+    let jwt_other = signed_token(JWT_SECRET, &json!({"sub": "other", "exp": unix_now() + 60}));
     let secret = other_tenants_key(&app).await;
     let other = client_with_key(&secret);
     let id = app.create_chat("demo").await;
@@ -133,7 +127,7 @@ async fn a_chat_scoped_token_reaches_only_its_chat() {
     let app = spawn_app().await;
     let a = app.create_chat("demo").await;
     let b = app.create_chat("demo").await;
-    let scoped = token(JWT_SECRET, json!({"sub": "default", "chat_id": a, "exp": now() + 60}));
+    let scoped = signed_token(JWT_SECRET, &json!({"sub": "default", "chat_id": a, "exp": unix_now() + 60}));
     let with = |path: &str| reqwest::Client::new().get(app.url(path)).bearer_auth(&scoped);
     assert_eq!(send(with(&format!("/chats/{a}"))).await.0, 200);
     let (status, body) = send(with(&format!("/chats/{b}"))).await;

@@ -1,21 +1,12 @@
 //! The WebSocket protocol (contract §5) over a real socket: every op's reply,
 //! every refusal, and a connection that stays usable after bad frames.
 
-use crate::support::app::{JWT_SECRET, spawn_app, spawn_configured};
+use crate::support::app::{jwt, spawn_app, spawn_configured, unix_now};
 use crate::support::flows::two_agent;
 use crate::support::ws::{Ended, connect, connect_with};
 use futures::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn jwt(claims: serde_json::Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap();
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
 
 #[tokio::test]
 async fn every_op_gets_its_reply() {
@@ -100,12 +91,12 @@ async fn an_oversized_frame_closes_with_4009() {
 async fn an_unauthenticated_or_badly_tokened_upgrade_is_401() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let expired = jwt(json!({"sub": "default", "chat_id": chat, "exp": now() - 120}));
+    let expired = jwt(json!({"sub": "default", "chat_id": chat, "exp": unix_now() - 120}));
     let wrong = {
         let key = jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another!!").unwrap();
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
-            &json!({"sub": "default", "exp": now() + 60}),
+            &json!({"sub": "default", "exp": unix_now() + 60}),
             &key,
         )
         .unwrap()
@@ -153,7 +144,7 @@ async fn another_tenants_chat_is_refused_on_both_sockets() {
     let (_, other) = app.state.services.keys.create(&operator, Some("o".into()), None).await.unwrap();
     let refused = connect_with(&app, &format!("/chats/{chat}/ws"), Some(&other)).await.err().unwrap();
     assert_eq!(refused.status, 404);
-    let other_chat_token = jwt(json!({"sub": "other", "chat_id": chat, "exp": now() + 60}));
+    let other_chat_token = jwt(json!({"sub": "other", "chat_id": chat, "exp": unix_now() + 60}));
     let refused = connect_with(&app, &format!("/chats/{chat}/ws?token={other_chat_token}"), None).await;
     assert_eq!(refused.err().unwrap().status, 404);
     let mut ws = connect_with(&app, "/ws", Some(&other)).await.unwrap();
@@ -224,7 +215,7 @@ async fn a_socket_whose_key_is_revoked_closes_with_4001_at_its_next_command() {
 async fn a_tenant_wide_token_in_the_url_is_refused() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let tenant_wide = jwt(json!({"sub": "default", "exp": now() + 60}));
+    let tenant_wide = jwt(json!({"sub": "default", "exp": unix_now() + 60}));
     for path in [format!("/ws?token={tenant_wide}"), format!("/chats/{chat}/ws?token={tenant_wide}")] {
         let refused = connect_with(&app, &path, None).await.err().unwrap();
         assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (401, Some("unauthenticated")));
@@ -235,13 +226,13 @@ async fn a_tenant_wide_token_in_the_url_is_refused() {
 async fn a_socket_whose_chat_token_expires_closes_with_4001_at_its_next_command() {
     let app = spawn_app().await;
     let chat = app.create_chat("demo").await;
-    let exp = now() + 1;
+    let exp = unix_now() + 1;
     let token = jwt(json!({"sub": "default", "chat_id": chat, "exp": exp}));
     let mut ws = connect_with(&app, &format!("/chats/{chat}/ws?token={token}"), None).await.unwrap();
     assert_eq!(ws.next().await["type"], "subscribed");
     assert_eq!(ws.call(json!({"op": "subscribe"})).await["type"], "subscribed");
     // Wait for the clock to pass `exp` (a bounded wait on time itself).
-    while now() <= exp {
+    while unix_now() <= exp {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     ws.send(json!({"op": "subscribe"})).await;
@@ -251,7 +242,7 @@ async fn a_socket_whose_chat_token_expires_closes_with_4001_at_its_next_command(
 #[tokio::test]
 async fn a_token_for_a_malformed_tenant_is_refused() {
     let app = spawn_app().await;
-    let bad = jwt(json!({"sub": "acme}:chats", "exp": now() + 60}));
+    let bad = jwt(json!({"sub": "acme}:chats", "exp": unix_now() + 60}));
     let resp = reqwest::Client::new().get(app.url("/chats")).bearer_auth(bad).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 }

@@ -133,6 +133,22 @@ async fn launch(app: App, listener: tokio::net::TcpListener) -> TestApp {
     }
 }
 
+/// Seconds since the epoch, for token claims.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An HS256 token with `claims`, signed with `secret`.
+pub fn signed_token(secret: &str, claims: &Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
+}
+
+/// A token with `claims` that test apps accept (signed with `JWT_SECRET`).
+pub fn jwt(claims: Value) -> String {
+    signed_token(JWT_SECRET, &claims)
+}
+
 /// A chat id as the API returned it.
 pub fn chat_id(id: &str) -> ChatId {
     ChatId::parse(id).expect("the API returns chat ids")
