@@ -126,7 +126,8 @@ impl App {
     ) -> Result<App, StartError> {
         let Backends { store, bus, leases, shared } = backends;
         let shutdown = CancellationToken::new();
-        let journal = Journal { store: store.clone(), bus: bus.clone() };
+        let metrics = Arc::new(Metrics::new());
+        let journal = Journal { store: store.clone(), bus: bus.clone(), metrics: metrics.clone() };
         let engine = Engine::new(EngineDeps {
             journal: journal.clone(),
             models: config.models.clone(),
@@ -139,7 +140,7 @@ impl App {
         });
         let auth = Arc::new(Authenticator::new(store.clone(), Jwt::from_config(&config.jwt)?));
         let shared = shared.map(|r| SharedRates::new(r.conn, &r.prefix));
-        let rate = RateLimiter::new(&config.rate_limits, shared);
+        let rate = RateLimiter::new(&config.rate_limits, shared, &metrics);
         let limit = config.limits.max_message_bytes;
         let keep = Duration::from_secs(config.limits.idempotency_keep_secs);
         let services = Services::new(journal, engine.clone(), auth, limit, rate, shutdown.child_token())
@@ -159,7 +160,7 @@ impl App {
             engine,
             connections: Connections::new(config.limits.ws_max_connections),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             shutdown,
         };
         Ok(App { state })
@@ -232,6 +233,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes())
         .nest("/v1", routes())
+        .route_layer(axum::middleware::from_fn(crate::http::access::mark_route))
         .fallback(|| async { ClientError::new(ErrorCode::NotFound, "no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ClientError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
@@ -239,7 +241,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(state.config.limits.http_body_timeout_secs)))
         .layer(CatchPanicLayer::custom(|_| ClientError::internal("a handler panicked").into_response()))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::http::access::track))
         .layer(tower::util::option_layer(cors))
         .with_state(state)
 }

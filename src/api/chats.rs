@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::ApiState;
 use crate::auth::Caller;
 use crate::http::{IdPath, IdempotencyHeader, JsonBody, QueryParams};
-use crate::metrics::Metrics;
 use crate::model::{ChatId, ChatStatus, ClientError, ErrorCode, FlowId};
 use crate::service::{NewChat, Outcome};
 use crate::store::ChatQuery;
@@ -67,7 +66,7 @@ async fn create_once(state: &ApiState, caller: &Caller, body: &CreateChat) -> Re
     }
     let new = NewChat { name: body.name.clone(), from_flow, metadata: body.metadata.clone() };
     let chat = state.services.chats.create(caller, new).await?;
-    Metrics::inc(&state.metrics.chats_created);
+    state.metrics.chats_created.inc();
     Ok(Outcome::same(StatusCode::CREATED.as_u16(), json!(chat)))
 }
 

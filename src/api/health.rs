@@ -47,7 +47,7 @@ pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Respo
                 .into_response();
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
 }
 
 /// `GET /openapi.json`.

@@ -13,7 +13,6 @@ use serde_json::json;
 use super::ApiState;
 use crate::auth::Caller;
 use crate::http::{IdPath, IdempotencyHeader, JsonBody, QueryParams, SeqPage, SeqParams};
-use crate::metrics::Metrics;
 use crate::model::{ChatId, ClientError};
 use crate::service::Outcome;
 use crate::store::MessageView;
@@ -47,7 +46,7 @@ pub async fn post(
     let what = format!("POST /chats/{chat_id}/messages");
     let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
         let message = state.services.chats.post_message(&caller, &chat_id, body.text()).await?;
-        Metrics::inc(&state.metrics.messages_posted);
+        state.metrics.messages_posted.inc();
         Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(message)))
     });
     answer.await
@@ -70,6 +69,7 @@ pub async fn list(
     }
     let wait = Duration::from_secs_f64(wait.min(state.long_poll_max_secs as f64));
     let chats = &state.services.chats;
+    let _waiting = (!wait.is_zero()).then(|| crate::metrics::Open::new(&state.metrics.long_polls));
     let (items, last_seq) = chats.messages_waiting(&caller, &chat_id, &query, wait, &state.shutdown).await?;
     Ok(Json(SeqPage::new(items, &query, last_seq, |m| m.seq)))
 }

@@ -3,11 +3,13 @@
 //! as a response), the body, query and typed-id path extractors, the
 //! `Caller` extractor, and the CORS layer for configured origins.
 //!
-//! Also the server itself (`serve`): connections under timeouts and caps.
+//! Also the server itself (`serve`): connections under timeouts and caps; and
+//! the access log with the HTTP series (`access`).
 //!
-//! Touches the domain services (to authenticate), the config (CORS), and the
-//! listening socket and its connections (`serve`).
+//! Touches the domain services (to authenticate), the config (CORS), the
+//! metrics (`access`), and the listening socket and its connections (`serve`).
 
+pub mod access;
 pub mod cors;
 mod error;
 mod extract;

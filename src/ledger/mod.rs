@@ -3,12 +3,13 @@
 //! events are published on the bus after, so nobody is ever told of an event
 //! that could still be lost.
 //!
-//! Touches the store and the bus; knows nothing of HTTP, the engine or who is
-//! calling.
+//! Touches the store, the bus and the metrics (run ends); knows nothing of
+//! HTTP, the engine or who is calling.
 
 use std::sync::Arc;
 
 use crate::bus::{Bus, Channel, Frame};
+use crate::metrics::Metrics;
 use crate::model::{ChatId, ChatRecord, Event, EventKind, TenantId};
 use crate::store::{ChatChange, Store, StoreError};
 
@@ -42,6 +43,8 @@ pub struct Journal {
     pub store: Arc<dyn Store>,
     /// The live feed.
     pub bus: Arc<dyn Bus>,
+    /// Where run ends are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Journal {
@@ -51,6 +54,7 @@ impl Journal {
         let tenant = change.record.tenant.clone();
         self.store.commit(change).await?;
         for event in &events {
+            self.count(event);
             self.publish(&tenant, event).await;
         }
         Ok(())
@@ -76,6 +80,19 @@ impl Journal {
             }
         }
         Err(UpdateError::Store(StoreError::Unavailable("the chat is changing too fast; retry".into())))
+    }
+
+    /// Counts a committed run end in `flowgate_runs_total`.
+    fn count(&self, event: &Event) {
+        match event.kind {
+            EventKind::RunCompleted => self.metrics.run_ended("completed", ""),
+            EventKind::RunCancelled => self.metrics.run_ended("cancelled", ""),
+            EventKind::RunFailed => {
+                let code = event.data.get("code").and_then(|c| c.as_str()).unwrap_or("unknown");
+                self.metrics.run_ended("failed", code);
+            }
+            _ => {}
+        }
     }
 
     /// Publishes an ephemeral frame (a `message.delta`) to its chat's channel;

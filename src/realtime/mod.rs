@@ -72,7 +72,7 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.registry.connections.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.ws_connections.dec();
     }
 }
 
@@ -93,7 +93,7 @@ impl Connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+        metrics.ws_connections.inc();
         Some(Permit { registry: self.clone(), metrics: metrics.clone() })
     }
 

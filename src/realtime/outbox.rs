@@ -43,7 +43,7 @@ impl Closer {
     /// Closes with 4008 and counts it, unless another reason came first.
     pub fn close_slow(&self, metrics: &Metrics, reason: impl Into<String>) {
         if self.reason.set((Disconnect::TooSlow, reason.into())).is_ok() {
-            Metrics::inc(&metrics.ws_slow_closes);
+            metrics.ws_slow_closes.inc();
         }
         self.token.cancel();
     }
@@ -134,6 +134,7 @@ impl Outbox {
     /// behind, or the connection is closing.
     pub fn push(&self, text: Utf8Bytes) -> bool {
         if self.closer.token().is_cancelled() {
+            self.metrics.ws_frames_dropped.inc();
             return false;
         }
         let len = text.len();
@@ -141,6 +142,7 @@ impl Outbox {
         // One frame always fits an empty queue, however large: a big event must
         // not cut off every subscriber of its chat (and again on every replay).
         if before > 0 && before + len > self.limit {
+            self.metrics.ws_frames_dropped.inc();
             self.closer.close_slow(&self.metrics, format!("too slow: over {} bytes queued", self.limit));
             return false;
         }
@@ -291,6 +293,6 @@ async fn write_batch(
     let ok = sink.flush().await.is_ok();
     inbox.queue.queued.fetch_sub(bytes, Ordering::AcqRel);
     inbox.queue.drained.notify_waiters();
-    metrics.ws_frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
+    metrics.ws_frames_sent.inc_by(frames as u64);
     ok
 }

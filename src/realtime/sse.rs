@@ -69,6 +69,7 @@ fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64, credential: Cr
     let (tx, rx) = mpsc::channel::<Arc<Frame>>(QUEUE);
     let token = state.shutdown.child_token();
     let guard = token.clone().drop_guard();
+    let open = crate::metrics::Open::new(&state.metrics.sse_streams);
     let journal = state.services.chats.journal().clone();
     state.connections.spawn(async move {
         let follow =
@@ -79,7 +80,7 @@ fn stream(state: &RealtimeState, chat_id: ChatId, after_seq: u64, credential: Cr
         }
     });
     let events = ReceiverStream::new(rx).map(move |frame| {
-        let _alive = &guard;
+        let _alive = (&guard, &open);
         Ok::<_, Infallible>(to_sse(&frame))
     });
     Sse::new(events)

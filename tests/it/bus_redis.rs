@@ -326,7 +326,7 @@ async fn shutdown_closes_the_subscriber_connection_and_refuses_new_subscriptions
 async fn journal(server: &RedisServer) -> Journal {
     let options = RedisStoreOptions { timeout: Duration::from_secs(5), ..RedisStoreOptions::default() };
     let store = bounded(RedisStore::connect(server.client(), options)).await.expect("the store connects");
-    Journal { store: Arc::new(store), bus: Arc::new(node(server).await) }
+    Journal { store: Arc::new(store), bus: Arc::new(node(server).await), metrics: Default::default() }
 }
 
 /// Applies a planned change through `journal`, retrying while Redis is away.

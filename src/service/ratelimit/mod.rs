@@ -10,7 +10,7 @@
 //! both limits atomically in Redis ([`redis::SharedRates`]); while Redis does
 //! not answer, each node falls back to its own local limits.
 //!
-//! Touches the shared Redis (when given) and nothing else.
+//! Touches the shared Redis (when given) and the metrics (refusals, by policy).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::auth::Caller;
 use crate::config::RateLimitConfig;
+use crate::metrics::Metrics;
 use crate::model::{ClientError, RateLimitNote, RatePolicy};
 
 pub mod redis;
@@ -51,6 +52,8 @@ struct Limit {
     policy: RatePolicy,
     per_sec: u32,
     local: DefaultKeyedRateLimiter<String>,
+    /// `flowgate_rate_limited_total{policy}`, resolved once.
+    refused: prometheus::IntCounter,
 }
 
 /// One limit applied to one caller.
@@ -61,7 +64,7 @@ pub(crate) struct Subject<'a> {
 }
 
 impl Limit {
-    fn new(name: &'static str, per_sec: u32, burst_secs: u32) -> Option<Limit> {
+    fn new(name: &'static str, per_sec: u32, burst_secs: u32, metrics: &Metrics) -> Option<Limit> {
         let rate = NonZeroU32::new(per_sec)?;
         let burst = NonZeroU32::new(per_sec.saturating_mul(burst_secs.max(1)))?;
         let quota = Quota::per_second(rate).allow_burst(burst);
@@ -73,6 +76,7 @@ impl Limit {
             },
             per_sec,
             local: DefaultKeyedRateLimiter::keyed(quota),
+            refused: metrics.rate_limited.with_label_values(&[name]),
         })
     }
 }
@@ -83,10 +87,11 @@ impl RateLimiter {
         Self::default()
     }
 
-    /// The limits of `config`, shared through Redis when `shared` is given.
-    pub fn new(config: &RateLimitConfig, shared: Option<SharedRates>) -> Self {
-        let key = Limit::new("key", config.per_key_per_sec, config.burst_secs);
-        let tenant = Limit::new("tenant", config.per_tenant_per_sec, config.burst_secs);
+    /// The limits of `config`, shared through Redis when `shared` is given;
+    /// refusals are counted in `metrics`.
+    pub fn new(config: &RateLimitConfig, shared: Option<SharedRates>, metrics: &Metrics) -> Self {
+        let key = Limit::new("key", config.per_key_per_sec, config.burst_secs, metrics);
+        let tenant = Limit::new("tenant", config.per_tenant_per_sec, config.burst_secs, metrics);
         if key.is_none() && tenant.is_none() {
             return Self::off();
         }
@@ -118,11 +123,14 @@ impl RateLimiter {
         };
         match refused {
             None => Ok(()),
-            Some((index, wait)) => Err(ClientError::rate_limited(RateLimitNote {
-                policies: subjects.iter().map(|s| s.limit.policy).collect(),
-                refused: subjects[index].limit.policy,
-                reset_secs: wait.as_secs_f64().ceil() as u64,
-            })),
+            Some((index, wait)) => {
+                subjects[index].limit.refused.inc();
+                Err(ClientError::rate_limited(RateLimitNote {
+                    policies: subjects.iter().map(|s| s.limit.policy).collect(),
+                    refused: subjects[index].limit.policy,
+                    reset_secs: wait.as_secs_f64().ceil() as u64,
+                }))
+            }
         }
     }
 }

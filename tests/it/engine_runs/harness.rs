@@ -66,7 +66,8 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flowgate.db");
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        let journal = Journal { store: Arc::new(store), bus: Arc::new(MemoryBus::new()) };
+        let journal =
+            Journal { store: Arc::new(store), bus: Arc::new(MemoryBus::new()), metrics: Default::default() };
         let engine = engine_on(&journal);
         let chats = chat_service(&journal, &engine);
         Harness { _dir: dir, journal, engine, chats }
