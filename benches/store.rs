@@ -45,7 +45,7 @@ async fn commit_until(store: Arc<SqliteStore>, deadline: Instant) -> StoreResult
     while Instant::now() < deadline {
         let change = match record.chat.status {
             ChatStatus::Running => transitions::cancel(&record),
-            _ => transitions::post_message(&record, "a message of moderate length to store"),
+            _ => transitions::post_message(&record, "a message of moderate length to store", &[]),
         }
         .map_err(|r| flowgate::store::StoreError::Unavailable(r.to_string()))?;
         record = change.record.clone();

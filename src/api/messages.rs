@@ -18,11 +18,16 @@ use crate::service::Outcome;
 use crate::store::MessageView;
 
 /// `POST /messages` and `POST /input` body: `message` (the seed) or `content`
-/// (FlowGen's backend). `/input` also takes `request_id` and `auto_reply`.
+/// (FlowGen's backend). `/messages` also takes `images` (data or https URLs,
+/// see [`crate::service::images`]); `/input` takes `request_id` and `auto_reply`.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct MessageBody {
     message: Option<String>,
     content: Option<String>,
+    /// Absent (or `null`) on a text-only message, and then not part of the
+    /// idempotency fingerprint either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<Vec<String>>,
     request_id: Option<String>,
     /// `null` is `false`, like every optional field given as `null`.
     auto_reply: Option<bool>,
@@ -31,6 +36,10 @@ pub struct MessageBody {
 impl MessageBody {
     fn text(&self) -> Option<&str> {
         self.message.as_deref().or(self.content.as_deref())
+    }
+
+    fn images(&self) -> &[String] {
+        self.images.as_deref().unwrap_or_default()
     }
 }
 
@@ -45,7 +54,8 @@ pub async fn post(
 ) -> Result<impl IntoResponse, ClientError> {
     let what = format!("POST /chats/{chat_id}/messages");
     let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
-        let message = state.services.chats.post_message(&caller, &chat_id, body.text()).await?;
+        let message =
+            state.services.chats.post_message(&caller, &chat_id, body.text(), body.images()).await?;
         state.metrics.messages_posted.inc();
         Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(message)))
     });
@@ -86,6 +96,12 @@ pub async fn input(
 ) -> Result<impl IntoResponse, ClientError> {
     let what = format!("POST /chats/{chat_id}/input");
     let answer = state.services.idempotent.once(&caller, key.as_ref(), (&what, &body), || async {
+        if !body.images().is_empty() {
+            return Err(ClientError::invalid(
+                "images",
+                "images go with POST /messages, not with human input",
+            ));
+        }
         let text = if body.auto_reply == Some(true) { None } else { Some(body.text()) };
         let chats = &state.services.chats;
         let chat = chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), text).await?;

@@ -43,11 +43,20 @@ fn turn_for(agent: &str, m: &Message) -> Turn {
         _ if m.sender == agent => TurnRole::Assistant,
         _ => TurnRole::User,
     };
-    Turn { role, name: Some(m.sender.clone()), content: m.content.clone() }
+    Turn { role, name: Some(m.sender.clone()), content: m.content.clone(), images: images_of(m) }
+}
+
+/// A user message's images (`metadata.images`, checked when it was posted).
+fn images_of(m: &Message) -> Vec<String> {
+    if m.role != Role::User {
+        return Vec::new();
+    }
+    let urls = m.metadata.get("images").and_then(|v| v.as_array());
+    urls.into_iter().flatten().filter_map(|u| u.as_str().map(str::to_owned)).collect()
 }
 
 fn system_turn(content: &str) -> Turn {
-    Turn { role: TurnRole::System, name: None, content: content.to_owned() }
+    Turn { role: TurnRole::System, name: None, content: content.to_owned(), images: Vec::new() }
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn every_status_answers_every_command_as_the_contract_says() {
     for (status, expected) in table {
         let chat = chat_in(status);
         let got = [
-            outcome(transitions::post_message(&chat, "hello")),
+            outcome(transitions::post_message(&chat, "hello", &[])),
             outcome(transitions::submit_input(&chat, None, Some("yes"))),
             outcome(transitions::submit_input(&chat, None, None)),
             outcome(transitions::cancel(&chat)),
@@ -78,7 +78,7 @@ fn every_committed_change_moves_the_seq_on_by_its_events_without_a_gap() {
     for status in [ChatStatus::Ready, ChatStatus::WaitForHumanInput, ChatStatus::Running] {
         let chat = chat_in(status);
         let changes = [
-            transitions::post_message(&chat, "hello"),
+            transitions::post_message(&chat, "hello", &[]),
             transitions::submit_input(&chat, None, Some("yes")),
             transitions::cancel(&chat),
         ];

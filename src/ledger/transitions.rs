@@ -160,8 +160,9 @@ pub fn create(tenant: &TenantId, chat: Chat) -> ChatChange {
     p.finish()
 }
 
-/// `POST /messages`: stores the user's message and starts a run.
-pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, Refusal> {
+/// `POST /messages`: stores the user's message (its checked images, if any, in
+/// `metadata.images`) and starts a run.
+pub fn post_message(current: &ChatRecord, content: &str, images: &[String]) -> Result<ChatChange, Refusal> {
     match current.chat.status {
         ChatStatus::Running => return Err(Refusal::ChatBusy),
         ChatStatus::WaitForHumanInput => {
@@ -179,7 +180,7 @@ pub fn post_message(current: &ChatRecord, content: &str) -> Result<ChatChange, R
         sender: "user".into(),
         receiver: None,
         content: content.to_owned(),
-        metadata: json!({}),
+        metadata: if images.is_empty() { json!({}) } else { json!({ "images": images }) },
     });
     p.event(EventKind::RunStarted, json!({"run_id": run_id}));
     p.status(ChatStatus::Running, None);

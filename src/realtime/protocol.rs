@@ -38,6 +38,8 @@ pub enum Op {
         chat_id: Option<String>,
         /// The text (`message`, or FlowGen's `content`).
         text: Option<String>,
+        /// Image URLs shown with the text (`images`; empty when absent).
+        images: Vec<String>,
         /// An idempotency key: a resent command with it is not run twice.
         client_id: Option<String>,
     },
@@ -77,6 +79,7 @@ struct Fields {
     view: MessageView,
     message: Option<String>,
     content: Option<String>,
+    images: Option<Vec<String>>,
     request_id: Option<String>,
     #[serde(default)]
     auto_reply: bool,
@@ -90,7 +93,10 @@ impl Fields {
         match self.op.as_str() {
             "subscribe" => Op::Subscribe { chat_id, after_seq: self.after_seq, view: self.view },
             "unsubscribe" => Op::Unsubscribe { chat_id },
-            "message" => Op::Message { chat_id, text, client_id: self.client_id },
+            "message" => {
+                let images = self.images.unwrap_or_default();
+                Op::Message { chat_id, text, images, client_id: self.client_id }
+            }
             "input" => Op::Input {
                 chat_id,
                 text,

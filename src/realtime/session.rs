@@ -219,7 +219,9 @@ impl Session {
                 self.outbox.push(protocol::ack(r, "unwatch_status", json!({})));
                 Ok(())
             }
-            Op::Message { chat_id, text, client_id } => self.message(r, chat_id, text, client_id).await,
+            Op::Message { chat_id, text, images, client_id } => {
+                self.message(r, chat_id, (text, images), client_id).await
+            }
             Op::Input { chat_id, text, request_id, auto_reply, client_id } => {
                 let text = if auto_reply { None } else { Some(text) };
                 self.input(r, chat_id, (text, request_id), client_id).await
@@ -328,15 +330,17 @@ impl Session {
         &mut self,
         r: Option<&Value>,
         chat_id: Option<String>,
-        text: Option<String>,
+        (text, images): (Option<String>, Vec<String>),
         client_id: Option<String>,
     ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
         let key = client_id.map(|c| IdempotencyKey::parse(&c, "client_id")).transpose()?;
         let (services, caller) = (&self.state.services, &self.caller);
-        let request = ("ws message", &(&id, &text));
+        // A text-only command keeps the fingerprint it always had.
+        let fingerprint = if images.is_empty() { json!([id, text]) } else { json!([id, text, images]) };
+        let request = ("ws message", &fingerprint);
         let answer = services.idempotent.once(caller, key.as_ref(), request, || async {
-            let message = services.chats.post_message(caller, &id, text.as_deref()).await?;
+            let message = services.chats.post_message(caller, &id, text.as_deref(), &images).await?;
             Ok(Outcome::same(200, json!({"chat_id": id, "message": message})))
         });
         self.ack(r, "message", answer.await?);

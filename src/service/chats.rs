@@ -140,14 +140,17 @@ impl ChatService {
         Ok(())
     }
 
-    /// Stores the user's message and starts a run (one run, however many race).
+    /// Stores the user's message, with its images (see [`super::images`]),
+    /// and starts a run (one run, however many race).
     pub async fn post_message(
         &self,
         caller: &Caller,
         chat_id: &ChatId,
         text: Option<&str>,
+        images: &[String],
     ) -> Result<Message, ClientError> {
         let content = required_text(text, self.max_message_bytes)?;
+        super::images::validate(images)?;
         let record = self.get(caller, chat_id).await?;
         let quota = self.engine.run_limits().max_concurrent_runs_per_tenant;
         let running = Some(ChatStatus::Running);
@@ -155,7 +158,7 @@ impl ChatService {
         self.within_stored_bytes(&record.tenant).await?;
         let mut created = None;
         self.update(chat_id, |current| {
-            let change = transitions::post_message(current, content)?;
+            let change = transitions::post_message(current, content, images)?;
             created = change.messages.first().cloned();
             Ok(change)
         })

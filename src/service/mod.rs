@@ -17,6 +17,7 @@ mod credentials;
 mod error;
 mod flows;
 mod idempotency;
+pub mod images;
 mod keys;
 mod longpoll;
 pub mod ratelimit;

@@ -425,7 +425,7 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
             server.stop();
             server.restart();
         }
-        update(&writer, &id, |c| transitions::post_message(c, "hello")).await;
+        update(&writer, &id, |c| transitions::post_message(c, "hello", &[])).await;
         last = update(&writer, &id, transitions::cancel).await.chat.last_seq;
     }
 

@@ -464,3 +464,21 @@ fn every_example_flow_parses_and_validates() {
     }
     assert!(seen >= 3, "expected the three examples, found {seen}");
 }
+
+#[tokio::test]
+async fn flowgens_default_flow_with_a_multimodal_agent_imports_as_an_assistant_with_a_warning() {
+    let app = crate::support::app::spawn_configured(|config| {
+        let scripted = flowgate::flow::ModelSpec::Scripted { replies: vec![], echo: true, delay_ms: 0 };
+        config.models.insert("gpt-4o".into(), scripted);
+    })
+    .await;
+    let (status, body) = app.post("/flows", fixture("multimodal_default.json")).await;
+    assert_eq!(status, 201, "{body}");
+    let agents = &body["definition"]["agents"];
+    assert_eq!((agents[1]["name"].as_str(), agents[1]["kind"].as_str()), (Some("vision"), Some("assistant")));
+    let warnings = body["warnings"].as_array().expect("warnings");
+    let class =
+        warnings.iter().find(|w| w["path"] == "nodes[assistant-1].data.class").expect("a class warning");
+    let message = class["message"].as_str().unwrap_or_default();
+    assert!(message.contains("images") && message.contains("content parts"), "{message}");
+}

@@ -26,6 +26,7 @@ mod final_view;
 mod flowgen_import;
 mod idempotency;
 mod layers;
+mod message_images;
 mod metrics;
 mod models_e2e;
 mod openai_provider;

@@ -322,3 +322,36 @@ async fn an_imported_flowgen_export_runs_end_to_end_on_its_filter_dict_model() {
         (Some("Verdict: clear. TERMINATE"), Some(true))
     );
 }
+
+/// A 1×1 PNG, as a browser would attach it.
+const PIXEL: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+#[tokio::test]
+async fn a_user_messages_images_reach_the_model_as_content_parts_and_text_stays_a_string() {
+    let (fake, app) = setup().await;
+    fake.push(Behaviour::Stream(strings(&["A pixel."])));
+    fake.push(Behaviour::Stream(strings(&["Still a pixel."])));
+    app.put_flow("one", one_answer_flow()).await;
+    let chat = app.create_chat("one").await;
+    let body = json!({"message": "what is this?", "images": [PIXEL]});
+    let (status, posted) = app.post(&format!("/chats/{chat}/messages"), body).await;
+    assert_eq!(status, 202, "{posted}");
+    assert_eq!(posted["content"], "what is this?");
+    assert_eq!(posted["metadata"]["images"], json!([PIXEL]));
+    app.wait_for_status(&chat, 0, flowgate::model::ChatStatus::Completed).await;
+    let after = app.chat(&chat).await["last_seq"].as_u64().unwrap();
+    app.say(&chat, "and now?").await;
+    app.wait_for_status(&chat, after, flowgate::model::ChatStatus::Completed).await;
+
+    let parts = json!([
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": PIXEL}}
+    ]);
+    let first = &fake.requests()[0].body["messages"];
+    assert_eq!(first[0]["content"], "Be brief.");
+    assert_eq!((first[1]["role"].as_str(), &first[1]["content"]), (Some("user"), &parts));
+    let second = &fake.requests()[1].body["messages"];
+    assert_eq!(second[1]["content"], parts, "the image stays with its message");
+    assert_eq!(second[2]["content"], "A pixel.");
+    assert_eq!(second[3]["content"], "and now?", "a text-only message is a string, as before");
+}

@@ -30,7 +30,7 @@ fn config(fake: &FakeOpenAi) -> OpenAiConfig {
 }
 
 fn turn(role: TurnRole, name: Option<&str>, content: &str) -> Turn {
-    Turn { role, name: name.map(Into::into), content: content.into() }
+    Turn { role, name: name.map(Into::into), content: content.into(), images: vec![] }
 }
 
 fn request() -> CompletionRequest {

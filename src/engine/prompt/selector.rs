@@ -54,7 +54,8 @@ pub fn selector_request(
             roles.join("\n")
         ),
     )];
-    messages.extend(shown(history).map(|m| turn_for(MANAGER, m)));
+    // Text only: the selector picks a speaker, and its model may not read images.
+    messages.extend(shown(history).map(|m| Turn { images: Vec::new(), ..turn_for(MANAGER, m) }));
     messages.push(system(
         Some(CHECKING_AGENT),
         format!("Read the above conversation. Then select the next role from {list} to play. Only return the role."),
@@ -64,6 +65,7 @@ pub fn selector_request(
             role: TurnRole::Assistant,
             name: Some(SELECTION_AGENT.to_owned()),
             content: answer.clone(),
+            images: Vec::new(),
         });
         messages.push(system(Some(CHECKING_AGENT), correction(*miss, &list)));
     }
@@ -75,7 +77,7 @@ pub fn selector_request(
 }
 
 fn system(name: Option<&str>, content: String) -> Turn {
-    Turn { role: TurnRole::System, name: name.map(str::to_owned), content }
+    Turn { role: TurnRole::System, name: name.map(str::to_owned), content, images: Vec::new() }
 }
 
 fn correction(miss: Miss, list: &str) -> String {

@@ -21,6 +21,9 @@ pub struct Turn {
     pub name: Option<String>,
     /// The text.
     pub content: String,
+    /// Image URLs (`data:` or `https://`) shown with the text, from a user
+    /// message's `metadata.images`; empty for a text-only turn.
+    pub images: Vec<String>,
 }
 
 /// Chat Completions roles.

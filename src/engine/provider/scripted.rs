@@ -100,8 +100,13 @@ mod tests {
             agent: "writer".into(),
             turn,
             messages: vec![
-                Turn { role: TurnRole::System, name: None, content: "be brief".into() },
-                Turn { role: TurnRole::User, name: Some("user".into()), content: last.into() },
+                Turn { role: TurnRole::System, name: None, content: "be brief".into(), images: vec![] },
+                Turn {
+                    role: TurnRole::User,
+                    name: Some("user".into()),
+                    content: last.into(),
+                    images: vec![],
+                },
             ],
         }
     }

@@ -28,6 +28,10 @@ pub(super) struct Mapped {
 /// The classes that run natively.
 const NATIVE_CLASSES: [&str; 3] = ["AssistantAgent", "UserProxyAgent", "ConversableAgent"];
 
+/// AutoGen's vision agent (FlowGen's default new flow has one): imported as an
+/// assistant, its model given the images of user messages as content parts.
+const MULTIMODAL_CLASS: &str = "MultimodalConversableAgent";
+
 /// The native role of a node, if it is an agent at all. Unsupported agent
 /// types get the nearest role, so the rest of the graph still validates.
 pub(super) fn role(node: &Node) -> Option<AgentKind> {
@@ -123,10 +127,18 @@ fn check_class(node: &Node, r: &mut Report) {
     if NATIVE_CLASSES.contains(&class.as_str()) {
         return;
     }
+    if class == MULTIMODAL_CLASS {
+        r.warn(
+            node.field(key),
+            "imported as an assistant: images in user messages (`images` of POST /messages) are \
+             passed to its model as content parts; choose a model that reads images",
+        );
+        return;
+    }
     let reason = match class.as_str() {
         "GPTAssistantAgent" => "it runs on the OpenAI Assistants API",
         c if c.starts_with("Retrieve") => "it retrieves documents (RAG)",
-        "MultimodalConversableAgent" | "LLaVAAgent" => "it is a multimodal agent",
+        "LLaVAAgent" => "it calls a LLaVA server of its own",
         "MathUserProxyAgent" => "it executes code",
         _ => "only AssistantAgent, UserProxyAgent and ConversableAgent run natively",
     };

@@ -107,7 +107,7 @@ impl Harness {
 
     /// Posts a user message.
     pub async fn say(&self, chat_id: &ChatId, text: &str) {
-        self.chats.post_message(&operator(), chat_id, Some(text)).await.unwrap();
+        self.chats.post_message(&operator(), chat_id, Some(text), &[]).await.unwrap();
     }
 
     /// Answers the pending input request (`None`: the auto reply).

@@ -127,7 +127,7 @@ pub async fn create_chat(store: &DynStore, tenant: &str, flow: &str) -> ChatReco
 
 /// The change `POST /messages` plans.
 pub fn post(current: &ChatRecord, content: &str) -> ChatChange {
-    transitions::post_message(current, content).expect("a ready chat takes a message")
+    transitions::post_message(current, content, &[]).expect("a ready chat takes a message")
 }
 
 /// Commits a change; returns the chat after it.

@@ -35,9 +35,43 @@ struct StreamOptions {
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Content<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+}
+
+/// A message's content: a string, or (with images) content parts.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Parts(Vec<Part<'a>>),
+}
+
+/// One content part: the text, or an image by URL.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: ImageUrl<'a> },
+}
+
+#[derive(Debug, Serialize)]
+struct ImageUrl<'a> {
+    url: &'a str,
+}
+
+impl<'a> Content<'a> {
+    /// A string for a text-only turn (as before images), else the text part
+    /// then one `image_url` part per image.
+    fn of(turn: &'a Turn) -> Self {
+        if turn.images.is_empty() {
+            return Content::Text(&turn.content);
+        }
+        let text = std::iter::once(Part::Text { text: &turn.content });
+        let images = turn.images.iter().map(|url| Part::ImageUrl { image_url: ImageUrl { url } });
+        Content::Parts(text.chain(images).collect())
+    }
 }
 
 impl<'a> ChatRequest<'a> {
@@ -47,7 +81,7 @@ impl<'a> ChatRequest<'a> {
             .iter()
             .map(|turn| WireMessage {
                 role: role_name(turn.role),
-                content: &turn.content,
+                content: Content::of(turn),
                 name: turn.name.as_deref().filter(|n| is_valid_name(n)),
             })
             .collect();
@@ -168,6 +202,21 @@ pub(super) fn scrub(text: &str, key: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turn_with_images_is_sent_as_content_parts_and_a_text_only_turn_as_a_string() {
+        let mut turn =
+            Turn { role: TurnRole::User, name: None, content: "what is this?".into(), images: vec![] };
+        assert_eq!(serde_json::to_value(Content::of(&turn)).unwrap(), serde_json::json!("what is this?"));
+        turn.images = vec!["https://example.com/a.png".into()];
+        assert_eq!(
+            serde_json::to_value(Content::of(&turn)).unwrap(),
+            serde_json::json!([
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+            ])
+        );
+    }
 
     #[test]
     fn names_follow_the_openai_pattern() {
