@@ -98,13 +98,15 @@ impl Caller {
         }
     }
 
-    /// Whether the caller's scope reaches this chat (a chat token only its
-    /// own). The domain answers "not found" otherwise, so existence does not leak.
-    pub fn reaches_chat(&self, chat_id: &ChatId) -> bool {
-        match &self.scope {
-            Scope::Tenant => true,
-            Scope::Chat(id) => id == chat_id,
-        }
+    /// Whether the caller reaches a chat owned by `tenant`: the same tenant,
+    /// and a chat token only its own chat. The one chat-level access rule;
+    /// the domain answers "not found" otherwise, so existence does not leak.
+    pub fn reaches_chat(&self, tenant: &TenantId, chat_id: &ChatId) -> bool {
+        *tenant == self.tenant
+            && match &self.scope {
+                Scope::Tenant => true,
+                Scope::Chat(id) => id == chat_id,
+            }
     }
 }
 

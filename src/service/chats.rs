@@ -103,7 +103,7 @@ impl ChatService {
     pub async fn get(&self, caller: &Caller, chat_id: &ChatId) -> Result<ChatRecord, ClientError> {
         self.access.live(caller).await?;
         match self.journal.store.get_chat(chat_id).await? {
-            Some(record) if record.tenant == caller.tenant && caller.reaches_chat(chat_id) => Ok(record),
+            Some(record) if caller.reaches_chat(&record.tenant, chat_id) => Ok(record),
             _ => Err(ClientError::chat_not_found(chat_id)),
         }
     }
@@ -120,7 +120,7 @@ impl ChatService {
     pub async fn delete(&self, caller: &Caller, chat_id: &ChatId) -> Result<(), ClientError> {
         self.access.live(caller).await?;
         let owner = self.journal.store.chat_owner(chat_id).await?;
-        let Some(owner) = owner.filter(|o| o.tenant == caller.tenant && caller.reaches_chat(chat_id)) else {
+        let Some(owner) = owner.filter(|o| caller.reaches_chat(&o.tenant, chat_id)) else {
             return Err(ClientError::chat_not_found(chat_id));
         };
         self.engine.stop(chat_id);
