@@ -21,6 +21,7 @@ mod edge_protocol;
 mod engine_cancel;
 mod engine_runs;
 mod errors;
+mod examples;
 mod feed;
 mod final_view;
 mod flowgen_import;
