@@ -10,12 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::cluster::ClusterBus;
 use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisBusOptions};
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
-use crate::bus::cluster::ClusterBus;
 use crate::store::redis::{RedisConn, RedisStore, RedisStoreOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
@@ -115,7 +115,11 @@ impl Backends {
     /// Scaled out on a Redis Cluster (`redis.cluster = true`): the store and
     /// the leases on the cluster client, the bus on sharded pub/sub, all
     /// reached through any of `seeds`.
-    pub async fn redis_cluster(seeds: &[String], node_id: &str, lease_ttl: Duration) -> Result<Backends, BackendError> {
+    pub async fn redis_cluster(
+        seeds: &[String],
+        node_id: &str,
+        lease_ttl: Duration,
+    ) -> Result<Backends, BackendError> {
         let misconfigured = |e: &dyn std::fmt::Display| {
             BackendError::Config(format!(
                 "redis.cluster = true but redis_url `{}` does not lead to a Redis Cluster: {e}",
@@ -125,7 +129,8 @@ impl Backends {
         let options = RedisStoreOptions::default();
         let prefix = options.prefix.clone();
         let store = RedisStore::connect_cluster(seeds, options).await.map_err(|e| misconfigured(&e))?;
-        let bus = ClusterBus::connect(seeds, RedisBusOptions::default()).await.map_err(|e| misconfigured(&e))?;
+        let bus =
+            ClusterBus::connect(seeds, RedisBusOptions::default()).await.map_err(|e| misconfigured(&e))?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, nodes = seeds.len(), "sharing a Redis Cluster with other nodes");
         let shared = Some(SharedRedis { conn: store.connection(), prefix });
@@ -148,7 +153,8 @@ async fn refuse_cluster_node(store: &RedisStore) -> Result<(), BackendError> {
     };
     if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
         return Err(BackendError::Config(
-            "redis_url names a Redis Cluster node: set redis.cluster = true (FLOWGATE_REDIS__CLUSTER=true)".into(),
+            "redis_url names a Redis Cluster node: set redis.cluster = true (FLOWGATE_REDIS__CLUSTER=true)"
+                .into(),
         ));
     }
     Ok(())

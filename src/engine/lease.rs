@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use crate::store::redis::RedisConn;
+use async_trait::async_trait;
 
 use crate::model::ChatId;
 use crate::store::Fence;

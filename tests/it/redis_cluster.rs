@@ -94,7 +94,8 @@ async fn reindex_on_a_cluster_rebuilds_lost_indexes_from_chats_on_every_master()
     let client = redis::cluster::ClusterClient::new(cluster.seeds()).expect("a cluster client");
     let mut conn = bounded(client.get_async_connection()).await.expect("connects");
     let pattern = format!("{}tenant:{{tenant_a}}:chats*", redis_store.prefix());
-    let keys: Vec<String> = bounded(redis::cmd("KEYS").arg(&pattern).query_async(&mut conn)).await.expect("keys");
+    let keys: Vec<String> =
+        bounded(redis::cmd("KEYS").arg(&pattern).query_async(&mut conn)).await.expect("keys");
     assert!(!keys.is_empty());
     let _: i64 = bounded(redis::cmd("DEL").arg(&keys).query_async(&mut conn)).await.expect("deletes");
     let all = ChatQuery { limit: 20, ..ChatQuery::default() };

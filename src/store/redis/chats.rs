@@ -187,7 +187,8 @@ impl RedisStore {
     async fn read_chats(&self, ids: &[String]) -> StoreResult<Vec<Stored>> {
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(READ_BATCH) {
-            let reads = batch.iter().map(|id| redis::cmd("HGET").arg(self.keys.chat(id)).arg("record").to_owned());
+            let reads =
+                batch.iter().map(|id| redis::cmd("HGET").arg(self.keys.chat(id)).arg("record").to_owned());
             let rows: Vec<Option<String>> = self.read_each(reads.collect()).await?;
             out.extend(rows.into_iter().map(|row| match row {
                 None => Stored::Gone,

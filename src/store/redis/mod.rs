@@ -77,7 +77,11 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = bounded(options.timeout, ConnectionManager::new_with_config(client, config)).await?;
-        Ok(RedisStore { conn: RedisConn::Single(conn), keys: Keys::new(&options.prefix), timeout: options.timeout })
+        Ok(RedisStore {
+            conn: RedisConn::Single(conn),
+            keys: Keys::new(&options.prefix),
+            timeout: options.timeout,
+        })
     }
 
     /// Connects to a Redis Cluster through any of its `seeds`

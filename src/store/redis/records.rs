@@ -140,9 +140,11 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let reads =
-            ids.iter().map(|id| redis::cmd("HMGET").arg(self.keys.key(id)).arg("json").arg("tenant").arg("used").to_owned());
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self.read_each(reads.collect()).await?;
+        let reads = ids.iter().map(|id| {
+            redis::cmd("HMGET").arg(self.keys.key(id)).arg("json").arg("tenant").arg("used").to_owned()
+        });
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            self.read_each(reads.collect()).await?;
         rows.iter()
             .filter_map(|(json, owner, used)| match (json, owner) {
                 (Some(json), Some(owner)) if tenant == owner.as_str() => Some((json, used)),
@@ -160,7 +162,8 @@ impl RedisStore {
         if owner.as_deref() != Some(tenant) {
             return Ok(false);
         }
-        let mut writes: Vec<redis::Cmd> = hash.iter().map(|h| redis::cmd("DEL").arg(self.keys.key_hash(h)).to_owned()).collect();
+        let mut writes: Vec<redis::Cmd> =
+            hash.iter().map(|h| redis::cmd("DEL").arg(self.keys.key_hash(h)).to_owned()).collect();
         let at = writes.len();
         writes.push(redis::cmd("DEL").arg(&record).to_owned());
         writes.push(redis::cmd("ZREM").arg(self.keys.tenant_keys(tenant)).arg(key_id).to_owned());
