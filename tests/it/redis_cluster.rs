@@ -163,3 +163,26 @@ async fn a_master_restart_mid_stream_resumes_the_feed_with_every_durable_event_o
     let chat_now = b.chat(&chat).await;
     assert_eq!(chat_now["status"], ChatStatus::Completed.as_str());
 }
+
+/// What `Backends::open` says for a Redis setting that does not fit the server.
+async fn open_error(url: String, cluster: bool) -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut config = crate::support::app::test_config(dir.path().to_owned());
+    config.store = StoreKind::Redis;
+    config.redis_url = Some(url);
+    config.redis.cluster = cluster;
+    match bounded(flowgate::backends::Backends::open(&config)).await {
+        Ok(_) => panic!("the backends opened despite the misconfiguration"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn redis_cluster_on_a_standalone_server_and_a_cluster_node_without_it_fail_naming_the_setting() {
+    let Some(cluster) = RedisCluster::shared() else { return };
+    let Some(server) = crate::support::redis_server::RedisServer::start() else { return };
+    let err = open_error(server.url(), true).await;
+    assert!(err.contains("redis.cluster = true") && err.contains("does not lead to a Redis Cluster"), "{err}");
+    let err = open_error(cluster.seeds()[0].clone(), false).await;
+    assert!(err.contains("set redis.cluster = true"), "{err}");
+}
