@@ -182,7 +182,10 @@ async fn redis_cluster_on_a_standalone_server_and_a_cluster_node_without_it_fail
     let Some(cluster) = RedisCluster::shared() else { return };
     let Some(server) = crate::support::redis_server::RedisServer::start() else { return };
     let err = open_error(server.url(), true).await;
-    assert!(err.contains("redis.cluster = true") && err.contains("does not lead to a Redis Cluster"), "{err}");
+    assert!(
+        err.contains("redis.cluster = true") && err.contains("does not lead to a Redis Cluster"),
+        "{err}"
+    );
     let err = open_error(cluster.seeds()[0].clone(), false).await;
     assert!(err.contains("set redis.cluster = true"), "{err}");
 }
