@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 20000
 KEY=bench-key-0123456789abcdef
+BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS="16401 16402 16403"
 WORK=$(mktemp -d)
 REDIS=()
@@ -20,7 +21,7 @@ for p in $PORTS; do
     --cluster-port $((p + 10000)) --save "" --appendonly no --dir "$WORK/r$p" --daemonize no --loglevel warning &
   REDIS+=($!)
 done
-trap 'kill "${A:-}" "${B:-}" 2>/dev/null; wait "${A:-}" "${B:-}" 2>/dev/null; kill "${REDIS[@]}"; wait "${REDIS[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'set +e; kill "${A:-}" "${B:-}" 2>/dev/null; wait "${A:-}" "${B:-}" 2>/dev/null; kill "${REDIS[@]}"; wait "${REDIS[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
 for p in $PORTS; do
   for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
@@ -36,7 +37,7 @@ node() { # name port
     FLOWGATE_STORE=redis FLOWGATE_REDIS_URL=${SEEDS%,} FLOWGATE_REDIS__CLUSTER=true FLOWGATE_NODE_ID=$1 \
     FLOWGATE_JWT__SECRET=bench-secret-bench-secret-bench-secret \
     FLOWGATE_LIMITS__WS_MAX_CONNECTIONS=20000 FLOWGATE_RATE_LIMITS__PER_KEY_PER_SEC=0 FLOWGATE_RATE_LIMITS__PER_TENANT_PER_SEC=0 \
-    FLOWGATE_RUNS__MAX_CONCURRENT_RUNS_PER_TENANT=0 FLOWGATE_RUNS__MAX_CHATS_PER_TENANT=0 target/release/flowgate serve &
+    FLOWGATE_RUNS__MAX_CONCURRENT_RUNS_PER_TENANT=0 FLOWGATE_RUNS__MAX_CHATS_PER_TENANT=0 "$BIN/flowgate" serve &
 }
 node a 18080; A=$!
 node b 18081; B=$!
@@ -46,6 +47,6 @@ done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rticks() { local t=0; for r in "${REDIS[@]}"; do t=$((t + $(ticks "$r"))); done; echo $t; }
 R0=$(rticks); A0=$(ticks $A)
-FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18081 target/release/flowgate-bench "$@"
+FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18081 "$BIN/flowgate-bench" "$@"
 R1=$(rticks); A1=$(ticks $A)
 echo "redis-servers CPU (3 masters): $(( (R1 - R0) * 10 )) ms; node a CPU: $(( (A1 - A0) * 10 )) ms (USER_HZ = 100)"
