@@ -34,6 +34,7 @@ mod openai_provider;
 mod openapi;
 mod outbound;
 mod rate_limits;
+mod redis_cluster;
 mod rest_auth;
 mod rest_chats;
 mod rest_errors;
