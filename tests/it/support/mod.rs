@@ -7,4 +7,5 @@ pub mod browser;
 pub mod fake_openai;
 pub mod flows;
 pub mod redis_server;
+pub mod widget;
 pub mod ws;
