@@ -258,3 +258,38 @@ async fn the_widget_is_served_as_javascript_and_sets_no_html_but_its_own_templat
         ["root.innerHTML = `<style>${STYLE}</style>${TEMPLATE}`;   // constant markup only"]
     );
 }
+
+#[tokio::test]
+async fn manual_speaker_selection_shows_the_choices_as_buttons_and_a_click_picks_the_speaker() {
+    let app = spawn_app().await;
+    let flow = json!({
+        "name": "manual",
+        "models": {"script": {"provider": "scripted", "replies": ["I speak."]}},
+        "agents": [
+            {"name": "user", "kind": "user_proxy", "human_input_mode": "NEVER"},
+            {"name": "writer", "kind": "assistant", "model": "script"},
+            {"name": "critic", "kind": "assistant", "model": "script"}
+        ],
+        "chat": {"kind": "group", "speaker_selection": "manual", "max_round": 3}
+    });
+    app.put_flow("manual", flow).await;
+    let chat = app.create_chat("manual").await;
+    let Some(browser) = Browser::launch("manual_speaker_selection_shows_the_choices").await else { return };
+    let page = browser.open(&app.url("/healthz")).await;
+    mount(&page, &app, &chat).await;
+    until(&page, "v.status === 'ready'").await;
+    app.say(&chat, "Who speaks?").await;
+
+    for (turn, pick) in ["critic", "writer"].into_iter().enumerate() {
+        let condition = format!("v.request !== null && v.messages.length === {}", turn + 1);
+        let v = until(&page, &condition).await;
+        assert_eq!(v["request"]["buttons"], json!(["user", "writer", "critic"]), "{v:#}");
+        click(&page, pick).await;
+    }
+    let v = until(&page, "v.status === 'completed'").await;
+    assert_shows_the_stored_messages(&app, &chat, &v).await;
+    let senders: Vec<&str> =
+        v["messages"].as_array().unwrap().iter().map(|m| m["sender"].as_str().unwrap()).collect();
+    assert_eq!(senders, ["user", "critic", "writer"]);
+    browser.close().await;
+}
