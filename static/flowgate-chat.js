@@ -123,7 +123,11 @@ export class FlowgateChat extends HTMLElement {
     queueMicrotask(() => this.#start());   // lets the page set `token` first
   }
   disconnectedCallback() { this.#stop(); }
-  attributeChangedCallback() { if (this.#fg) this.#restart(); }
+  attributeChangedCallback(name, old, value) {
+    if (old === value) return;
+    if (this.#fg) this.#restart();
+    else if (name === "chat") this.#clear();   // not started (yet): start() reads it
+  }
 
   #start() {
     if (!this.isConnected || this.#fg) return;
@@ -161,11 +165,18 @@ export class FlowgateChat extends HTMLElement {
 
   #restart() {
     this.#stop();
+    this.#clear();
+    this.#start();
+  }
+
+  #clear() {
     this.#bubbles.clear();
     this.#ui.list.replaceChildren();
     this.#status = null;
+    this.#ui.status.textContent = "connecting…";
+    this.#ui.cancel.disabled = true;
     this.#showRequest(null);
-    this.#start();
+    this.#fail("");
   }
 
   #emit(name, detail) {
