@@ -43,5 +43,7 @@ mod run_bounds;
 mod run_caps;
 mod store_redis;
 mod store_sqlite;
+mod widget;
+mod widget_resume;
 mod ws_delivery;
 mod ws_protocol;

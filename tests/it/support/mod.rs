@@ -8,4 +8,5 @@ pub mod fake_openai;
 pub mod flows;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod widget;
 pub mod ws;
