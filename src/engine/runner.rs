@@ -52,12 +52,7 @@ pub(super) async fn drive(
     shared.journal.forget_partials(chat_id, None).await;
 }
 
-async fn drive_steps(
-    shared: &Shared,
-    chat_id: &ChatId,
-    cancel: &CancellationToken,
-    fence: Option<Fence>,
-) {
+async fn drive_steps(shared: &Shared, chat_id: &ChatId, cancel: &CancellationToken, fence: Option<Fence>) {
     let mut runner = Runner {
         shared,
         chat_id,

@@ -208,7 +208,8 @@ fn every_event_kind() -> Vec<EventKind> {
     ];
     for kind in &all {
         match kind {
-            ChatStatus | MessageCreated | MessageDelta | MessageSnapshot | InputRequested | InputResolved => {}
+            ChatStatus | MessageCreated | MessageDelta | MessageSnapshot | InputRequested | InputResolved => {
+            }
             RunStarted | RunCompleted | RunFailed | RunCancelled | ChatDeleted => {}
         }
     }

@@ -66,12 +66,20 @@ impl Assembled {
             }
             "message.delta" => {
                 let text = self.partial.entry(data["message_id"].as_str().unwrap().to_owned()).or_default();
-                assert_eq!(data["offset"].as_u64(), Some(text.len() as u64), "a delta out of step after {text:?}");
+                assert_eq!(
+                    data["offset"].as_u64(),
+                    Some(text.len() as u64),
+                    "a delta out of step after {text:?}"
+                );
                 text.push_str(data["delta"].as_str().unwrap());
             }
             "message.created" => {
                 if let Some(text) = self.partial.remove(data["id"].as_str().unwrap()) {
-                    assert_eq!(text, data["content"].as_str().unwrap(), "snapshot + deltas != stored content");
+                    assert_eq!(
+                        text,
+                        data["content"].as_str().unwrap(),
+                        "snapshot + deltas != stored content"
+                    );
                     self.checked += 1;
                 }
             }
@@ -145,7 +153,7 @@ async fn subscribers_joining_at_random_moments_assemble_every_streamed_answer_ex
 
 #[tokio::test]
 async fn subscribers_on_node_b_joining_a_run_streamed_on_node_a_assemble_it_exactly_and_redis_keeps_no_partial()
-{
+ {
     let Some(redis) = RedisServer::start() else { return };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
     joiners_assemble_exactly(&a, &b, 11, 12).await;
