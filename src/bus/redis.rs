@@ -36,7 +36,7 @@ use super::{Bus, BusError, Channel, Frame, Subscription};
 use crate::model::ChatId;
 
 mod listener;
-mod partials;
+pub(super) mod partials;
 use listener::Listener;
 
 /// How the Redis bus connects and recovers.
@@ -200,7 +200,8 @@ impl Bus for RedisBus {
         let channel = Channel::Chat(chunk.chat_id.clone()).name();
         let ttl_ms = u64::try_from(self.options.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.publisher.clone();
-        let call = partials::publish_delta(&mut conn, &channel, chunk, frame.json.as_str(), ttl_ms);
+        let call =
+            partials::publish_delta(&mut conn, "PUBLISH", &channel, chunk, frame.json.as_str(), ttl_ms);
         within(self.options.timeout, call).await
     }
 

@@ -2,7 +2,8 @@
 //! that subscribes, resubscribes or lags while a message is streamed gets the
 //! text so far, then only the deltas after it, so snapshot + deltas equal the
 //! stored content exactly; and a partial is gone once its message is stored.
-//! On one node, across two nodes on one Redis, over WebSocket and SSE.
+//! On one node, across two nodes on one Redis or a Redis Cluster, over
+//! WebSocket and SSE.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -160,6 +161,15 @@ async fn subscribers_on_node_b_joining_a_run_streamed_on_node_a_assemble_it_exac
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("fg:*partial*").query_async(&mut conn).await.unwrap();
     assert!(keys.is_empty(), "partial keys left in redis: {keys:?}");
+}
+
+#[tokio::test]
+async fn subscribers_on_one_node_joining_a_run_streamed_on_another_over_a_redis_cluster_assemble_it_exactly()
+{
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::shared() else { return };
+    let a = crate::redis_cluster::node(&cluster, "a").await;
+    let b = crate::redis_cluster::node(&cluster, "b").await;
+    joiners_assemble_exactly(&a, &b, 12, 8).await;
 }
 
 #[tokio::test]

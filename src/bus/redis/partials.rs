@@ -14,9 +14,12 @@
 //! (`partial_ttl`, the run's `max_run_secs` and a minute) is the backstop for
 //! a node that dies mid-answer; a drive's start and end drop the rest.
 //!
+//! The same code serves the cluster bus (`super::super::cluster`), which
+//! publishes with `SPUBLISH`: every key and the channel share the chat's slot.
+//!
 //! Touches the Redis server through the connection it is given.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 
 use crate::bus::BusError;
 use crate::bus::partials::{Chunk, MAX_PER_CHAT, Partial};
@@ -32,10 +35,11 @@ fn index_key(chat_id: &ChatId) -> String {
     format!("fg:{{{chat_id}}}:partials")
 }
 
-/// Appends `chunk` to its partial and publishes `json` on `channel`, in one
-/// pipeline.
-pub(super) async fn publish_delta(
-    conn: &mut ConnectionManager,
+/// Appends `chunk` to its partial and publishes `json` on `channel` with
+/// `publish` (`PUBLISH`, or `SPUBLISH` on a cluster), in one pipeline.
+pub(crate) async fn publish_delta(
+    conn: &mut (impl ConnectionLike + Send),
+    publish: &str,
     channel: &str,
     chunk: &Chunk<'_>,
     json: &str,
@@ -48,11 +52,11 @@ pub(super) async fn publish_delta(
         pipe.cmd("SET").arg(&key).arg(chunk.text).arg("PX").arg(ttl_ms).ignore();
         pipe.cmd("HSET").arg(&index).arg(chunk.message_id).arg(chunk.sender).ignore();
         pipe.cmd("PEXPIRE").arg(&index).arg(ttl_ms).ignore();
-        pipe.cmd("PUBLISH").arg(channel).arg(json).ignore();
+        pipe.cmd(publish).arg(channel).arg(json).ignore();
         return pipe.query_async(conn).await;
     }
     pipe.cmd("APPEND").arg(&key).arg(chunk.text);
-    pipe.cmd("PUBLISH").arg(channel).arg(json).ignore();
+    pipe.cmd(publish).arg(channel).arg(json).ignore();
     let (length,): (u64,) = pipe.query_async(conn).await?;
     if length != chunk.offset + chunk.text.len() as u64 {
         tracing::warn!(chat_id = %chunk.chat_id, message_id = chunk.message_id, "partial out of step; dropped");
@@ -63,7 +67,10 @@ pub(super) async fn publish_delta(
 
 /// The chat's partials: the hash, then the keys it names (two round trips,
 /// once per feed start; a key gone meanwhile is skipped).
-pub(super) async fn read(conn: &mut ConnectionManager, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
+pub(crate) async fn read(
+    conn: &mut (impl ConnectionLike + Send),
+    chat_id: &ChatId,
+) -> Result<Vec<Partial>, BusError> {
     let senders: Vec<(String, String)> =
         redis::cmd("HGETALL").arg(index_key(chat_id)).query_async(conn).await?;
     if senders.is_empty() {
@@ -82,8 +89,8 @@ pub(super) async fn read(conn: &mut ConnectionManager, chat_id: &ChatId) -> Resu
 }
 
 /// Drops one message's partial, or (with `None`) all of the chat's.
-pub(super) async fn forget(
-    conn: &mut ConnectionManager,
+pub(crate) async fn forget(
+    conn: &mut (impl ConnectionLike + Send),
     chat_id: &ChatId,
     message_id: Option<&str>,
 ) -> Result<(), redis::RedisError> {
