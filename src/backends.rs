@@ -71,10 +71,15 @@ impl Backends {
                 })?;
                 let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
                 let lease_ttl = Duration::from_secs(config.cluster.lease_ttl_secs);
+                let bus = RedisBusOptions {
+                    // A message streams within one stretch of its run.
+                    partial_ttl: Duration::from_secs(config.runs.max_run_secs.saturating_add(60)),
+                    ..RedisBusOptions::default()
+                };
                 if config.redis.cluster {
-                    return Self::redis_cluster(&seeds(url), &node_id, lease_ttl).await;
+                    return Self::redis_cluster(&seeds(url), &node_id, lease_ttl, bus).await;
                 }
-                Self::redis(url, &node_id, lease_ttl).await
+                Self::redis(url, &node_id, lease_ttl, bus).await
             }
         }
     }
@@ -96,16 +101,21 @@ impl Backends {
         })
     }
 
-    /// Scaled out: the Redis store, the Redis bus and run leases in Redis
-    /// under `node_id`, all from one client of `url`.
-    pub async fn redis(url: &str, node_id: &str, lease_ttl: Duration) -> Result<Backends, BackendError> {
+    /// Scaled out: the Redis store, the Redis bus (with `bus` options) and run
+    /// leases in Redis under `node_id`, all from one client of `url`.
+    pub async fn redis(
+        url: &str,
+        node_id: &str,
+        lease_ttl: Duration,
+        bus: RedisBusOptions,
+    ) -> Result<Backends, BackendError> {
         let client = redis::Client::open(url)
             .map_err(|e| BackendError::Config(format!("redis_url `{url}` is not a Redis URL: {e}")))?;
         let options = RedisStoreOptions::default();
         let prefix = options.prefix.clone();
         let store = RedisStore::connect(client.clone(), options).await?;
         refuse_cluster_node(&store).await?;
-        let bus = RedisBus::connect(client, RedisBusOptions::default()).await?;
+        let bus = RedisBus::connect(client, bus).await?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, "sharing Redis with other nodes");
         let shared = Some(SharedRedis { conn: store.connection(), prefix });
@@ -113,12 +123,13 @@ impl Backends {
     }
 
     /// Scaled out on a Redis Cluster (`redis.cluster = true`): the store and
-    /// the leases on the cluster client, the bus on sharded pub/sub, all
-    /// reached through any of `seeds`.
+    /// the leases on the cluster client, the bus (with `bus` options) on
+    /// sharded pub/sub, all reached through any of `seeds`.
     pub async fn redis_cluster(
         seeds: &[String],
         node_id: &str,
         lease_ttl: Duration,
+        bus: RedisBusOptions,
     ) -> Result<Backends, BackendError> {
         let misconfigured = |e: &dyn std::fmt::Display| {
             BackendError::Config(format!(
@@ -129,8 +140,7 @@ impl Backends {
         let options = RedisStoreOptions::default();
         let prefix = options.prefix.clone();
         let store = RedisStore::connect_cluster(seeds, options).await.map_err(|e| misconfigured(&e))?;
-        let bus =
-            ClusterBus::connect(seeds, RedisBusOptions::default()).await.map_err(|e| misconfigured(&e))?;
+        let bus = ClusterBus::connect(seeds, bus).await.map_err(|e| misconfigured(&e))?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, nodes = seeds.len(), "sharing a Redis Cluster with other nodes");
         let shared = Some(SharedRedis { conn: store.connection(), prefix });

@@ -12,7 +12,9 @@
 //! (un)subscribe commands. When a master's connection drops (a failover, a
 //! restart) or a channel's slot moves away, the listener resubscribes every
 //! live channel with backoff and then bumps `resync`, so every subscriber
-//! catches up from the store by seq.
+//! catches up from the store by seq. The partials of streamed messages are
+//! the Redis bus's (`super::redis::partials`), published with `SPUBLISH` in
+//! the same pipeline: a chat's keys and channel share one slot.
 //!
 //! Touches the Redis Cluster it is given, nothing else.
 
@@ -31,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fanout::{Change, Fanout};
-use super::redis::RedisBusOptions;
+use super::partials::{Chunk, Partial};
+use super::redis::{RedisBusOptions, partials};
 use super::{Bus, BusError, Channel, Frame, Subscription};
+use crate::model::ChatId;
 
 /// What the bus handle, the push handler and the listener task share.
 struct Shared {
@@ -165,6 +169,29 @@ impl Bus for ClusterBus {
         let mut conn = self.publisher.clone();
         let _pong: String = within(self.options.timeout, redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
+        let frame = chunk.frame();
+        let channel = Channel::Chat(chunk.chat_id.clone()).name();
+        let ttl_ms = u64::try_from(self.options.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.publisher.clone();
+        let call =
+            partials::publish_delta(&mut conn, "SPUBLISH", &channel, chunk, frame.json.as_str(), ttl_ms);
+        within(self.options.timeout, call).await
+    }
+
+    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
+        let mut conn = self.publisher.clone();
+        match tokio::time::timeout(self.options.timeout, partials::read(&mut conn, chat_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Unavailable("the redis cluster did not answer in time".into())),
+        }
+    }
+
+    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        let mut conn = self.publisher.clone();
+        within(self.options.timeout, partials::forget(&mut conn, chat_id, message_id)).await
     }
 }
 

@@ -13,6 +13,8 @@
 //! reconnects with exponential backoff and jitter, subscribes every live
 //! channel again, then bumps `resync` so every subscriber catches up from the
 //! store (frames published meanwhile are lost to pub/sub, never to the store).
+//! The partials of messages being streamed live in Redis too ([`partials`]),
+//! written in the pipeline that publishes each delta.
 //!
 //! Touches the Redis server it is given, nothing else.
 
@@ -29,9 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fanout::{Change, Fanout};
+use super::partials::{Chunk, Partial};
 use super::{Bus, BusError, Channel, Frame, Subscription};
+use crate::model::ChatId;
 
 mod listener;
+pub(super) mod partials;
 use listener::Listener;
 
 /// How the Redis bus connects and recovers.
@@ -49,6 +54,10 @@ pub struct RedisBusOptions {
     pub resubscribe_batch: usize,
     /// How many frames a local receiver may fall behind before it lags (1024).
     pub capacity: usize,
+    /// How long a streamed message's partial outlives its last chunk at most,
+    /// should its node die mid-answer (31 min: the default `max_run_secs` and
+    /// a minute).
+    pub partial_ttl: Duration,
 }
 
 impl Default for RedisBusOptions {
@@ -60,6 +69,7 @@ impl Default for RedisBusOptions {
             backoff_max: Duration::from_secs(2),
             resubscribe_batch: 500,
             capacity: 1024,
+            partial_ttl: Duration::from_secs(31 * 60),
         }
     }
 }
@@ -183,6 +193,29 @@ impl Bus for RedisBus {
         let mut conn = self.publisher.clone();
         let _pong: String = within(self.options.timeout, redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
+        let frame = chunk.frame();
+        let channel = Channel::Chat(chunk.chat_id.clone()).name();
+        let ttl_ms = u64::try_from(self.options.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.publisher.clone();
+        let call =
+            partials::publish_delta(&mut conn, "PUBLISH", &channel, chunk, frame.json.as_str(), ttl_ms);
+        within(self.options.timeout, call).await
+    }
+
+    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
+        let mut conn = self.publisher.clone();
+        match tokio::time::timeout(self.options.timeout, partials::read(&mut conn, chat_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Unavailable("redis did not answer in time".into())),
+        }
+    }
+
+    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        let mut conn = self.publisher.clone();
+        within(self.options.timeout, partials::forget(&mut conn, chat_id, message_id)).await
     }
 }
 

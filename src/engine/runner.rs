@@ -39,13 +39,20 @@ const PAGE: usize = 500;
 /// and resumes at the next start).
 const MAX_STORE_FAILURES: u32 = 6;
 
-/// Drives one chat until it needs no task.
+/// Drives one chat until it needs no task, then drops the partial of any
+/// reply it was streaming (cut off, cancelled, failed). (A drive dropped for a
+/// lost lease leaves it: the chat may already stream elsewhere.)
 pub(super) async fn drive(
     shared: &Shared,
     chat_id: &ChatId,
     cancel: &CancellationToken,
     fence: Option<Fence>,
 ) {
+    drive_steps(shared, chat_id, cancel, fence).await;
+    shared.journal.forget_partials(chat_id, None).await;
+}
+
+async fn drive_steps(shared: &Shared, chat_id: &ChatId, cancel: &CancellationToken, fence: Option<Fence>) {
     let mut runner = Runner {
         shared,
         chat_id,
@@ -228,6 +235,11 @@ impl Runner<'_> {
         }
         if self.cancel.is_cancelled() {
             return Ok(Next::Stop);
+        }
+        if matches!(speak.via, Via::Model(_)) {
+            // Gone before the message is stored, so no feed ever sends a
+            // snapshot of a message it already has whole.
+            self.shared.journal.forget_partials(self.chat_id, draft.id.as_deref()).await;
         }
         let run_id = &at.run_id;
         let done = self

@@ -41,6 +41,7 @@ mod rest_errors;
 mod restart;
 mod run_bounds;
 mod run_caps;
+mod snapshot;
 mod store_redis;
 mod store_sqlite;
 mod widget;

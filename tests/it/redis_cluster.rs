@@ -56,7 +56,7 @@ async fn bounded<F: Future>(f: F) -> F::Output {
 }
 
 /// A gateway node on the cluster, with short leases so takeovers are quick.
-async fn node(cluster: &RedisCluster, name: &str) -> TestApp {
+pub(crate) async fn node(cluster: &RedisCluster, name: &str) -> TestApp {
     let (url, name) = (cluster.url(), name.to_owned());
     spawn_configured(move |c| {
         c.store = StoreKind::Redis;

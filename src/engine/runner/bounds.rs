@@ -94,6 +94,11 @@ pub(super) struct ReplyCut {
 }
 
 impl ReplyCut {
+    /// Bytes kept so far.
+    pub(super) fn len(&self) -> usize {
+        self.kept.len()
+    }
+
     /// The part of `delta` within the cap, and whether the cap cut it (the
     /// call should stop: what is kept is the reply).
     pub(super) fn take(&mut self, delta: String) -> (String, bool) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::Runner;
-use crate::bus::Frame;
+use crate::bus::partials::Chunk;
 use crate::engine::policy::{self, Context, Selection};
 use crate::engine::prompt;
 use crate::engine::provider::{Completion, CompletionRequest, ModelProvider, ProviderError};
@@ -106,8 +106,9 @@ impl Runner<'_> {
             tokio::select! {
                 biased;
                 Some(delta) = rx.recv() => {
+                    let offset = cut.len();
                     let (kept, over) = cut.take(delta);
-                    self.publish_delta(target.as_ref(), kept).await;
+                    self.publish_delta(target.as_ref(), kept, offset).await;
                     if over {
                         tracing::info!(chat_id = %self.chat_id, "reply cut at runs.max_reply_bytes");
                         return Ok(cut.cut());
@@ -115,8 +116,9 @@ impl Runner<'_> {
                 }
                 result = &mut call => {
                     while let Ok(delta) = rx.try_recv() {
+                        let offset = cut.len();
                         let (kept, over) = cut.take(delta);
-                        self.publish_delta(target.as_ref(), kept).await;
+                        self.publish_delta(target.as_ref(), kept, offset).await;
                         if over {
                             break;
                         }
@@ -128,12 +130,20 @@ impl Runner<'_> {
         }
     }
 
-    async fn publish_delta(&self, target: Option<&DeltaTarget<'_>>, delta: String) {
+    /// Publishes a chunk that starts `offset` bytes into the reply (the
+    /// ordering handle a feed's snapshot is matched against).
+    async fn publish_delta(&self, target: Option<&DeltaTarget<'_>>, delta: String, offset: usize) {
         let Some(target) = target else { return };
         if delta.is_empty() {
             return;
         }
-        let frame = Frame::delta(self.chat_id, target.message_id, target.sender, &delta);
-        self.shared.journal.publish_ephemeral(frame).await;
+        let chunk = Chunk {
+            chat_id: self.chat_id,
+            message_id: target.message_id,
+            sender: target.sender,
+            offset: offset as u64,
+            text: &delta,
+        };
+        self.shared.journal.publish_delta(&chunk).await;
     }
 }
