@@ -41,5 +41,7 @@ mod run_bounds;
 mod run_caps;
 mod store_redis;
 mod store_sqlite;
+mod tool_answers;
+mod tools;
 mod ws_delivery;
 mod ws_protocol;

@@ -30,6 +30,7 @@ pub(super) struct Bounds {
 }
 
 /// A cap the run went over: the `run.failed` code and message.
+#[derive(Debug)]
 pub(super) struct Exceeded {
     pub(super) code: &'static str,
     pub(super) message: String,

@@ -202,7 +202,7 @@ fn assemble(settings: &Settings, draft: &Draft, mapped: &HashMap<&str, Mapped>) 
 /// client's part).
 fn with_tools(m: &Mapped, settings: &Settings) -> AgentSpec {
     let mut spec = m.spec.clone();
-    if spec.kind == AgentKind::Assistant {
+    if spec.kind == AgentKind::Assistant && spec.model.is_some() {
         spec.tools = settings.tools.clone();
     }
     spec
@@ -233,6 +233,10 @@ fn translate(issue: FlowIssue, draft: &Draft, settings: &Settings) -> Option<Flo
     if let Some((index, field)) = path.strip_prefix("agents[").and_then(|rest| rest.split_once("].")) {
         if field == "model" {
             return settings.model.is_some().then(|| FlowIssue::new(settings.model_path.clone(), message));
+        }
+        // Every assistant has the config's functions: report each once, there.
+        if let Some(rest) = field.strip_prefix("tools") {
+            return Some(FlowIssue::new(format!("{}{rest}", settings.functions_path), message));
         }
         let node = index.parse::<usize>().ok().and_then(|i| draft.members.get(i));
         if let Some(node) = node {

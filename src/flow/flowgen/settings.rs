@@ -24,6 +24,8 @@ pub(super) struct Settings {
     pub model_path: String,
     /// The `functions`, as tools of every assistant.
     pub tools: Vec<ToolSpec>,
+    /// Where they come from, for issues about them.
+    pub functions_path: String,
 }
 
 /// Reads the config node.
@@ -48,7 +50,8 @@ pub(super) fn flow_settings(g: &Graph, catalog: &ModelCatalog, r: &mut Report) -
         warn_tuning(c, model.as_deref(), r);
     }
     let tools = config.map(|c| import_functions(c, r)).unwrap_or_default();
-    Settings { name, description, model, model_path, tools }
+    let functions_path = config.map_or("config.functions".to_owned(), |c| c.field("functions"));
+    Settings { name, description, model, model_path, tools, functions_path }
 }
 
 /// The first `filter_dict` name the gateway knows; `default` when there is none.

@@ -180,6 +180,17 @@ impl TestApp {
         app
     }
 
+    /// Like [`TestApp::restart`], with `tweak` applied to the new config (a
+    /// test's models).
+    pub async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let (data_dir, guard) = self.stop().await;
+        let mut config = test_config(data_dir);
+        tweak(&mut config);
+        let mut app = spawn_with(config).await;
+        app._dir = guard;
+        app
+    }
+
     /// The URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
