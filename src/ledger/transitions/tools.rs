@@ -41,7 +41,8 @@ pub fn submit_tool_results(
         metadata: json!({"request_id": pending.request_id, "tool_results": ordered}),
     });
     let ids: Vec<&str> = ordered.iter().map(|r| r.call_id.as_str()).collect();
-    p.event(EventKind::InputResolved, json!({"request_id": pending.request_id, "call_ids": ids}));
+    let resolved = json!({"request_id": pending.request_id, "message": null, "call_ids": ids});
+    p.event(EventKind::InputResolved, resolved);
     p.status(ChatStatus::Running, None);
     let record = p.record_mut();
     record.chat.pending_input = None;
