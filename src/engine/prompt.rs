@@ -27,8 +27,9 @@ pub fn agent_request(agent: &AgentSpec, history: &[Message]) -> CompletionReques
     if let Some(system) = agent.system_message.as_deref().filter(|s| !s.is_empty()) {
         messages.push(system_turn(system));
     }
-    for m in shown(history) {
-        match tools::turns_of(m) {
+    let shown: Vec<&Message> = shown(history).collect();
+    for (i, m) in shown.iter().enumerate() {
+        match tools::turns_of(m, shown.get(i + 1).copied()) {
             Some(turns) => messages.extend(turns),
             None => messages.push(turn_for(&agent.name, m)),
         }

@@ -7,7 +7,9 @@
 //!
 //! A model sees a tool-calling message as an `assistant` turn with
 //! `tool_calls`, then one `tool` turn per refused call, and each result as a
-//! `tool` turn: AutoGen's shape, whoever's the messages are.
+//! `tool` turn: AutoGen's shape, whoever's the messages are. A call the client
+//! never answered (the run was cancelled while it waited) gets a `tool` turn
+//! saying so, since OpenAI refuses a `tool_calls` message left unanswered.
 //!
 //! Pure functions over messages.
 
@@ -56,8 +58,8 @@ pub fn pending_calls(history: &[Message]) -> Vec<PendingCall> {
 }
 
 /// The turns of a message that called tools or answers them; `None` for any
-/// other message.
-pub(super) fn turns_of(m: &Message) -> Option<Vec<Turn>> {
+/// other message. `next` is the message shown after it.
+pub(super) fn turns_of(m: &Message, next: Option<&Message>) -> Option<Vec<Turn>> {
     let calls = calls_of(m);
     if !calls.is_empty() {
         let call = |&(id, name, arguments, _): &Stored<'_>| ToolCall {
@@ -74,11 +76,23 @@ pub(super) fn turns_of(m: &Message) -> Option<Vec<Turn>> {
         }];
         let refused = calls.iter().filter_map(|&(id, _, _, error)| Some(tool_turn(id, error?)));
         turns.extend(refused);
+        let answered = next.map(answered_ids).unwrap_or_default();
+        let unanswered = calls.iter().filter(|(id, .., error)| error.is_none() && !answered.contains(id));
+        turns.extend(unanswered.map(|&(id, ..)| tool_turn(id, UNANSWERED)));
         return Some(turns);
     }
     let results = m.metadata.get(RESULTS_KEY).and_then(Value::as_array)?;
     let answer = |r: &Value| Some(tool_turn(r.get("call_id")?.as_str()?, r.get("content")?.as_str()?));
     (m.role == Role::HumanInput).then(|| results.iter().filter_map(answer).collect())
+}
+
+/// What the model is told of a call nobody answered.
+const UNANSWERED: &str = "Error: the call was not answered (the run was cancelled).";
+
+/// The call ids a message answers.
+fn answered_ids(m: &Message) -> Vec<&str> {
+    let results = m.metadata.get(RESULTS_KEY).and_then(Value::as_array);
+    results.into_iter().flatten().filter_map(|r| r.get("call_id")?.as_str()).collect()
 }
 
 fn tool_turn(call_id: &str, content: &str) -> Turn {
@@ -87,5 +101,29 @@ fn tool_turn(call_id: &str, content: &str) -> Turn {
         content: content.to_owned(),
         tool_call_id: Some(call_id.to_owned()),
         ..Turn::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::msg;
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_call_left_unanswered_by_a_cancel_is_told_to_the_model_as_unanswered() {
+        let calls = json!({"tool_calls": [
+            {"call_id": "a", "name": "sh", "arguments": "{}"},
+            {"call_id": "b", "name": "sh", "arguments": "{}", "error": "Error: bad."}
+        ]});
+        let call = msg("bot", Role::Assistant, "", calls);
+        let turns = turns_of(&call, Some(&msg("user", Role::User, "again", json!({})))).unwrap();
+        let tools: Vec<(Option<&str>, &str)> =
+            turns[1..].iter().map(|t| (t.tool_call_id.as_deref(), t.content.as_str())).collect();
+        assert_eq!(tools, [(Some("b"), "Error: bad."), (Some("a"), UNANSWERED)]);
+        let answer =
+            msg("user", Role::HumanInput, "ok", json!({"tool_results": [{"call_id": "a", "content": "ok"}]}));
+        assert_eq!(turns_of(&call, Some(&answer)).unwrap().len(), 2);
+        assert_eq!(turns_of(&answer, None).unwrap()[0].tool_call_id.as_deref(), Some("a"));
     }
 }
