@@ -106,20 +106,9 @@ pub async fn input(
                 "images go with POST /messages, not with human input",
             ));
         }
-        let chats = &state.services.chats;
-        if let Some(results) = &body.tool_results {
-            if body.text().is_some() || body.auto_reply == Some(true) {
-                return Err(ClientError::invalid(
-                    "tool_results",
-                    "send either `tool_results` or a `message` (or `auto_reply`), not both",
-                ));
-            }
-            let chat =
-                chats.submit_tool_results(&caller, &chat_id, body.request_id.as_deref(), results).await?;
-            return Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(chat)));
-        }
         let text = if body.auto_reply == Some(true) { None } else { Some(body.text()) };
-        let chat = chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), text).await?;
+        let (request_id, results) = (body.request_id.as_deref(), body.tool_results.as_deref());
+        let chat = state.services.chats.answer_input(&caller, &chat_id, request_id, text, results).await?;
         Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(chat)))
     });
     answer.await

@@ -357,12 +357,6 @@ impl Session {
         let id = self.target(chat_id)?;
         let key = client_id.map(|c| IdempotencyKey::parse(&c, "client_id")).transpose()?;
         let (services, caller) = (&self.state.services, &self.caller);
-        if results.is_some() && text != Some(None) {
-            return Err(ClientError::invalid(
-                "tool_results",
-                "send either `tool_results` or a `message`, not both",
-            ));
-        }
         // A text answer keeps the fingerprint it always had.
         let fingerprint = match &results {
             None => json!([id, text, request_id]),
@@ -370,16 +364,9 @@ impl Session {
         };
         let request = ("ws input", &fingerprint);
         let answer = services.idempotent.once(caller, key.as_ref(), request, || async {
-            let chats = &services.chats;
-            let chat = match &results {
-                Some(results) => {
-                    chats.submit_tool_results(caller, &id, request_id.as_deref(), results).await?
-                }
-                None => {
-                    let answer = text.as_ref().map(Option::as_deref);
-                    chats.submit_input(caller, &id, request_id.as_deref(), answer).await?
-                }
-            };
+            let (answer, results) = (text.as_ref().map(Option::as_deref), results.as_deref());
+            let chat =
+                services.chats.answer_input(caller, &id, request_id.as_deref(), answer, results).await?;
             Ok(Outcome::same(200, json!({"chat_id": id, "status": chat.status})))
         });
         self.ack(r, "input", answer.await?);

@@ -20,6 +20,27 @@ use crate::store::{MessageView, SeqQuery};
 const LOOKBACK: usize = 200;
 
 impl ChatService {
+    /// Answers the pending input request, REST and socket alike: with tool
+    /// results when given (then no text nor auto reply may be), else with
+    /// `text` as [`ChatService::submit_input`] takes it.
+    pub async fn answer_input(
+        &self,
+        caller: &Caller,
+        chat_id: &ChatId,
+        request_id: Option<&str>,
+        text: Option<Option<&str>>,
+        results: Option<&[ToolResult]>,
+    ) -> Result<Chat, ClientError> {
+        match results {
+            None => self.submit_input(caller, chat_id, request_id, text).await,
+            Some(_) if text != Some(None) => Err(ClientError::invalid(
+                "tool_results",
+                "send either `tool_results` or a `message` (or `auto_reply`), not both",
+            )),
+            Some(results) => self.submit_tool_results(caller, chat_id, request_id, results).await,
+        }
+    }
+
     /// Answers the pending tool calls and resumes the run.
     pub async fn submit_tool_results(
         &self,
