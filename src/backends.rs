@@ -10,12 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::cluster::ClusterBus;
 use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisBusOptions};
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
-use crate::store::redis::{RedisStore, RedisStoreOptions};
+use crate::store::redis::{RedisConn, RedisStore, RedisStoreOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
@@ -53,8 +54,8 @@ pub struct Backends {
 /// A connection to the shared Redis and the key prefix the store uses.
 #[derive(Clone)]
 pub struct SharedRedis {
-    /// The store's multiplexed connection.
-    pub conn: redis::aio::ConnectionManager,
+    /// The store's multiplexed connection (one server or the cluster).
+    pub conn: RedisConn,
     /// Prepended to every key (`fg:`).
     pub prefix: String,
 }
@@ -69,7 +70,11 @@ impl Backends {
                     BackendError::Config("redis_url is required when store = \"redis\"".into())
                 })?;
                 let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
-                Self::redis(url, &node_id, Duration::from_secs(config.cluster.lease_ttl_secs)).await
+                let lease_ttl = Duration::from_secs(config.cluster.lease_ttl_secs);
+                if config.redis.cluster {
+                    return Self::redis_cluster(&seeds(url), &node_id, lease_ttl).await;
+                }
+                Self::redis(url, &node_id, lease_ttl).await
             }
         }
     }
@@ -99,10 +104,58 @@ impl Backends {
         let options = RedisStoreOptions::default();
         let prefix = options.prefix.clone();
         let store = RedisStore::connect(client.clone(), options).await?;
+        refuse_cluster_node(&store).await?;
         let bus = RedisBus::connect(client, RedisBusOptions::default()).await?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, "sharing Redis with other nodes");
         let shared = Some(SharedRedis { conn: store.connection(), prefix });
         Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases), shared })
     }
+
+    /// Scaled out on a Redis Cluster (`redis.cluster = true`): the store and
+    /// the leases on the cluster client, the bus on sharded pub/sub, all
+    /// reached through any of `seeds`.
+    pub async fn redis_cluster(
+        seeds: &[String],
+        node_id: &str,
+        lease_ttl: Duration,
+    ) -> Result<Backends, BackendError> {
+        let misconfigured = |e: &dyn std::fmt::Display| {
+            BackendError::Config(format!(
+                "redis.cluster = true but redis_url `{}` does not lead to a Redis Cluster: {e}",
+                seeds.join(",")
+            ))
+        };
+        let options = RedisStoreOptions::default();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_cluster(seeds, options).await.map_err(|e| misconfigured(&e))?;
+        let bus =
+            ClusterBus::connect(seeds, RedisBusOptions::default()).await.map_err(|e| misconfigured(&e))?;
+        let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
+        tracing::info!(node_id, nodes = seeds.len(), "sharing a Redis Cluster with other nodes");
+        let shared = Some(SharedRedis { conn: store.connection(), prefix });
+        Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases), shared })
+    }
+}
+
+/// The seed nodes of `redis_url` with `redis.cluster`: comma separated URLs.
+fn seeds(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Fails loudly when `redis.cluster = false` names a cluster node: its
+/// commands would meet `MOVED` for most keys.
+async fn refuse_cluster_node(store: &RedisStore) -> Result<(), BackendError> {
+    let mut conn = store.connection();
+    let info: String = match redis::cmd("INFO").arg("cluster").query_async(&mut conn).await {
+        Ok(info) => info,
+        Err(_) => return Ok(()), // An older or restricted server: no cluster there.
+    };
+    if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+        return Err(BackendError::Config(
+            "redis_url names a Redis Cluster node: set redis.cluster = true (FLOWGATE_REDIS__CLUSTER=true)"
+                .into(),
+        ));
+    }
+    Ok(())
 }

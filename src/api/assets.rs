@@ -1,7 +1,8 @@
-//! `GET /static/{file}`: the browser files compiled into the binary (today
-//! `flowgate.js`), read-only, each with its content type. Only the names in
-//! [`FILES`] exist: no directory listing, no path walking, and the binary
-//! serves the same bytes wherever it runs.
+//! `GET /static/{file}`: the browser files compiled into the binary (the
+//! `flowgate.js` client and the `flowgate-chat.js` widget), read-only, each
+//! with its content type. Only the names in [`FILES`] exist: no directory
+//! listing, no path walking, and the binary serves the same bytes wherever it
+//! runs.
 //!
 //! Touches nothing: the files are constants.
 
@@ -12,8 +13,12 @@ use axum::response::{IntoResponse, Response};
 use crate::model::{ClientError, ErrorCode};
 
 /// The served files: name, content type, bytes.
-pub const FILES: &[(&str, &str, &str)] =
-    &[("flowgate.js", "text/javascript; charset=utf-8", include_str!("../../static/flowgate.js"))];
+pub const FILES: &[(&str, &str, &str)] = &[
+    ("flowgate.js", JAVASCRIPT, include_str!("../../static/flowgate.js")),
+    ("flowgate-chat.js", JAVASCRIPT, include_str!("../../static/flowgate-chat.js")),
+];
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// `GET /static/{file}`: one of [`FILES`], else `404 not_found`.
 pub async fn file(Path(name): Path<String>) -> Result<Response, ClientError> {

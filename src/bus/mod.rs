@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use crate::model::{ChatId, Event, EventKind, TenantId};
 
+pub mod cluster;
 mod fanout;
 pub mod memory;
 pub mod redis;
@@ -152,8 +153,9 @@ pub struct Subscription {
     pub guard: Box<dyn Send + Sync>,
 }
 
-/// Publish and subscribe by channel. Implemented in-process ([`memory::MemoryBus`])
-/// and on Redis pub/sub (one shared subscriber connection per node).
+/// Publish and subscribe by channel. Implemented in-process ([`memory::MemoryBus`]),
+/// on Redis pub/sub ([`redis::RedisBus`]) and on Redis Cluster sharded pub/sub
+/// ([`cluster::ClusterBus`]), each with one shared subscriber connection per node.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Sends a frame to every current subscriber of the channel, on every node.

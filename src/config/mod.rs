@@ -5,7 +5,8 @@
 //!
 //! Environment names: `FLOWGATE_LISTEN`, `FLOWGATE_DATA_DIR`, `FLOWGATE_API_KEY`,
 //! `FLOWGATE_STORE`, `FLOWGATE_REDIS_URL`, `FLOWGATE_LOG`, and nested settings
-//! with a double underscore (`FLOWGATE_JWT__SECRET`, `FLOWGATE_LIMITS__WS_FRAME_BYTES`).
+//! with a double underscore (`FLOWGATE_JWT__SECRET`, `FLOWGATE_LIMITS__WS_FRAME_BYTES`,
+//! `FLOWGATE_REDIS__CLUSTER`).
 //! Pure: reads files and the environment, touches nothing else.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ const KEYS: &[&str] = &[
     "api_key",
     "store",
     "redis_url",
+    "redis",
     "log",
     "demo",
     "jwt",
@@ -72,8 +74,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// The backend.
     pub store: StoreKind,
-    /// `redis://…`, with `store = "redis"`.
+    /// `redis://…`, with `store = "redis"` (with `redis.cluster`, one or
+    /// more cluster nodes, comma separated).
     pub redis_url: Option<String>,
+    /// How Redis is reached (`redis.cluster`).
+    pub redis: RedisConfig,
     /// A `tracing` filter, e.g. `info` or `flowgate=debug`.
     pub log: String,
     /// Register the offline `demo` flow at start.
@@ -110,6 +115,7 @@ impl Default for Config {
             api_key: None,
             store: StoreKind::Sqlite,
             redis_url: None,
+            redis: RedisConfig::default(),
             log: "info".into(),
             demo: true,
             node_id: None,
@@ -173,6 +179,9 @@ impl Config {
         let bad = |key, message: &str| Err(ConfigError::Value { key, message: message.into() });
         if self.store == StoreKind::Redis && self.redis_url.is_none() {
             return bad("redis_url", "required when store = \"redis\" (FLOWGATE_REDIS_URL)");
+        }
+        if self.redis.cluster && self.store != StoreKind::Redis {
+            return bad("redis.cluster", "needs store = \"redis\" and redis_url naming the cluster's nodes");
         }
         if self.api_key.as_deref().is_some_and(|k| k.trim().len() < 16) {
             return bad("api_key", "must be at least 16 characters");
@@ -321,6 +330,20 @@ mod tests {
                 let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
                 assert!(err.contains("cors.allowed_origins"), "{bad}: {err}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_cluster_loads_from_the_environment_and_is_refused_without_the_redis_store() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOWGATE_REDIS__CLUSTER", "true");
+            let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("redis.cluster"), "{err}");
+            jail.set_env("FLOWGATE_STORE", "redis");
+            jail.set_env("FLOWGATE_REDIS_URL", "redis://127.0.0.1:7001,redis://127.0.0.1:7002");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert!(c.redis.cluster);
             Ok(())
         });
     }

@@ -56,6 +56,16 @@ pub struct JwtConfig {
     pub chat_token_ttl_secs: Option<u64>,
 }
 
+/// How the nodes reach Redis (with `store = "redis"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis_url` names nodes of a Redis Cluster (7 or later), comma
+    /// separated: the store, the leases and the rate limits use the cluster
+    /// client, and the bus sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`).
+    pub cluster: bool,
+}
+
 /// Several nodes on one Redis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -229,7 +229,7 @@ async fn a_restart_while_a_tool_call_is_pending_loses_nothing_and_asks_again_wit
     let before = pending(&app, &chat, 0).await;
     let seq_before = last_seq(&app.chat(&chat).await);
     let base_url = fake.base_url();
-    let app = app.restart_with(|config| register(config, "default", base_url)).await;
+    let app = app.restart_in_place(|config| register(config, "default", base_url)).await;
     let after = app.chat(&chat).await;
     assert_eq!(after["status"], "wait_for_human_input");
     assert_eq!(after["pending_input"], before, "the same request, the same call ids");
