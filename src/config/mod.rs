@@ -212,6 +212,13 @@ impl Config {
         if r.max_run_secs == 0 || r.max_reply_bytes == 0 || r.max_events_per_run == 0 {
             return bad("runs", "max_run_secs, max_reply_bytes and max_events_per_run must be at least 1");
         }
+        if r.max_tool_calls_per_message == 0 || r.max_tool_argument_bytes == 0 || r.max_tool_result_bytes == 0
+        {
+            return bad(
+                "runs",
+                "max_tool_calls_per_message, max_tool_argument_bytes and max_tool_result_bytes must be at least 1",
+            );
+        }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");
         }

@@ -184,6 +184,17 @@ pub struct RunLimits {
     /// Most durable events one run may write; then it fails with
     /// `max_events_per_run`.
     pub max_events_per_run: u64,
+    /// Most tool calls one run may make; a reply going over fails the run
+    /// with `max_tool_calls_per_run`.
+    pub max_tool_calls_per_run: u32,
+    /// Most tool calls one reply may make; the calls past it are refused
+    /// (the model gets an error for each).
+    pub max_tool_calls_per_message: u32,
+    /// Longest arguments of one tool call, bytes; longer ones are refused.
+    pub max_tool_argument_bytes: usize,
+    /// Longest content of one tool result a client sends, bytes (422
+    /// `invalid_request` beyond).
+    pub max_tool_result_bytes: usize,
 }
 
 impl Default for RunLimits {
@@ -197,6 +208,10 @@ impl Default for RunLimits {
             max_run_secs: 1800,
             max_reply_bytes: 128 << 10,
             max_events_per_run: 2000,
+            max_tool_calls_per_run: 32,
+            max_tool_calls_per_message: 8,
+            max_tool_argument_bytes: 16 << 10,
+            max_tool_result_bytes: 64 << 10,
         }
     }
 }

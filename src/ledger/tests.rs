@@ -20,6 +20,7 @@ fn chat_in(status: ChatStatus) -> ChatRecord {
         created_at: at,
         kind: InputKind::Reply,
         choices: None,
+        calls: None,
     });
     let chat = Chat {
         id: ChatId::new(),

@@ -83,6 +83,14 @@ error_codes! {
     NotWaitingForInput = ("not_waiting_for_input", 409, false, None);
     /// 409: input for another request than the pending one.
     InputRequestMismatch = ("input_request_mismatch", 409, false, None);
+    /// 409: tool results for calls already answered with other content.
+    ToolCallAnswered = ("tool_call_answered", 409, false, None);
+    /// 422: text to a `tool_calls` request, or `tool_results` to another.
+    InputKindMismatch = ("input_kind_mismatch", 422, false, None);
+    /// 422: a tool result naming no call of the pending request.
+    UnknownToolCall = ("unknown_tool_call", 422, false, None);
+    /// 422: a pending call left without a result (`missing` lists them).
+    MissingToolResults = ("missing_tool_results", 422, false, None);
     /// 409: cancel with no active run.
     NoActiveRun = ("no_active_run", 409, false, None);
     /// 409: the run was cancelled or replaced meanwhile.

@@ -44,6 +44,8 @@ mod run_caps;
 mod snapshot;
 mod store_redis;
 mod store_sqlite;
+mod tool_answers;
+mod tools;
 mod widget;
 mod widget_resume;
 mod ws_delivery;

@@ -46,6 +46,9 @@ pub enum Behaviour {
     /// These SSE events verbatim (each gets `data: ` and a blank line), then
     /// a clean end.
     RawEvents(Vec<String>),
+    /// A whole `application/json` completion calling tools: each
+    /// `(id, name, arguments)`, with `finish_reason: "tool_calls"`.
+    ToolCalls(Vec<(String, String, String)>),
     /// A stream of the first chunks, held until [`FakeOpenAi::release`] is
     /// called (or at once if it was), then the rest and a clean end: an
     /// answer a test can interrupt mid-way without sleeping.
@@ -192,6 +195,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             let message = format!("Incorrect API key provided: {auth}");
             status(code, json!({"error": {"message": message}}).to_string(), None)
         }
+        Behaviour::ToolCalls(calls) => tool_calls(&calls),
         Behaviour::Held(first, rest) => held(&shared, &first, &rest, wants_usage, prompt_tokens),
         Behaviour::RawEvents(events) => {
             sse(stream::iter(events.iter().map(|e| Ok(event(e))).collect::<Vec<_>>()).boxed())
@@ -243,6 +247,22 @@ fn whole(text: &str, usage: Value) -> Response {
         "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": usage,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn tool_calls(calls: &[(String, String, String)]) -> Response {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        })
+        .collect();
+    let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
+    let body = json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
