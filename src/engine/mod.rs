@@ -250,6 +250,7 @@ async fn run_task(shared: Arc<Shared>, chat_id: ChatId, task: u64, cancel: Cance
                 // by losing the lease, so an in-flight model call stops at once;
                 // a kick that came meanwhile still runs.
                 let drive = cancel.child_token();
+                let _running = crate::metrics::Open::new(&shared.journal.metrics.runs_running);
                 tokio::select! {
                     () = runner::drive(&shared, &chat_id, &drive, lease.fence.clone()) => {}
                     () = stop_on_cancel(&shared, &chat_id, &drive) => {}
