@@ -39,6 +39,7 @@ mod rest_errors;
 mod restart;
 mod run_bounds;
 mod run_caps;
+mod sessions;
 mod store_redis;
 mod store_sqlite;
 mod ws_delivery;
