@@ -14,6 +14,7 @@ mod bus_redis;
 mod cli;
 mod cluster;
 mod credentials;
+mod dashboard;
 mod delete_race;
 mod edge_connections;
 mod edge_input;
