@@ -148,8 +148,9 @@ impl App {
             allowed_origins: config.cors.allowed_origins.clone(),
             session_ttl_secs: config.session.ttl_secs,
         };
-        let services = Services::new(journal, engine.clone(), auth, limit, rate, browser, shutdown.child_token())
-            .keeping_idempotent_answers_for(keep);
+        let services =
+            Services::new(journal, engine.clone(), auth, limit, rate, browser, shutdown.child_token())
+                .keeping_idempotent_answers_for(keep);
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {

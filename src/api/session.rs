@@ -35,7 +35,8 @@ pub async fn create(
     JsonBody(body): JsonBody<SignIn>,
 ) -> Result<Response, ClientError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let session = state.services.access.sign_in(body.api_key.trim(), header("origin"), header("host")).await?;
+    let session =
+        state.services.access.sign_in(body.api_key.trim(), header("origin"), header("host")).await?;
     let max_age = session.claims.exp.saturating_sub(session.claims.iat);
     let cookie = cookie(&session.token, max_age, secure(&state, &headers));
     Ok(answer(StatusCode::CREATED, &session.claims, Some(cookie)))

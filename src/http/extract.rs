@@ -6,8 +6,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
-use axum::http::{Method, StatusCode};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -113,7 +113,12 @@ pub fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
         host: header("host"),
         changes_state: false,
     });
-    Presented { api_key: header("x-api-key"), authorization: header("authorization"), query_token: None, session }
+    Presented {
+        api_key: header("x-api-key"),
+        authorization: header("authorization"),
+        query_token: None,
+        session,
+    }
 }
 
 /// The value of the `flowgate_session` cookie, if the request carries one.

@@ -75,8 +75,9 @@ impl Access {
     /// that changes state must echo the session's CSRF token in
     /// `X-CSRF-Token`: else 403 `csrf_failed`.
     pub async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ClientError> {
-        let explicit =
-            presented.api_key.is_some() || presented.authorization.is_some() || presented.query_token.is_some();
+        let explicit = presented.api_key.is_some()
+            || presented.authorization.is_some()
+            || presented.query_token.is_some();
         let caller = match presented.session {
             Some(session) if !explicit => {
                 let (caller, claims) = self.session(session).await?;
@@ -96,7 +97,10 @@ impl Access {
 
     /// A session cookie's caller and claims (`GET /session`): signature,
     /// expiry, the key's liveness, and the `Origin` rule; no CSRF check.
-    pub async fn session(&self, session: SessionPresented<'_>) -> Result<(Caller, SessionClaims), ClientError> {
+    pub async fn session(
+        &self,
+        session: SessionPresented<'_>,
+    ) -> Result<(Caller, SessionClaims), ClientError> {
         self.check_origin(session.origin, session.host)?;
         Ok(self.auth.session(session.cookie).await?)
     }

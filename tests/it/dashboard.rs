@@ -62,7 +62,10 @@ async fn the_dashboard_changes_a_chats_row_live_when_another_client_drives_it() 
     let Some(browser) = Browser::launch("the_dashboard_changes_a_chats_row_live").await else { return };
     let chat = app.create_chat("demo").await;
     let (_, xss) = app
-        .post("/chats", json!({"name": "<img src=x onerror=alert(1)>", "from_type": "flow", "from_flow": "demo"}))
+        .post(
+            "/chats",
+            json!({"name": "<img src=x onerror=alert(1)>", "from_type": "flow", "from_flow": "demo"}),
+        )
         .await;
     let page = signed_in(&browser, &app).await;
     let ready = run(
@@ -99,7 +102,8 @@ async fn the_dashboard_changes_a_chats_row_live_when_another_client_drives_it() 
 
     // Answering from the page (a cookie POST with the CSRF token) ends the chat.
     let last = app.chat(&chat).await["last_seq"].as_u64().unwrap();
-    run(&page, &script(r#"$("answer").value = "exit"; $("answer-form").requestSubmit(); return true;"#)).await;
+    run(&page, &script(r#"$("answer").value = "exit"; $("answer-form").requestSubmit(); return true;"#))
+        .await;
     app.wait_for_status(&chat, last, ChatStatus::Completed).await;
     let done = run(
         &page,
@@ -150,7 +154,8 @@ async fn a_page_on_another_origin_cannot_use_the_dashboard_session() {
     // A second listener: 127.0.0.1 on another port is another origin of the
     // same site, so the browser does send the SameSite=Strict cookie there.
     let elsewhere = spawn_app().await;
-    let Some(browser) = Browser::launch("a_page_on_another_origin_cannot_use_the_dashboard_session").await else {
+    let Some(browser) = Browser::launch("a_page_on_another_origin_cannot_use_the_dashboard_session").await
+    else {
         return;
     };
     signed_in(&browser, &app).await;

@@ -21,12 +21,8 @@ struct Session {
 
 /// Signs in with `key`; asserts 201 and the cookie's attributes.
 async fn sign_in(app: &TestApp, key: &str) -> Session {
-    let resp = reqwest::Client::new()
-        .post(app.url("/session"))
-        .json(&json!({"api_key": key}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        reqwest::Client::new().post(app.url("/session")).json(&json!({"api_key": key})).send().await.unwrap();
     assert_eq!(resp.status(), 201);
     let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
@@ -121,7 +117,8 @@ async fn a_state_changing_cookie_request_needs_the_sessions_csrf_token() {
     assert_eq!(status, 403, "DELETE is state-changing too");
     assert_eq!(app.get(&path).await.0, 200, "nothing was deleted");
     // Header credentials behave exactly as before: the cookie is not consulted.
-    let (status, _) = send(app.client.post(app.url("/chats")).header("cookie", &s.cookie).json(&new_chat())).await;
+    let (status, _) =
+        send(app.client.post(app.url("/chats")).header("cookie", &s.cookie).json(&new_chat())).await;
     assert_eq!(status, 201);
     let bad_key = reqwest::Client::new().get(app.url("/chats")).header("x-api-key", "fgk_wrong");
     assert_eq!(send(bad_key.header("cookie", &s.cookie)).await.0, 401);
@@ -132,7 +129,8 @@ async fn expired_tampered_and_revoked_key_sessions_are_refused() {
     let app = spawn_app().await;
     let s = sign_in(&app, KEY).await;
     let app = &app;
-    let get = |cookie: String| async move { with_cookie(app, &cookie, Method::GET, "/chats", &[], None).await };
+    let get =
+        |cookie: String| async move { with_cookie(app, &cookie, Method::GET, "/chats", &[], None).await };
 
     let mut tampered = s.cookie.clone();
     let last = tampered.pop().unwrap();
@@ -154,12 +152,13 @@ async fn expired_tampered_and_revoked_key_sessions_are_refused() {
     assert_eq!(get(forged(&claims(unix_now() + 600, unix_now() - 60))).await.0, 200, "the forge is right");
     assert_eq!(get(forged(&claims(unix_now() - 600, unix_now() - 7200))).await.0, 401, "expired");
     assert_eq!(get(forged(&claims(unix_now() + 7200, unix_now() + 3600))).await.0, 401, "not yet valid");
-    let bearer = reqwest::Client::new().get(app.url("/chats")).bearer_auth(sessions.sign(&claims(unix_now() + 60, 0)));
+    let bearer =
+        reqwest::Client::new().get(app.url("/chats")).bearer_auth(sessions.sign(&claims(unix_now() + 60, 0)));
     assert_eq!(send(bearer).await.0, 401, "a session is never a bearer token");
 
     // A second key signs in; deleting that key ends its session at once.
     let (_, created) = app.post("/api-keys", json!({"name": "dashboard"})).await;
-    let other = sign_in(&app, created["secret"].as_str().unwrap()).await;
+    let other = sign_in(app, created["secret"].as_str().unwrap()).await;
     assert_eq!(get(other.cookie.clone()).await.0, 200);
     let id = created["id"].as_str().unwrap();
     assert_eq!(app.delete(&format!("/api-keys/{id}")).await.0, 204);
@@ -182,7 +181,9 @@ async fn a_cookie_websocket_upgrade_from_a_foreign_origin_is_refused() {
         assert_eq!(ack["type"], "ack", "{origin}: {ack}");
     }
     // With a key the Origin is not the gateway's business (CORS is the browser's).
-    connect_with_headers(&app, "/ws", &[("x-api-key", KEY), ("origin", "http://evil.example")]).await.unwrap();
+    connect_with_headers(&app, "/ws", &[("x-api-key", KEY), ("origin", "http://evil.example")])
+        .await
+        .unwrap();
     // SSE authenticated by the cookie follows the same rule.
     let chat = app.create_chat("demo").await;
     let sse = reqwest::Client::new()

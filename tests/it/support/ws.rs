@@ -40,7 +40,11 @@ pub async fn connect_with(app: &TestApp, path: &str, key: Option<&str>) -> Resul
 
 /// Connects sending these headers (a cookie, an `Origin`); returns the
 /// refusal on a non-101.
-pub async fn connect_with_headers(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> Result<Ws, Refused> {
+pub async fn connect_with_headers(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, Refused> {
     let url = format!("ws://{}{path}", app.addr);
     let mut request = url.into_client_request().unwrap();
     for (name, value) in headers {
