@@ -239,6 +239,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes())
         .nest("/v1", routes())
+        // Nested, `/` is `/v1` alone; the dashboard answers `/v1/` too.
+        .route("/v1/", axum::routing::get(crate::api::dashboard_page))
         .route_layer(axum::middleware::from_fn(crate::http::access::mark_route))
         .fallback(|| async { ClientError::new(ErrorCode::NotFound, "no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

@@ -25,8 +25,9 @@ const JS: &str = "text/javascript; charset=utf-8";
 const DASHBOARD: &str = include_str!("../../static/dashboard.html");
 
 /// What the dashboard page may load and run: its own files, and sockets and
-/// requests to its own origin only; no inline script, no framing.
-const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+/// requests to its own origin only; no inline script, no framing. Inline
+/// styles are allowed: the chat widget styles its Shadow DOM with `<style>`.
+const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// `GET /`: the live monitoring dashboard (sign in with an API key).

@@ -25,6 +25,7 @@ mod node;
 mod session;
 mod tokens;
 
+pub use assets::dashboard as dashboard_page;
 pub use messages::events as events_page;
 
 /// What the REST handlers use.

@@ -202,3 +202,19 @@ async fn signing_out_expires_the_cookie() {
     let set = resp.headers()["set-cookie"].to_str().unwrap();
     assert!(set.starts_with("flowgate_session=;") && set.contains("Max-Age=0"), "{set}");
 }
+
+#[tokio::test]
+async fn the_dashboard_page_is_served_at_the_root_with_its_files_and_a_strict_policy() {
+    let app = spawn_app().await;
+    for path in ["/", "/v1/"] {
+        let resp = reqwest::get(app.url(path)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+        let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(resp.text().await.unwrap().contains("/static/dashboard.js"));
+    }
+    for file in ["dashboard.js", "dashboard.css"] {
+        assert_eq!(reqwest::get(app.url(&format!("/static/{file}"))).await.unwrap().status(), 200, "{file}");
+    }
+}
