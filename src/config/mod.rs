@@ -44,6 +44,7 @@ const KEYS: &[&str] = &[
     "outbound",
     "rate_limits",
     "metrics",
+    "session",
 ];
 
 /// Why the configuration cannot be used.
@@ -103,6 +104,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Access to `/metrics`.
     pub metrics: MetricsConfig,
+    /// Dashboard sign-in sessions.
+    pub session: SessionConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -128,6 +131,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            session: SessionConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -239,6 +243,9 @@ impl Config {
         }
         if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
             return bad("metrics.token", "must be at least 16 characters");
+        }
+        if !(60..=86_400).contains(&self.session.ttl_secs) {
+            return bad("session.ttl_secs", "must be between 60 and 86400");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");

@@ -92,6 +92,24 @@ pub struct CorsConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// Dashboard sign-in sessions (`[session]`): `POST /session` exchanges an
+/// API key for a signed, short-lived cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long a session lasts, seconds (60 to 86400; default 3600).
+    pub ttl_secs: u64,
+    /// Always mark the cookie `Secure`. Unset, it is `Secure` only when the
+    /// request says it came over TLS (`X-Forwarded-Proto: https`).
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 3600, secure_cookie: false }
+    }
+}
+
 /// Limits on requests and sockets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -254,6 +254,7 @@ async fn run_task(shared: Arc<Shared>, chat_id: ChatId, task: u64, cancel: Cance
                 // left by a node that died mid-answer go (the drive drops its
                 // own when it ends).
                 shared.journal.forget_partials(&chat_id, None).await;
+                let _running = crate::metrics::Open::new(&shared.journal.metrics.runs_running);
                 tokio::select! {
                     () = runner::drive(&shared, &chat_id, &drive, lease.fence.clone()) => {}
                     () = stop_on_cancel(&shared, &chat_id, &drive) => {}

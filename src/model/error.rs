@@ -65,6 +65,10 @@ error_codes! {
     Unauthenticated = ("unauthenticated", 401, false, Some(Disconnect::Unauthenticated));
     /// 403: the credential's scope does not reach this.
     Forbidden = ("forbidden", 403, false, None);
+    /// 403: a request authenticated by the dashboard's session cookie came
+    /// from an origin not allowed, or changes state without the session's
+    /// `X-CSRF-Token`.
+    CsrfFailed = ("csrf_failed", 403, false, None);
     /// 404: no such chat for this caller.
     ChatNotFound = ("chat_not_found", 404, false, Some(Disconnect::ChatGone));
     /// 404: no such flow for this tenant.

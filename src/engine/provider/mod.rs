@@ -124,9 +124,29 @@ pub enum ProviderError {
     Cancelled,
 }
 
+impl ProviderError {
+    /// The failure's kind for metrics (`http`, `connect`, `timeout`,
+    /// `malformed`), or `None` for a cancelled call.
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            ProviderError::Http { .. } => Some("http"),
+            ProviderError::Connect { .. } => Some("connect"),
+            ProviderError::Timeout { .. } => Some("timeout"),
+            ProviderError::Malformed { .. } => Some("malformed"),
+            ProviderError::Cancelled => None,
+        }
+    }
+}
+
 /// A model.
 #[async_trait]
 pub trait ModelProvider: Send + Sync {
+    /// The provider's name for metrics (`openai`, `scripted`): a constant,
+    /// never a model's or a server's name, so it cannot grow the series.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     /// Produces one reply, sending text chunks to `deltas` as they come (a
     /// closed receiver is not an error), and returning the assembled text.
     /// Returns [`ProviderError::Cancelled`] promptly once `cancel` fires.

@@ -60,6 +60,10 @@ pub fn chunks(text: &str) -> impl Iterator<Item = &str> {
 
 #[async_trait]
 impl ModelProvider for ScriptedProvider {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
     async fn complete(
         &self,
         request: CompletionRequest,

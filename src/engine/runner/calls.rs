@@ -3,7 +3,8 @@
 //! `auto` speaker selection (up to [`SELECTOR_ATTEMPTS`] answers, each retry
 //! showing the failed answers with AutoGen's corrections, then round robin).
 //!
-//! Touches the model providers and, for deltas, the bus through the journal.
+//! Touches the model providers, the metrics (model calls), and, for deltas,
+//! the bus through the journal.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::engine::policy::{self, Context, Selection};
 use crate::engine::prompt;
 use crate::engine::provider::{Completion, CompletionRequest, ModelProvider, ProviderError};
 use crate::flow::{AgentKind, Flow, SpeakerSelection};
+use crate::metrics::ModelOutcome;
 
 /// Selector answers asked for before falling back to round robin.
 pub(super) const SELECTOR_ATTEMPTS: u32 = 3;
@@ -91,8 +93,30 @@ impl Runner<'_> {
 
     /// Runs one completion, publishing each chunk to `target` (if any) as it
     /// arrives. A reply over `runs.max_reply_bytes` is cut there and the call
-    /// stopped; at the run's deadline the call stops as if cancelled.
+    /// stopped; at the run's deadline the call stops as if cancelled. Counted
+    /// in the model series (calls, latency, errors by kind, reported tokens).
     async fn stream(
+        &self,
+        provider: Arc<dyn ModelProvider>,
+        request: CompletionRequest,
+        target: Option<DeltaTarget<'_>>,
+    ) -> Result<Completion, ProviderError> {
+        let kind = provider.kind();
+        let started = std::time::Instant::now();
+        let result = self.stream_deltas(provider, request, target).await;
+        let outcome = match &result {
+            Ok(done) => ModelOutcome::Answered {
+                prompt_tokens: usage(&done.metadata, "prompt_tokens"),
+                completion_tokens: usage(&done.metadata, "completion_tokens"),
+            },
+            Err(e) => e.kind().map_or(ModelOutcome::Cancelled, ModelOutcome::Failed),
+        };
+        self.shared.journal.metrics.model_call(kind, started.elapsed().as_secs_f64(), outcome);
+        result
+    }
+
+    /// [`Runner::stream`] without the counting.
+    async fn stream_deltas(
         &self,
         provider: Arc<dyn ModelProvider>,
         request: CompletionRequest,
@@ -146,4 +170,9 @@ impl Runner<'_> {
         };
         self.shared.journal.publish_delta(&chunk).await;
     }
+}
+
+/// A count from a reply's `metadata.usage` (as OpenAI reports it), if any.
+fn usage(metadata: &serde_json::Value, field: &str) -> Option<u64> {
+    metadata.get("usage")?.get(field)?.as_u64()
 }

@@ -52,7 +52,16 @@ fn chat_service(journal: &Journal, engine: &Arc<Engine>) -> ChatService {
     let jwt = Jwt::from_config(&Default::default()).unwrap();
     let auth = Arc::new(Authenticator::new(journal.store.clone(), jwt));
     let rate = flowgate::service::RateLimiter::off();
-    Services::new(journal.clone(), engine.clone(), auth, 256 << 10, rate, CancellationToken::new()).chats
+    Services::new(
+        journal.clone(),
+        engine.clone(),
+        auth,
+        256 << 10,
+        rate,
+        Default::default(),
+        CancellationToken::new(),
+    )
+    .chats
 }
 
 /// The tenant's operator: whom every harness call acts as.

@@ -191,6 +191,10 @@ impl OpenAiProvider {
 
 #[async_trait]
 impl ModelProvider for OpenAiProvider {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
     async fn complete(
         &self,
         request: CompletionRequest,
