@@ -260,7 +260,7 @@ export class FlowgateChat extends HTMLElement {
     const ui = this.#ui;
     const stick = this.#atBottom();   // the panel takes room from the list
     this.#request = r;
-    const kind = r?.kind || "human";     // `human` (the server may spell it `reply`)
+    const kind = r?.kind || "human";
     const tools = kind === "tool_calls";
     ui.text.disabled = tools;
     ui.send.disabled = tools;

@@ -293,7 +293,7 @@ fn ask(
         step: Step::AskHuman(Ask {
             agent: proxy.name.clone(),
             prompt,
-            kind: InputKind::Reply,
+            kind: InputKind::Human,
             choices: None,
             calls: None,
         }),

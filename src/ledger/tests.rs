@@ -18,7 +18,7 @@ fn chat_in(status: ChatStatus) -> ChatRecord {
         agent: "user".into(),
         prompt: "Your answer?".into(),
         created_at: at,
-        kind: InputKind::Reply,
+        kind: InputKind::Human,
         choices: None,
         calls: None,
     });

@@ -286,7 +286,7 @@ pub fn submit_input(
     }
     let run_id = current.run.as_ref().map(|r| r.run_id.clone());
     let mut p = Planner::new(current);
-    if let (InputKind::Reply, Some(text)) = (pending.kind, message) {
+    if let (InputKind::Human, Some(text)) = (pending.kind, message) {
         p.message(MessageDraft {
             id: None,
             run_id: run_id.clone(),

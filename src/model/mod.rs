@@ -65,9 +65,11 @@ pub struct ChatError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
-    /// A reply on behalf of a user proxy (text, `exit`, or the auto reply).
+    /// A reply on behalf of a user proxy (text, `exit`, or the auto reply):
+    /// the contract's `human`. Earlier builds stored it as `reply`, still read.
     #[default]
-    Reply,
+    #[serde(alias = "reply")]
+    Human,
     /// Manual speaker selection: the reply must be one of `choices`.
     SelectSpeaker,
     /// A model called tools: answered with `tool_results`, one per call in

@@ -45,11 +45,9 @@ async fn after_a_restart_mid_answer_the_widget_reconnects_on_its_own_and_shows_t
     browser.close().await;
 }
 
-/// Needs the server to send `message.snapshot` to a subscriber that joins
-/// while a message streams (issue 10 item 2, branch `snapshot`): until then
-/// the reloaded page shows nothing of the answer before it is stored.
+/// The reloaded page's new socket gets the `message.snapshot` of the answer
+/// in flight, then the live deltas.
 #[tokio::test]
-#[ignore = "needs server-side message.snapshot (issue 10 item 2, branch `snapshot`); enable after merging it"]
 async fn a_page_reloaded_mid_answer_shows_the_partial_answer_at_once_then_the_rest() {
     let (fake, app, chat) = held_answer(&["Resumable ", "streams "], &["keep every word."]).await;
     let Some(browser) = Browser::launch("a_page_reloaded_mid_answer_shows_the_partial_answer").await else {
