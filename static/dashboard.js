@@ -7,7 +7,9 @@
 // `/ws` socket (`watch_status`, authenticated by the cookie), shows one chat's
 // pending input (GET /chats/{id}) with an answer box, a cancel button and its
 // live transcript (the <flowgate-chat> widget when it is served, else a plain
-// transcript from the same socket), and the node's figures (GET /node).
+// transcript from the same socket), and the node's figures (GET /node). A
+// chat is started from one of the tenant's flows (GET /flows, POST /chats) and
+// opens in the widget, where the first message is typed.
 // Every text from the server is set with textContent: never parsed as HTML.
 
 import { Flowgate } from "/static/flowgate.js";
@@ -56,6 +58,7 @@ async function boot() {
   $("filters").addEventListener("submit", (e) => e.preventDefault());
   $("answer-form").addEventListener("submit", answer);
   $("cancel").addEventListener("click", cancel);
+  $("new-chat").addEventListener("submit", newChat);
   try {
     start(await api("GET", "/session"));
   } catch {
@@ -103,13 +106,34 @@ async function start(session) {
   $("sign-in").hidden = true;
   $("board").hidden = false;
   $("sign-out").hidden = false;
-  await loadChats();
+  await Promise.all([loadChats(), loadFlows()]);
   connect();
   readNode();
   state.timer = setInterval(readNode, NODE_EVERY_MS);
 }
 
 // ---- chats and their live statuses -----------------------------------------
+
+/** The flows a chat can start from (the first page: up to 100), the demo first. */
+async function loadFlows() {
+  const list = await api("GET", "/flows?limit=100").catch(() => ({ data: [] }));
+  const flows = list.data.sort((a, b) => (b.id === "demo") - (a.id === "demo"));
+  $("new-flow").replaceChildren(...flows.map((f) => el("option", { value: f.id, textContent: f.name ? `${f.name} (${f.id})` : f.id })));
+}
+
+async function newChat(e) {
+  e.preventDefault();
+  $("new-error").textContent = "";
+  const name = $("new-name").value.trim() || "New chat";
+  try {
+    const chat = await api("POST", "/chats", { name, from_type: "flow", from_flow: $("new-flow").value });
+    $("new-name").value = "";
+    state.chats.set(chat.id, chat);
+    await select(chat.id);
+  } catch (err) {
+    $("new-error").textContent = err.message;
+  }
+}
 
 async function loadChats() {
   let cursor = null;

@@ -32,12 +32,12 @@ const HELPERS: &str = r#"
 "#;
 
 /// An async function running `body` after the helpers.
-fn script(body: &str) -> String {
+pub(crate) fn script(body: &str) -> String {
     format!("async () => {{ {HELPERS} {body} }}")
 }
 
 /// Opens the dashboard and signs in through its form with the test key.
-async fn signed_in(browser: &Browser, app: &TestApp) -> Page {
+pub(crate) async fn signed_in(browser: &Browser, app: &TestApp) -> Page {
     let page = browser.open(&app.url("/")).await;
     let signed = run(
         &page,

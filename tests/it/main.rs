@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod credentials;
 mod dashboard;
+mod dashboard_start;
 mod delete_race;
 mod edge_connections;
 mod edge_input;
