@@ -51,5 +51,6 @@ mod tool_answers;
 mod tools;
 mod widget;
 mod widget_resume;
+mod widget_tools;
 mod ws_delivery;
 mod ws_protocol;
