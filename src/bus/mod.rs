@@ -28,17 +28,28 @@ pub enum Channel {
     Chat(ChatId),
     /// Every `chat.status` event of one tenant (dashboards).
     TenantStatus(TenantId),
+    /// Only the events that stop a chat's run (`run.cancelled`,
+    /// `chat.deleted`): what the node driving the run listens to, so its own
+    /// deltas never wake it (see [`Channel::carries_control`]).
+    Control(ChatId),
 }
 
 impl Channel {
-    /// The channel's name on the wire (`fg:{chat_…}`, `fg:tenant:…:status`);
-    /// the braces make a Redis Cluster hash tag, so a chat's channel and its keys
-    /// share one slot.
+    /// The channel's name on the wire (`fg:{chat_…}`, `fg:{chat_…}:ctl`,
+    /// `fg:tenant:…:status`); the braces make a Redis Cluster hash tag, so a
+    /// chat's channels and its keys share one slot.
     pub fn name(&self) -> String {
         match self {
             Channel::Chat(id) => format!("fg:{{{id}}}"),
+            Channel::Control(id) => format!("fg:{{{id}}}:ctl"),
             Channel::TenantStatus(t) => format!("fg:tenant:{t}:status"),
         }
+    }
+
+    /// Whether an event of this kind is also published on its chat's
+    /// [`Channel::Control`]: the events that stop a run.
+    pub fn carries_control(kind: EventKind) -> bool {
+        matches!(kind, EventKind::RunCancelled | EventKind::ChatDeleted)
     }
 }
 
