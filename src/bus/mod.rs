@@ -167,8 +167,16 @@ pub struct Subscription {
 /// and on Redis pub/sub (one shared subscriber connection per node).
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Sends a frame to every current subscriber of the channel, on every node.
+    /// Sends a frame to every current subscriber of the channel, on every node;
+    /// returns once the transport has it (an error means it may not be
+    /// delivered: listeners catch up from the store by seq).
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError>;
+    /// Sends an ephemeral frame (a delta), in order with every other publish,
+    /// without waiting for the transport to confirm it; an error only means
+    /// it could not even be queued.
+    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        self.publish(channel, frame).await
+    }
     /// Starts listening to a channel; frames published after this returns are
     /// received.
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError>;

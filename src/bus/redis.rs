@@ -1,6 +1,7 @@
-//! The Redis bus: every node publishes with `PUBLISH` on one multiplexed
-//! connection, and listens on ONE shared subscriber connection that carries
-//! every channel any local task listens to.
+//! The Redis bus: every node publishes through ONE publisher task that sends
+//! its queued `PUBLISH`es in pipelined batches on one multiplexed connection
+//! ([`publisher`]), and listens on ONE shared subscriber connection that
+//! carries every channel any local task listens to.
 //!
 //! Redis is only the transport between nodes: the local subscribers live in
 //! the same registry as [`super::memory::MemoryBus`]'s ([`super::fanout`]), to
@@ -32,7 +33,9 @@ use super::fanout::{Change, Fanout};
 use super::{Bus, BusError, Channel, Frame, Subscription};
 
 mod listener;
+mod publisher;
 use listener::Listener;
+use publisher::{Outgoing, Publisher, Target};
 
 /// How the Redis bus connects and recovers.
 #[derive(Debug, Clone)]
@@ -49,6 +52,11 @@ pub struct RedisBusOptions {
     pub resubscribe_batch: usize,
     /// How many frames a local receiver may fall behind before it lags (1024).
     pub capacity: usize,
+    /// The most `PUBLISH`es sent in one pipelined round trip (512).
+    pub publish_batch: usize,
+    /// How many publishes may wait for the publisher task (16,384); a writer
+    /// waits for room beyond that.
+    pub publish_queue: usize,
 }
 
 impl Default for RedisBusOptions {
@@ -60,6 +68,8 @@ impl Default for RedisBusOptions {
             backoff_max: Duration::from_secs(2),
             resubscribe_batch: 500,
             capacity: 1024,
+            publish_batch: 512,
+            publish_queue: 16_384,
         }
     }
 }
@@ -87,7 +97,10 @@ enum Request {
 /// Pub/sub over Redis, one subscriber connection per node.
 pub struct RedisBus {
     shared: Arc<Shared>,
+    /// For `PING`.
     publisher: ConnectionManager,
+    /// To the publisher task.
+    queue: mpsc::Sender<Outgoing>,
     options: RedisBusOptions,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -127,10 +140,47 @@ impl RedisBus {
             inbox,
             cancel: cancel.clone(),
         };
+        let (queue, queued) = mpsc::channel(options.publish_queue.max(1));
+        let sender = Publisher {
+            connection: publisher.clone(),
+            queue: queued,
+            options: options.clone(),
+            cancel: cancel.clone(),
+        };
         let tasks = TaskTracker::new();
         tasks.spawn(listener.run(first));
+        tasks.spawn(sender.run());
         tasks.close();
-        Ok(RedisBus { shared, publisher, options, cancel, tasks })
+        Ok(RedisBus { shared, publisher, queue, options, cancel, tasks })
+    }
+
+    /// Publishes an ephemeral frame with `extra` sent just before it in the
+    /// same pipelined batch (e.g. a key that must change with the frame);
+    /// like [`Bus::publish_ephemeral`], it waits only for room in the queue.
+    pub async fn publish_with(
+        &self,
+        channel: &Channel,
+        frame: Arc<Frame>,
+        extra: redis::Cmd,
+    ) -> Result<(), BusError> {
+        self.enqueue(channel, frame, Some(extra), None).await
+    }
+
+    /// Queues a publish for the publisher task.
+    async fn enqueue(
+        &self,
+        channel: &Channel,
+        frame: Arc<Frame>,
+        extra: Option<redis::Cmd>,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> Result<(), BusError> {
+        let outgoing = Outgoing { target: Target::of(channel, &frame), frame, extra, done };
+        let queued = tokio::time::timeout(self.options.timeout, self.queue.send(outgoing)).await;
+        match queued {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
+            Err(_) => Err(BusError::Unavailable("the publish queue stayed full".into())),
+        }
     }
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
@@ -154,10 +204,19 @@ impl Drop for RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        let mut conn = self.publisher.clone();
-        let cmd = redis::cmd("PUBLISH").arg(channel.name()).arg(frame.json.as_str()).to_owned();
-        let _receivers: i64 = within(self.options.timeout, cmd.query_async(&mut conn)).await?;
-        Ok(())
+        let (done, outcome) = oneshot::channel();
+        self.enqueue(channel, frame, None, Some(done)).await?;
+        // The batch has its own timeout; this bounds the wait for its turn.
+        match tokio::time::timeout(self.options.timeout * 2, outcome).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
+            Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
+            Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
+        }
+    }
+
+    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        self.enqueue(channel, frame, None, None).await
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {

@@ -98,7 +98,7 @@ impl Journal {
     /// Publishes an ephemeral frame (a `message.delta`) to its chat's channel;
     /// a bus failure only costs live listeners that chunk.
     pub async fn publish_ephemeral(&self, frame: Arc<Frame>) {
-        if let Err(e) = self.bus.publish(&Channel::Chat(frame.chat_id.clone()), frame).await {
+        if let Err(e) = self.bus.publish_ephemeral(&Channel::Chat(frame.chat_id.clone()), frame).await {
             tracing::debug!(error = %e, "delta not published");
         }
     }
