@@ -5,7 +5,8 @@
 //!
 //! Redis is only the transport between nodes: the local subscribers live in
 //! the same registry as [`super::memory::MemoryBus`]'s ([`super::fanout`]), to
-//! which the listener hands every frame from Redis, parsed once per node. A
+//! which the listener hands every frame from Redis, routed by its header line
+//! alone (see [`Frame::parse`]). A
 //! channel is SUBSCRIBEd with its first local subscriber (every `subscribe`
 //! waits for Redis to confirm it) and UNSUBSCRIBEd after the registry reports
 //! its last one gone. One listener

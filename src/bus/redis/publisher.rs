@@ -7,8 +7,8 @@
 //! events reach Redis in the order they were published. A writer that must
 //! know the outcome (a durable event) waits for its batch's answer; an
 //! ephemeral one (a delta) only waits for room in the queue. Channel names are
-//! written straight into the command buffer, never formatted per publish; so
-//! is the payload, the frame's JSON.
+//! written straight into the command buffer, never formatted per publish; the
+//! payload is the frame's wire form ([`Frame::write_wire`]).
 //!
 //! Touches the publisher connection it is given, nothing else.
 
@@ -133,12 +133,14 @@ impl ToRedisArgs for Name<'_> {
     }
 }
 
-/// A frame's JSON, written into the command.
+/// A frame's wire form (header line, then the JSON), written into the command.
 struct Wire<'a>(&'a Frame);
 
 impl ToRedisArgs for Wire<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        out.write_arg(self.0.json.as_str().as_bytes());
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command's own buffer cannot fail.
+        let _ = self.0.write_wire(&mut w);
     }
 }
 
@@ -187,7 +189,7 @@ mod tests {
             cmd.arg(Name(&outgoing)).arg(Wire(&frame));
             let args = args(&cmd);
             assert_eq!(args[1], channel.name().into_bytes());
-            assert_eq!(args[2], frame.json.as_str().as_bytes());
+            assert_eq!(args[2], frame.bytes().to_vec());
         }
     }
 }
