@@ -1,8 +1,7 @@
 //! One connection's outbound side: a queue bounded in bytes (overflow closes
 //! the client with 4008 instead of slowing the room), the [`Closer`] that
 //! records the first close reason, and the writer loop that batches frames
-//! (wait for one, drain what else is queued, yielding once if that was
-//! nothing, flush once) and pings.
+//! (wait for one, drain what else is queued, flush once) and pings.
 //!
 //! Touches only its socket half and the node's metrics.
 
@@ -272,13 +271,6 @@ pub async fn write_loop(
 }
 
 /// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.
-///
-/// When nothing else is queued behind `first`, the writer yields once before
-/// flushing: the producers already woken on this worker (the same event's
-/// delivery to other sockets, the next delta of the run) get to queue theirs,
-/// so a socket that gets one frame at a time still writes several per
-/// syscall. A yield is no timer: it waits only for tasks that are ready now,
-/// so it does not give back what `TCP_NODELAY` won.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     inbox: &mut Inbox,
@@ -287,23 +279,11 @@ async fn write_batch(
 ) -> bool {
     let mut bytes = first.len();
     let mut frames = 1;
-    let mut yielded = false;
     if sink.feed(Message::Text(first)).await.is_err() {
         return false;
     }
     while frames < BATCH {
-        let next = match inbox.try_recv() {
-            Some(next) => next,
-            None if !yielded && frames == 1 => {
-                yielded = true;
-                tokio::task::yield_now().await;
-                match inbox.try_recv() {
-                    Some(next) => next,
-                    None => break,
-                }
-            }
-            None => break,
-        };
+        let Some(next) = inbox.try_recv() else { break };
         bytes += next.len();
         frames += 1;
         if sink.feed(Message::Text(next)).await.is_err() {
