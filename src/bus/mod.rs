@@ -286,7 +286,7 @@ mod tests {
             format!("1 run.started {chat}"),
             format!("x run.started {chat}\n{{}}"),
             format!("1 no.such {chat}\n{{}}"),
-            format!("1 run.started not-a-chat\n{{}}"),
+            "1 run.started not-a-chat\n{}".to_owned(),
             format!("1 run.started {chat} extra\n{{}}"),
             format!("1 run.started {chat}\nnot json"),
             "{not json".to_owned(),
