@@ -31,7 +31,7 @@ use crate::ledger::Journal;
 use crate::metrics::Metrics;
 use crate::model::{ClientError, ErrorCode, FlowId, FlowRecord, TenantId, now};
 use crate::realtime::{Connections, RealtimeState};
-use crate::service::{RateLimiter, Services, SharedRates};
+use crate::service::{BrowserRules, RateLimiter, Services, SharedRates};
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start.
@@ -87,6 +87,7 @@ impl FromRef<AppState> for ApiState {
             long_poll_max_secs: state.config.limits.long_poll_max_secs,
             shutdown: state.shutdown.clone(),
             metrics_token: state.config.metrics.token.as_deref().map(Arc::from),
+            secure_cookie: state.config.session.secure_cookie,
         }
     }
 }
@@ -143,8 +144,13 @@ impl App {
         let rate = RateLimiter::new(&config.rate_limits, shared, &metrics);
         let limit = config.limits.max_message_bytes;
         let keep = Duration::from_secs(config.limits.idempotency_keep_secs);
-        let services = Services::new(journal, engine.clone(), auth, limit, rate, shutdown.child_token())
-            .keeping_idempotent_answers_for(keep);
+        let browser = BrowserRules {
+            allowed_origins: config.cors.allowed_origins.clone(),
+            session_ttl_secs: config.session.ttl_secs,
+        };
+        let services =
+            Services::new(journal, engine.clone(), auth, limit, rate, browser, shutdown.child_token())
+                .keeping_idempotent_answers_for(keep);
         if let Some(secret) = &config.api_key
             && services.keys.seed(&TenantId::default(), secret).await.map_err(StartError::Seed)?
         {
@@ -233,6 +239,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes())
         .nest("/v1", routes())
+        // Nested, `/` is `/v1` alone; the dashboard answers `/v1/` too.
+        .route("/v1/", axum::routing::get(crate::api::dashboard_page))
         .route_layer(axum::middleware::from_fn(crate::http::access::mark_route))
         .fallback(|| async { ClientError::new(ErrorCode::NotFound, "no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

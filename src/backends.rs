@@ -10,12 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::cluster::ClusterBus;
 use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisBusOptions};
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, SqliteSync, StoreKind};
 use crate::engine::lease::{Leases, LocalLeases, RedisLeases};
-use crate::store::redis::{RedisStore, RedisStoreOptions};
+use crate::store::redis::{RedisConn, RedisStore, RedisStoreOptions};
 use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::store::{Store, StoreError};
 
@@ -53,8 +54,8 @@ pub struct Backends {
 /// A connection to the shared Redis and the key prefix the store uses.
 #[derive(Clone)]
 pub struct SharedRedis {
-    /// The store's multiplexed connection.
-    pub conn: redis::aio::ConnectionManager,
+    /// The store's multiplexed connection (one server or the cluster).
+    pub conn: RedisConn,
     /// Prepended to every key (`fg:`).
     pub prefix: String,
 }
@@ -69,7 +70,16 @@ impl Backends {
                     BackendError::Config("redis_url is required when store = \"redis\"".into())
                 })?;
                 let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
-                Self::redis(url, &node_id, Duration::from_secs(config.cluster.lease_ttl_secs)).await
+                let lease_ttl = Duration::from_secs(config.cluster.lease_ttl_secs);
+                let bus = RedisBusOptions {
+                    // A message streams within one stretch of its run.
+                    partial_ttl: Duration::from_secs(config.runs.max_run_secs.saturating_add(60)),
+                    ..RedisBusOptions::default()
+                };
+                if config.redis.cluster {
+                    return Self::redis_cluster(&seeds(url), &node_id, lease_ttl, bus).await;
+                }
+                Self::redis(url, &node_id, lease_ttl, bus).await
             }
         }
     }
@@ -91,18 +101,71 @@ impl Backends {
         })
     }
 
-    /// Scaled out: the Redis store, the Redis bus and run leases in Redis
-    /// under `node_id`, all from one client of `url`.
-    pub async fn redis(url: &str, node_id: &str, lease_ttl: Duration) -> Result<Backends, BackendError> {
+    /// Scaled out: the Redis store, the Redis bus (with `bus` options) and run
+    /// leases in Redis under `node_id`, all from one client of `url`.
+    pub async fn redis(
+        url: &str,
+        node_id: &str,
+        lease_ttl: Duration,
+        bus: RedisBusOptions,
+    ) -> Result<Backends, BackendError> {
         let client = redis::Client::open(url)
             .map_err(|e| BackendError::Config(format!("redis_url `{url}` is not a Redis URL: {e}")))?;
         let options = RedisStoreOptions::default();
         let prefix = options.prefix.clone();
         let store = RedisStore::connect(client.clone(), options).await?;
-        let bus = RedisBus::connect(client, RedisBusOptions::default()).await?;
+        refuse_cluster_node(&store).await?;
+        let bus = RedisBus::connect(client, bus).await?;
         let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
         tracing::info!(node_id, "sharing Redis with other nodes");
         let shared = Some(SharedRedis { conn: store.connection(), prefix });
         Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases), shared })
     }
+
+    /// Scaled out on a Redis Cluster (`redis.cluster = true`): the store and
+    /// the leases on the cluster client, the bus (with `bus` options) on
+    /// sharded pub/sub, all reached through any of `seeds`.
+    pub async fn redis_cluster(
+        seeds: &[String],
+        node_id: &str,
+        lease_ttl: Duration,
+        bus: RedisBusOptions,
+    ) -> Result<Backends, BackendError> {
+        let misconfigured = |e: &dyn std::fmt::Display| {
+            BackendError::Config(format!(
+                "redis.cluster = true but redis_url `{}` does not lead to a Redis Cluster: {e}",
+                seeds.join(",")
+            ))
+        };
+        let options = RedisStoreOptions::default();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_cluster(seeds, options).await.map_err(|e| misconfigured(&e))?;
+        let bus = ClusterBus::connect(seeds, bus).await.map_err(|e| misconfigured(&e))?;
+        let leases = RedisLeases::new(store.connection(), &prefix, node_id, lease_ttl);
+        tracing::info!(node_id, nodes = seeds.len(), "sharing a Redis Cluster with other nodes");
+        let shared = Some(SharedRedis { conn: store.connection(), prefix });
+        Ok(Backends { store: Arc::new(store), bus: Arc::new(bus), leases: Arc::new(leases), shared })
+    }
+}
+
+/// The seed nodes of `redis_url` with `redis.cluster`: comma separated URLs.
+fn seeds(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Fails loudly when `redis.cluster = false` names a cluster node: its
+/// commands would meet `MOVED` for most keys.
+async fn refuse_cluster_node(store: &RedisStore) -> Result<(), BackendError> {
+    let mut conn = store.connection();
+    let info: String = match redis::cmd("INFO").arg("cluster").query_async(&mut conn).await {
+        Ok(info) => info,
+        Err(_) => return Ok(()), // An older or restricted server: no cluster there.
+    };
+    if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+        return Err(BackendError::Config(
+            "redis_url names a Redis Cluster node: set redis.cluster = true (FLOWGATE_REDIS__CLUSTER=true)"
+                .into(),
+        ));
+    }
+    Ok(())
 }

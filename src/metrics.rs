@@ -47,6 +47,50 @@ pub struct Metrics {
     pub runs: IntCounterVec,
     /// Requests and commands refused `rate_limited`, by refusing policy.
     pub rate_limited: IntCounterVec,
+    /// Runs this node drives now.
+    pub runs_running: IntGauge,
+    /// Model calls, by provider and outcome (`ok`, `error`, `cancelled`).
+    pub model_calls: IntCounterVec,
+    /// Model call latency in seconds, by provider (answered calls and errors).
+    pub model_duration: HistogramVec,
+    /// Failed model calls, by provider and kind (`http`, `connect`,
+    /// `timeout`, `malformed`).
+    pub model_errors: IntCounterVec,
+    /// Tokens the providers reported (`usage`), by provider and kind
+    /// (`prompt`, `completion`).
+    pub model_tokens: IntCounterVec,
+}
+
+/// Upper bounds of the model latency buckets, seconds: models answer in
+/// tenths of a second to minutes.
+const MODEL_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+
+/// The node's own figures at one moment, read from the same series as
+/// `/metrics` (`GET /node`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct NodeFigures {
+    /// Milliseconds since the epoch when read (to turn counters into rates).
+    pub at_ms: u64,
+    /// Open WebSocket connections.
+    pub ws_connections: i64,
+    /// Open SSE streams.
+    pub sse_streams: i64,
+    /// Long-polls waiting.
+    pub long_polls: i64,
+    /// Runs this node drives now.
+    pub runs_running: i64,
+    /// Frames sent to WebSocket clients, since start.
+    pub frames_sent: u64,
+    /// Frames dropped for slow or closing clients, since start.
+    pub frames_dropped: u64,
+    /// HTTP requests answered, since start.
+    pub http_requests: u64,
+    /// Of those, answered 5xx.
+    pub http_server_errors: u64,
+    /// Runs that ended `failed`, since start.
+    pub runs_failed: u64,
+    /// Failed model calls, since start.
+    pub model_errors: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,7 +124,33 @@ impl Metrics {
                 &["method", "route"],
             ),
         );
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            register(&registry, HistogramVec::new(opts, labels))
+        };
         Metrics {
+            runs_running: gauge("flowgate_runs_running", "Runs this node drives now."),
+            model_calls: by(
+                "flowgate_model_calls_total",
+                "Model calls, by provider and outcome.",
+                &["provider", "outcome"],
+            ),
+            model_duration: histogram(
+                "flowgate_model_call_duration_seconds",
+                "Model call latency, to the whole reply or the error.",
+                &["provider"],
+                MODEL_BUCKETS,
+            ),
+            model_errors: by(
+                "flowgate_model_call_errors_total",
+                "Failed model calls, by provider and kind.",
+                &["provider", "kind"],
+            ),
+            model_tokens: by(
+                "flowgate_model_tokens_total",
+                "Tokens reported by the providers, by kind.",
+                &["provider", "kind"],
+            ),
             http_requests: by(
                 "flowgate_http_requests_total",
                 "HTTP requests answered.",
@@ -114,6 +184,71 @@ impl Metrics {
         self.runs.with_label_values(&[outcome, code]).inc();
     }
 
+    /// Counts one model call that took `secs`: `error` is the failure's kind
+    /// (`None` when it answered), `cancelled` a call stopped by its run.
+    pub fn model_call(&self, provider: &str, secs: f64, outcome: ModelOutcome<'_>) {
+        let label = match outcome {
+            ModelOutcome::Answered { prompt_tokens, completion_tokens } => {
+                for (kind, n) in [("prompt", prompt_tokens), ("completion", completion_tokens)] {
+                    if let Some(n) = n {
+                        self.model_tokens.with_label_values(&[provider, kind]).inc_by(n);
+                    }
+                }
+                "ok"
+            }
+            ModelOutcome::Failed(kind) => {
+                self.model_errors.with_label_values(&[provider, kind]).inc();
+                "error"
+            }
+            ModelOutcome::Cancelled => "cancelled",
+        };
+        self.model_calls.with_label_values(&[provider, label]).inc();
+        if label != "cancelled" {
+            self.model_duration.with_label_values(&[provider]).observe(secs);
+        }
+    }
+
+    /// The node's figures now (`GET /node`), from the series above.
+    pub fn figures(&self) -> NodeFigures {
+        let mut http_requests = 0;
+        let mut http_server_errors = 0;
+        let mut runs_failed = 0;
+        let mut model_errors = 0;
+        for family in self.registry.gather() {
+            for m in family.get_metric() {
+                let value = m.get_counter().get_value() as u64;
+                let label = |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value());
+                match family.name() {
+                    "flowgate_http_requests_total" => {
+                        http_requests += value;
+                        if label("status").is_some_and(|s| s.starts_with('5')) {
+                            http_server_errors += value;
+                        }
+                    }
+                    "flowgate_runs_total" if label("outcome") == Some("failed") => runs_failed += value,
+                    "flowgate_model_call_errors_total" => model_errors += value,
+                    _ => {}
+                }
+            }
+        }
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        NodeFigures {
+            at_ms,
+            ws_connections: self.ws_connections.get(),
+            sse_streams: self.sse_streams.get(),
+            long_polls: self.long_polls.get(),
+            runs_running: self.runs_running.get(),
+            frames_sent: self.ws_frames_sent.get(),
+            frames_dropped: self.ws_frames_dropped.get(),
+            http_requests,
+            http_server_errors,
+            runs_failed,
+            model_errors,
+        }
+    }
+
     /// The Prometheus text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -122,6 +257,22 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// How a model call ended, for [`Metrics::model_call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOutcome<'a> {
+    /// It answered; the usage the provider reported, if any.
+    Answered {
+        /// Prompt tokens.
+        prompt_tokens: Option<u64>,
+        /// Completion tokens.
+        completion_tokens: Option<u64>,
+    },
+    /// It failed: the kind (`http`, `connect`, `timeout`, `malformed`).
+    Failed(&'a str),
+    /// Its run stopped it.
+    Cancelled,
 }
 
 /// Holds a gauge one higher while alive (an open stream, a waiting poll).

@@ -120,6 +120,7 @@ export class Flowgate {
     const ws = (this.ws = new WebSocket(url));
     ws.onopen = () => {
       this.attempt = 0;
+      this.partials.clear();           // the new subscription sends what is in flight afresh
       this.o.onConnectionState("open", {});
       for (const chat of this.subscriptions) this.subscribe(chat).catch(noop);
       if (this.watching) this.watchStatus().catch(noop);

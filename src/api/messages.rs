@@ -13,7 +13,7 @@ use serde_json::json;
 use super::ApiState;
 use crate::auth::Caller;
 use crate::http::{IdPath, IdempotencyHeader, JsonBody, QueryParams, SeqPage, SeqParams};
-use crate::model::{ChatId, ClientError};
+use crate::model::{ChatId, ClientError, ToolResult};
 use crate::service::Outcome;
 use crate::store::MessageView;
 
@@ -31,6 +31,10 @@ pub struct MessageBody {
     request_id: Option<String>,
     /// `null` is `false`, like every optional field given as `null`.
     auto_reply: Option<bool>,
+    /// `/input` to a `tool_calls` request: one result per call. Absent, it is
+    /// not part of the idempotency fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_results: Option<Vec<ToolResult>>,
 }
 
 impl MessageBody {
@@ -86,7 +90,7 @@ pub async fn list(
 
 /// `POST /chats/{chat_id}/input` → 202 with the chat (now `running`).
 /// `{"auto_reply": true}` answers with the agent's auto reply (AutoGen's
-/// empty reply).
+/// empty reply); `{"tool_results": [...]}` answers a `tool_calls` request.
 pub async fn input(
     State(state): State<ApiState>,
     caller: Caller,
@@ -103,8 +107,8 @@ pub async fn input(
             ));
         }
         let text = if body.auto_reply == Some(true) { None } else { Some(body.text()) };
-        let chats = &state.services.chats;
-        let chat = chats.submit_input(&caller, &chat_id, body.request_id.as_deref(), text).await?;
+        let (request_id, results) = (body.request_id.as_deref(), body.tool_results.as_deref());
+        let chat = state.services.chats.answer_input(&caller, &chat_id, request_id, text, results).await?;
         Ok(Outcome::same(StatusCode::ACCEPTED.as_u16(), json!(chat)))
     });
     answer.await

@@ -21,8 +21,11 @@ mod flows;
 mod health;
 mod keys;
 mod messages;
+mod node;
+mod session;
 mod tokens;
 
+pub use assets::dashboard as dashboard_page;
 pub use messages::events as events_page;
 
 /// What the REST handlers use.
@@ -38,6 +41,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// `metrics.token`: when set, `/metrics` answers only this bearer token.
     pub metrics_token: Option<Arc<str>>,
+    /// `session.secure_cookie`: the session cookie is always `Secure`.
+    pub secure_cookie: bool,
 }
 
 /// Every route (method, path) this router serves, as listed in `/openapi.json`;
@@ -69,6 +74,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/static/{file}"),
+    ("GET", "/"),
+    ("POST", "/session"),
+    ("GET", "/session"),
+    ("DELETE", "/session"),
+    ("GET", "/node"),
 ];
 
 /// The checked-in OpenAPI description, served at `/openapi.json`.
@@ -100,4 +110,7 @@ where
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
         .route("/static/{file}", get(assets::file))
+        .route("/", get(assets::dashboard))
+        .route("/session", get(session::show).post(session::create).delete(session::delete))
+        .route("/node", get(node::show))
 }

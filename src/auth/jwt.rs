@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
+use super::session::Sessions;
 use crate::config::JwtConfig;
 
 /// Why a token setup or a token is refused.
@@ -61,6 +62,7 @@ pub struct Jwt {
     decoders: Vec<(DecodingKey, Validation)>,
     issuer: Option<String>,
     chat_ttl_secs: u64,
+    sessions: Sessions,
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -95,6 +97,7 @@ impl Jwt {
             decoders,
             issuer: config.issuer.clone(),
             chat_ttl_secs: config.chat_token_ttl_secs.unwrap_or(600),
+            sessions: Sessions::derive(secret.as_bytes()),
         })
     }
 
@@ -136,6 +139,11 @@ impl Jwt {
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.hs_encoding)
             .expect("HS256 signing with an in-memory key cannot fail");
         (token, exp)
+    }
+
+    /// Dashboard sessions, signed with a key derived from the same secret.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The default lifetime of minted chat tokens, seconds.

@@ -1,5 +1,5 @@
-//! Who is calling: API keys (`X-API-KEY`, or `Authorization: Bearer fgk_…`) and
-//! JWT bearer tokens, resolved to a [`Caller`] with a tenant, a scope and what
+//! Who is calling: API keys (`X-API-KEY`, or `Authorization: Bearer fgk_…`),
+//! JWT bearer tokens and dashboard sessions (a signed cookie), resolved to a [`Caller`] with a tenant, a scope and what
 //! its credential's liveness depends on. What a caller may do is decided by the
 //! domain services (`crate::service`), not here.
 //!
@@ -15,8 +15,10 @@ use crate::store::{Store, StoreError};
 
 pub mod jwt;
 pub mod keys;
+pub mod session;
 
 pub use jwt::Jwt;
+pub use session::{Session, SessionClaims};
 
 /// How often `last_used_at` is written for one key, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -83,6 +85,24 @@ pub struct Presented<'a> {
     pub authorization: Option<&'a str>,
     /// `?token=` (browsers: a chat token, never an API key).
     pub query_token: Option<&'a str>,
+    /// The dashboard's session cookie, used only when nothing above is sent.
+    pub session: Option<SessionPresented<'a>>,
+}
+
+/// A session cookie and what the request says about where it came from: the
+/// domain decides from these whether a cookie may act (CSRF, `Origin`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionPresented<'a> {
+    /// The cookie's value.
+    pub cookie: &'a str,
+    /// `X-CSRF-Token`.
+    pub csrf: Option<&'a str>,
+    /// `Origin`.
+    pub origin: Option<&'a str>,
+    /// `Host`: the gateway's own origin is `scheme://` + this.
+    pub host: Option<&'a str>,
+    /// Whether the method changes state (anything but GET, HEAD, OPTIONS).
+    pub changes_state: bool,
 }
 
 impl Caller {
@@ -174,6 +194,32 @@ impl Authenticator {
             }
             _ => Err(AuthError::Missing),
         }
+    }
+
+    /// Resolves a session cookie: its signature, `exp` and `nbf`, then the
+    /// liveness of the key it was signed in with (a revoked key ends every
+    /// session made with it). Returns the claims too, for the CSRF check.
+    pub async fn session(&self, cookie: &str) -> Result<(Caller, SessionClaims), AuthError> {
+        let claims = self.jwt.sessions().verify(cookie.trim())?;
+        let invalid = |why: String| AuthError::InvalidToken(jwt::JwtError::Invalid(why));
+        let tenant = TenantId::parse(&claims.sub).map_err(|e| invalid(e.to_string()))?;
+        let key_id = KeyId::parse(&claims.key_id).map_err(|e| invalid(e.to_string()))?;
+        let caller = Caller {
+            tenant,
+            scope: Scope::Tenant,
+            key_id: Some(key_id),
+            key_hash: None,
+            expires_at: Some(claims.exp),
+        };
+        self.still_valid(&caller).await?;
+        Ok((caller, claims))
+    }
+
+    /// Mints a session for an API-key caller (`None` for any other caller:
+    /// only a key signs in).
+    pub fn mint_session(&self, caller: &Caller, ttl_secs: u64) -> Option<Session> {
+        let key_id = caller.key_id.as_ref().filter(|_| caller.key_hash.is_some())?;
+        Some(self.jwt.sessions().mint(caller.tenant.as_str(), key_id.as_str(), ttl_secs))
     }
 
     fn bearer(&self, token: &str) -> Result<Caller, AuthError> {

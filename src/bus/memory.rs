@@ -1,5 +1,6 @@
 //! The in-process bus: the local channel registry ([`super::fanout`]) and
-//! nothing else; a publish is delivered straight to the local subscribers.
+//! the in-process partials; a publish is delivered straight to the local
+//! subscribers.
 //!
 //! Touches nothing outside the process; used on a single node.
 
@@ -8,10 +9,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::fanout::Fanout;
+use super::partials::{Chunk, MemoryPartials, Partial};
 use super::{Bus, BusError, Channel, Frame, Subscription};
+use crate::model::ChatId;
 
 /// How many frames a receiver may fall behind before it lags.
-const CAPACITY: usize = 1024;
+pub const CAPACITY: usize = 1024;
 
 /// In-process pub/sub; clones share the channels.
 #[derive(Clone)]
@@ -19,11 +22,13 @@ pub struct MemoryBus {
     channels: Fanout<Channel>,
     /// Never bumped: an in-process bus cannot drop frames but by lagging.
     resync: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The messages being streamed.
+    partials: Arc<MemoryPartials>,
 }
 
 impl Default for MemoryBus {
     fn default() -> Self {
-        Self { channels: Fanout::new(CAPACITY), resync: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self::with_capacity(CAPACITY)
     }
 }
 
@@ -31,6 +36,21 @@ impl MemoryBus {
     /// An empty bus.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty bus whose receivers lag after `capacity` frames (tests make
+    /// it tiny to provoke a lag).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            channels: Fanout::new(capacity.max(1)),
+            resync: Arc::new(tokio::sync::watch::channel(0).0),
+            partials: Arc::default(),
+        }
+    }
+
+    /// How many partials are held (tests: memory stays bounded).
+    pub fn partial_count(&self) -> usize {
+        self.partials.count()
     }
 
     /// How many channels have live subscribers (for metrics and tests).
@@ -52,6 +72,22 @@ impl Bus for MemoryBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
+        let frame = chunk.frame();
+        self.partials.append(chunk);
+        self.channels.deliver(&Channel::Chat(chunk.chat_id.clone()), frame);
+        Ok(())
+    }
+
+    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
+        Ok(self.partials.read(chat_id))
+    }
+
+    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        self.partials.forget(chat_id, message_id);
         Ok(())
     }
 }
@@ -79,12 +115,12 @@ mod tests {
     #[test]
     fn a_delta_frame_reads_back_as_the_event_it_stands_for() {
         let chat = ChatId::new();
-        let frame = Frame::delta(&chat, "msg_1", "writer", "Hel\"lo");
+        let frame = Frame::delta(&chat, "msg_1", "writer", "Hel\"lo", 7);
         let event: Event = serde_json::from_str(frame.json.as_str()).unwrap();
         assert_eq!((event.seq, event.kind, &event.chat_id), (None, EventKind::MessageDelta, &chat));
         assert_eq!(
             event.data,
-            serde_json::json!({"message_id": "msg_1", "sender": "writer", "delta": "Hel\"lo"})
+            serde_json::json!({"message_id": "msg_1", "sender": "writer", "delta": "Hel\"lo", "offset": 7})
         );
         assert_eq!(Frame::parse(frame.bytes()).unwrap(), frame);
     }

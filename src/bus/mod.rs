@@ -7,6 +7,10 @@
 //! listener that misses one (a lagging receiver, a Redis outage) fills the hole
 //! from the store by seq. Each event is serialized once into a [`Frame`] and the
 //! same bytes reach every subscriber.
+//!
+//! Beside the live frames the bus keeps the [`partials`]: the text of each
+//! message being streamed, written with its deltas, so a feed that starts
+//! mid-answer sends a `message.snapshot` first.
 
 use std::sync::Arc;
 
@@ -16,9 +20,12 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::model::{ChatId, Event, EventKind, TenantId};
+use partials::{Chunk, Partial};
 
+pub mod cluster;
 mod fanout;
 pub mod memory;
+pub mod partials;
 pub mod redis;
 
 /// A pub/sub channel.
@@ -116,8 +123,9 @@ impl Frame {
     }
 
     /// A `message.delta` frame, serialized straight from borrowed parts (the
-    /// hot path of token streaming: no intermediate JSON value).
-    pub fn delta(chat_id: &ChatId, message_id: &str, sender: &str, delta: &str) -> Arc<Frame> {
+    /// hot path of token streaming: no intermediate JSON value). `offset` is
+    /// the UTF-8 byte length of the message's text before this chunk.
+    pub fn delta(chat_id: &ChatId, message_id: &str, sender: &str, delta: &str, offset: u64) -> Arc<Frame> {
         #[derive(serde::Serialize)]
         struct Envelope<'a> {
             seq: Option<u64>,
@@ -132,13 +140,14 @@ impl Frame {
             message_id: &'a str,
             sender: &'a str,
             delta: &'a str,
+            offset: u64,
         }
         let envelope = Envelope {
             seq: None,
             chat_id,
             kind: EventKind::MessageDelta,
             created_at: crate::model::now(),
-            data: Data { message_id, sender, delta },
+            data: Data { message_id, sender, delta, offset },
         };
         let json = serde_json::to_string(&envelope).expect("a delta always serializes");
         Arc::new(Frame {
@@ -216,8 +225,9 @@ pub struct Subscription {
     pub guard: Box<dyn Send + Sync>,
 }
 
-/// Publish and subscribe by channel. Implemented in-process ([`memory::MemoryBus`])
-/// and on Redis pub/sub (one shared subscriber connection per node).
+/// Publish and subscribe by channel. Implemented in-process ([`memory::MemoryBus`]),
+/// on Redis pub/sub ([`redis::RedisBus`]) and on Redis Cluster sharded pub/sub
+/// ([`cluster::ClusterBus`]), each with one shared subscriber connection per node.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Sends a frame to every current subscriber of the channel, on every node;
@@ -235,6 +245,14 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError>;
     /// Whether the bus is connected (for `/readyz`).
     async fn ping(&self) -> Result<(), BusError>;
+    /// Appends a streamed chunk to its message's partial, then publishes its
+    /// `message.delta` frame to the chat's channel (on Redis: one pipeline, no
+    /// extra round trip).
+    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError>;
+    /// The partials of the chat's messages being streamed now.
+    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError>;
+    /// Drops one message's partial, or (with `None`) all of the chat's.
+    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError>;
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! reconnects with exponential backoff and jitter, subscribes every live
 //! channel again, then bumps `resync` so every subscriber catches up from the
 //! store (frames published meanwhile are lost to pub/sub, never to the store).
+//! The partials of messages being streamed live in Redis too ([`partials`]),
+//! written in the publisher's batch right before each delta's `PUBLISH`.
 //!
 //! Touches the Redis server it is given, nothing else.
 
@@ -25,18 +27,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
-use redis::{Client, RedisResult};
+use redis::{Client, RedisResult, RedisWrite, ToRedisArgs};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fanout::{Change, Fanout};
+use super::partials::{Chunk, Partial};
 use super::{Bus, BusError, Channel, Frame, Subscription};
+use crate::model::ChatId;
 
 mod listener;
+pub(super) mod partials;
 mod publisher;
 use listener::Listener;
-use publisher::{Outgoing, Publisher, Target};
+use publisher::{Outgoing, Publisher};
 
 /// How the Redis bus connects and recovers.
 #[derive(Debug, Clone)]
@@ -58,6 +63,10 @@ pub struct RedisBusOptions {
     /// How many publishes may wait for the publisher task (16,384); a writer
     /// waits for room beyond that.
     pub publish_queue: usize,
+    /// How long a streamed message's partial outlives its last chunk at most,
+    /// should its node die mid-answer (31 min: the default `max_run_secs` and
+    /// a minute).
+    pub partial_ttl: Duration,
 }
 
 impl Default for RedisBusOptions {
@@ -71,6 +80,7 @@ impl Default for RedisBusOptions {
             capacity: 1024,
             publish_batch: 512,
             publish_queue: 16_384,
+            partial_ttl: Duration::from_secs(31 * 60),
         }
     }
 }
@@ -164,18 +174,19 @@ impl RedisBus {
         frame: Arc<Frame>,
         extra: redis::Cmd,
     ) -> Result<(), BusError> {
-        self.enqueue(channel, frame, Some(extra), None).await
+        self.enqueue(Outgoing { extra: Some(extra), ..Outgoing::to(channel, frame) }).await
+    }
+
+    /// Waits until the publisher task has sent everything queued so far (so
+    /// a partial is dropped only after its deltas' writes).
+    async fn flushed(&self) -> Result<(), BusError> {
+        let (done, outcome) = oneshot::channel();
+        self.enqueue(Outgoing::flush(done)).await?;
+        outcome_of(self.options.timeout, outcome).await
     }
 
     /// Queues a publish for the publisher task.
-    async fn enqueue(
-        &self,
-        channel: &Channel,
-        frame: Arc<Frame>,
-        extra: Option<redis::Cmd>,
-        done: Option<oneshot::Sender<Result<(), String>>>,
-    ) -> Result<(), BusError> {
-        let outgoing = Outgoing { target: Target::of(channel, &frame), frame, extra, done };
+    async fn enqueue(&self, outgoing: Outgoing) -> Result<(), BusError> {
         let queued = tokio::time::timeout(self.options.timeout, self.queue.send(outgoing)).await;
         match queued {
             Ok(Ok(())) => Ok(()),
@@ -206,18 +217,12 @@ impl Drop for RedisBus {
 impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
         let (done, outcome) = oneshot::channel();
-        self.enqueue(channel, frame, None, Some(done)).await?;
-        // The batch has its own timeout; this bounds the wait for its turn.
-        match tokio::time::timeout(self.options.timeout * 2, outcome).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
-            Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
-            Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
-        }
+        self.enqueue(Outgoing { done: Some(done), ..Outgoing::to(channel, frame) }).await?;
+        outcome_of(self.options.timeout, outcome).await
     }
 
     async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.enqueue(channel, frame, None, None).await
+        self.enqueue(Outgoing::to(channel, frame)).await
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
@@ -243,6 +248,62 @@ impl Bus for RedisBus {
         let mut conn = self.publisher.clone();
         let _pong: String = within(self.options.timeout, redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
+    /// same batch right before its `PUBLISH`.
+    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
+        let partial = partials::Write::of(chunk, self.options.partial_ttl_ms());
+        let channel = Channel::Chat(chunk.chat_id.clone());
+        self.enqueue(Outgoing { partial: Some(partial), ..Outgoing::to(&channel, chunk.frame()) }).await
+    }
+
+    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
+        let mut conn = self.publisher.clone();
+        match tokio::time::timeout(self.options.timeout, partials::read(&mut conn, chat_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Unavailable("redis did not answer in time".into())),
+        }
+    }
+
+    /// After the deltas already queued: they may still write the partial.
+    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        self.flushed().await?;
+        let mut conn = self.publisher.clone();
+        within(self.options.timeout, partials::forget(&mut conn, chat_id, message_id)).await
+    }
+}
+
+impl RedisBusOptions {
+    /// `partial_ttl` in milliseconds, at least one.
+    pub(crate) fn partial_ttl_ms(&self) -> u64 {
+        u64::try_from(self.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// A frame's wire form (header line, then the JSON; see
+/// [`Frame::write_wire`]) as a Redis argument, written into the command.
+pub(crate) struct Wire<'a>(pub(crate) &'a Frame);
+
+impl ToRedisArgs for Wire<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command's own buffer cannot fail.
+        let _ = self.0.write_wire(&mut w);
+    }
+}
+
+/// The outcome of a queued batch, as the publisher task tells it; its own
+/// timeout bounds the batch, `2 × timeout` the wait for its turn.
+async fn outcome_of(
+    timeout: Duration,
+    outcome: oneshot::Receiver<Result<(), String>>,
+) -> Result<(), BusError> {
+    match tokio::time::timeout(timeout * 2, outcome).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
+        Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
+        Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
     }
 }
 

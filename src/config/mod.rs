@@ -5,7 +5,8 @@
 //!
 //! Environment names: `FLOWGATE_LISTEN`, `FLOWGATE_DATA_DIR`, `FLOWGATE_API_KEY`,
 //! `FLOWGATE_STORE`, `FLOWGATE_REDIS_URL`, `FLOWGATE_LOG`, and nested settings
-//! with a double underscore (`FLOWGATE_JWT__SECRET`, `FLOWGATE_LIMITS__WS_FRAME_BYTES`).
+//! with a double underscore (`FLOWGATE_JWT__SECRET`, `FLOWGATE_LIMITS__WS_FRAME_BYTES`,
+//! `FLOWGATE_REDIS__CLUSTER`).
 //! Pure: reads files and the environment, touches nothing else.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ const KEYS: &[&str] = &[
     "api_key",
     "store",
     "redis_url",
+    "redis",
     "log",
     "demo",
     "jwt",
@@ -42,6 +44,7 @@ const KEYS: &[&str] = &[
     "outbound",
     "rate_limits",
     "metrics",
+    "session",
 ];
 
 /// Why the configuration cannot be used.
@@ -72,8 +75,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// The backend.
     pub store: StoreKind,
-    /// `redis://…`, with `store = "redis"`.
+    /// `redis://…`, with `store = "redis"` (with `redis.cluster`, one or
+    /// more cluster nodes, comma separated).
     pub redis_url: Option<String>,
+    /// How Redis is reached (`redis.cluster`).
+    pub redis: RedisConfig,
     /// A `tracing` filter, e.g. `info` or `flowgate=debug`.
     pub log: String,
     /// Register the offline `demo` flow at start.
@@ -98,6 +104,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Access to `/metrics`.
     pub metrics: MetricsConfig,
+    /// Dashboard sign-in sessions.
+    pub session: SessionConfig,
     /// The model registry flows refer to by name (`[models.NAME]`).
     pub models: BTreeMap<String, ModelSpec>,
 }
@@ -110,6 +118,7 @@ impl Default for Config {
             api_key: None,
             store: StoreKind::Sqlite,
             redis_url: None,
+            redis: RedisConfig::default(),
             log: "info".into(),
             demo: true,
             node_id: None,
@@ -122,6 +131,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            session: SessionConfig::default(),
             models: BTreeMap::new(),
         }
     }
@@ -174,6 +184,9 @@ impl Config {
         if self.store == StoreKind::Redis && self.redis_url.is_none() {
             return bad("redis_url", "required when store = \"redis\" (FLOWGATE_REDIS_URL)");
         }
+        if self.redis.cluster && self.store != StoreKind::Redis {
+            return bad("redis.cluster", "needs store = \"redis\" and redis_url naming the cluster's nodes");
+        }
         if self.api_key.as_deref().is_some_and(|k| k.trim().len() < 16) {
             return bad("api_key", "must be at least 16 characters");
         }
@@ -203,6 +216,13 @@ impl Config {
         if r.max_run_secs == 0 || r.max_reply_bytes == 0 || r.max_events_per_run == 0 {
             return bad("runs", "max_run_secs, max_reply_bytes and max_events_per_run must be at least 1");
         }
+        if r.max_tool_calls_per_message == 0 || r.max_tool_argument_bytes == 0 || r.max_tool_result_bytes == 0
+        {
+            return bad(
+                "runs",
+                "max_tool_calls_per_message, max_tool_argument_bytes and max_tool_result_bytes must be at least 1",
+            );
+        }
         if l.http_header_read_secs == 0 {
             return bad("limits.http_header_read_secs", "must be at least 1");
         }
@@ -223,6 +243,9 @@ impl Config {
         }
         if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
             return bad("metrics.token", "must be at least 16 characters");
+        }
+        if !(60..=86_400).contains(&self.session.ttl_secs) {
+            return bad("session.ttl_secs", "must be between 60 and 86400");
         }
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");
@@ -314,6 +337,20 @@ mod tests {
                 let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
                 assert!(err.contains("cors.allowed_origins"), "{bad}: {err}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_cluster_loads_from_the_environment_and_is_refused_without_the_redis_store() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOWGATE_REDIS__CLUSTER", "true");
+            let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("redis.cluster"), "{err}");
+            jail.set_env("FLOWGATE_STORE", "redis");
+            jail.set_env("FLOWGATE_REDIS_URL", "redis://127.0.0.1:7001,redis://127.0.0.1:7002");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert!(c.redis.cluster);
             Ok(())
         });
     }

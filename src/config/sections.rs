@@ -56,6 +56,16 @@ pub struct JwtConfig {
     pub chat_token_ttl_secs: Option<u64>,
 }
 
+/// How the nodes reach Redis (with `store = "redis"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis_url` names nodes of a Redis Cluster (7 or later), comma
+    /// separated: the store, the leases and the rate limits use the cluster
+    /// client, and the bus sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`).
+    pub cluster: bool,
+}
+
 /// Several nodes on one Redis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +90,24 @@ pub struct CorsConfig {
     /// Origins (`scheme://host[:port]`) whose pages may call the API;
     /// empty (the default) grants no cross-origin access.
     pub allowed_origins: Vec<String>,
+}
+
+/// Dashboard sign-in sessions (`[session]`): `POST /session` exchanges an
+/// API key for a signed, short-lived cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long a session lasts, seconds (60 to 86400; default 3600).
+    pub ttl_secs: u64,
+    /// Always mark the cookie `Secure`. Unset, it is `Secure` only when the
+    /// request says it came over TLS (`X-Forwarded-Proto: https`).
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 3600, secure_cookie: false }
+    }
 }
 
 /// Limits on requests and sockets.
@@ -174,6 +202,17 @@ pub struct RunLimits {
     /// Most durable events one run may write; then it fails with
     /// `max_events_per_run`.
     pub max_events_per_run: u64,
+    /// Most tool calls one run may make; a reply going over fails the run
+    /// with `max_tool_calls_per_run`.
+    pub max_tool_calls_per_run: u32,
+    /// Most tool calls one reply may make; the calls past it are refused
+    /// (the model gets an error for each).
+    pub max_tool_calls_per_message: u32,
+    /// Longest arguments of one tool call, bytes; longer ones are refused.
+    pub max_tool_argument_bytes: usize,
+    /// Longest content of one tool result a client sends, bytes (422
+    /// `invalid_request` beyond).
+    pub max_tool_result_bytes: usize,
 }
 
 impl Default for RunLimits {
@@ -187,6 +226,10 @@ impl Default for RunLimits {
             max_run_secs: 1800,
             max_reply_bytes: 128 << 10,
             max_events_per_run: 2000,
+            max_tool_calls_per_run: 32,
+            max_tool_calls_per_message: 8,
+            max_tool_argument_bytes: 16 << 10,
+            max_tool_result_bytes: 64 << 10,
         }
     }
 }

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
+use crate::store::redis::RedisConn;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 
 use crate::model::ChatId;
 use crate::store::Fence;
@@ -75,7 +75,7 @@ impl Leases for LocalLeases {
 /// Leases in Redis: `{prefix}{chat_id}:lease` (the chat's hash tag, so it
 /// lives in the chat's Cluster slot) holding the owner's token, with a TTL.
 pub struct RedisLeases {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     node_id: String,
     ttl: Duration,
@@ -97,7 +97,7 @@ return 0
 
 impl RedisLeases {
     /// Leases on `conn` for `node_id`, each lasting `ttl` unless renewed.
-    pub fn new(conn: ConnectionManager, prefix: &str, node_id: &str, ttl: Duration) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, node_id: &str, ttl: Duration) -> Self {
         Self { conn, prefix: prefix.to_owned(), node_id: node_id.to_owned(), ttl }
     }
 

@@ -250,6 +250,11 @@ async fn run_task(shared: Arc<Shared>, chat_id: ChatId, task: u64, cancel: Cance
                 // by losing the lease, so an in-flight model call stops at once;
                 // a kick that came meanwhile still runs.
                 let drive = cancel.child_token();
+                // Holding the lease, nobody else streams this chat: partials
+                // left by a node that died mid-answer go (the drive drops its
+                // own when it ends).
+                shared.journal.forget_partials(&chat_id, None).await;
+                let _running = crate::metrics::Open::new(&shared.journal.metrics.runs_running);
                 tokio::select! {
                     () = runner::drive(&shared, &chat_id, &drive, lease.fence.clone()) => {}
                     () = stop_on_cancel(&shared, &chat_id, &drive) => {}

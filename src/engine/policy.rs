@@ -60,6 +60,7 @@ pub use super::step::{
 mod manual;
 #[cfg(test)]
 mod tests;
+mod tools;
 
 /// The name a group's speaker selection is asked on behalf of.
 pub const MANAGER: &str = "chat_manager";
@@ -110,8 +111,11 @@ pub fn round_robin_next(ctx: &Context<'_>) -> String {
 }
 
 fn answer(ctx: &Context<'_>, pending: &PendingAsk, reply: &HumanReply) -> Decided {
-    if pending.why == AskReason::SelectSpeaker {
-        return manual::answer(ctx, pending, reply);
+    match pending.why {
+        AskReason::SelectSpeaker => return manual::answer(ctx, pending, reply),
+        // The results are stored (a `human_input` message): the run goes on.
+        AskReason::ToolCalls => return next(ctx),
+        _ => {}
     }
     // AutoGen ends only on exactly `exit`; `Exit` or ` exit ` is text. The
     // reply is trimmed on its way here: the stored answer has the raw text.
@@ -148,6 +152,9 @@ fn next(ctx: &Context<'_>) -> Decided {
     let Some(last) = ctx.history.last() else {
         return finish(StopReason::Termination);
     };
+    if let Some(asked) = tools::ask_calls(ctx, last) {
+        return Ok(asked);
+    }
     match ctx.flow.chat.kind {
         ChatKind::TwoAgent => two_agent_next(ctx, last),
         ChatKind::Group => group_next(ctx, last),
@@ -162,7 +169,9 @@ fn two_agent_next(ctx: &Context<'_>, last: &Message) -> Decided {
         .iter()
         .find(|a| a.kind == AgentKind::Assistant)
         .ok_or(PolicyError::Missing("assistant"))?;
-    let from_proxy_side = matches!(last.role, Role::User | Role::HumanInput) || last.sender == proxy.name;
+    let from_proxy_side = matches!(last.role, Role::User | Role::HumanInput)
+        || last.sender == proxy.name
+        || tools::all_refused(last);
     if from_proxy_side {
         assistant_turn(ctx, assistant, Some(last), Some(proxy.name.clone()), None)
     } else {
@@ -284,8 +293,9 @@ fn ask(
         step: Step::AskHuman(Ask {
             agent: proxy.name.clone(),
             prompt,
-            kind: InputKind::Reply,
+            kind: InputKind::Human,
             choices: None,
+            calls: None,
         }),
         state: RunState {
             pending: Some(PendingAsk {

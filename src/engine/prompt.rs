@@ -12,19 +12,34 @@ use crate::flow::AgentSpec;
 use crate::model::{Message, Role};
 
 mod selector;
+mod tools;
 
 pub use selector::{Miss, pick, selector_calls, selector_request};
+pub use tools::{CALLS_KEY, RESULTS_KEY, calls_of, pending_calls};
 
 /// The request for `agent`'s next message: its system message first, then the
 /// whole history, its own messages as `assistant`, everyone else's as `user`
-/// with their name.
+/// with their name; tool calls and their results as OpenAI's `assistant`
+/// `tool_calls` and `tool` messages (see `tools`), whoever's they are, as
+/// AutoGen sends them. The agent's tools are declared with it.
 pub fn agent_request(agent: &AgentSpec, history: &[Message]) -> CompletionRequest {
     let mut messages = Vec::with_capacity(history.len() + 1);
     if let Some(system) = agent.system_message.as_deref().filter(|s| !s.is_empty()) {
         messages.push(system_turn(system));
     }
-    messages.extend(shown(history).map(|m| turn_for(&agent.name, m)));
-    CompletionRequest { agent: agent.name.clone(), turn: turns_written(&agent.name, history), messages }
+    let shown: Vec<&Message> = shown(history).collect();
+    for (i, m) in shown.iter().enumerate() {
+        match tools::turns_of(m, shown.get(i + 1).copied()) {
+            Some(turns) => messages.extend(turns),
+            None => messages.push(turn_for(&agent.name, m)),
+        }
+    }
+    CompletionRequest {
+        agent: agent.name.clone(),
+        turn: turns_written(&agent.name, history),
+        messages,
+        tools: agent.tools.clone(),
+    }
 }
 
 /// How many messages `agent` has written in the chat (the provider's `turn`).
@@ -43,7 +58,13 @@ fn turn_for(agent: &str, m: &Message) -> Turn {
         _ if m.sender == agent => TurnRole::Assistant,
         _ => TurnRole::User,
     };
-    Turn { role, name: Some(m.sender.clone()), content: m.content.clone(), images: images_of(m) }
+    Turn {
+        role,
+        name: Some(m.sender.clone()),
+        content: m.content.clone(),
+        images: images_of(m),
+        ..Turn::default()
+    }
 }
 
 /// A user message's images (`metadata.images`, checked when it was posted).
@@ -56,7 +77,7 @@ fn images_of(m: &Message) -> Vec<String> {
 }
 
 fn system_turn(content: &str) -> Turn {
-    Turn { role: TurnRole::System, name: None, content: content.to_owned(), images: Vec::new() }
+    Turn { role: TurnRole::System, content: content.to_owned(), ..Turn::default() }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use crate::store::{ChatChange, Fence, MessageView, SeqQuery, StoreError, StoreRe
 mod bounds;
 mod calls;
 mod lookahead;
+mod tools;
 
 use bounds::Bounds;
 use lookahead::{Preselected, mark_final};
@@ -39,13 +40,20 @@ const PAGE: usize = 500;
 /// and resumes at the next start).
 const MAX_STORE_FAILURES: u32 = 6;
 
-/// Drives one chat until it needs no task.
+/// Drives one chat until it needs no task, then drops the partial of any
+/// reply it was streaming (cut off, cancelled, failed). (A drive dropped for a
+/// lost lease leaves it: the chat may already stream elsewhere.)
 pub(super) async fn drive(
     shared: &Shared,
     chat_id: &ChatId,
     cancel: &CancellationToken,
     fence: Option<Fence>,
 ) {
+    drive_steps(shared, chat_id, cancel, fence).await;
+    shared.journal.forget_partials(chat_id, None).await;
+}
+
+async fn drive_steps(shared: &Shared, chat_id: &ChatId, cancel: &CancellationToken, fence: Option<Fence>) {
     let mut runner = Runner {
         shared,
         chat_id,
@@ -181,8 +189,13 @@ impl Runner<'_> {
         match decision.step {
             Step::Speak(speak) => self.speak(at, flow, speak, state).await,
             Step::AskHuman(ask) => {
-                let ask =
-                    InputAsk { agent: ask.agent, prompt: ask.prompt, kind: ask.kind, choices: ask.choices };
+                let ask = InputAsk {
+                    agent: ask.agent,
+                    prompt: ask.prompt,
+                    kind: ask.kind,
+                    choices: ask.choices,
+                    calls: ask.calls,
+                };
                 let done = self
                     .commit(at, |cur| transitions::request_input(cur, run_id, ask.clone(), state.clone()))
                     .await?;
@@ -206,14 +219,26 @@ impl Runner<'_> {
     /// `lookahead`).
     async fn speak(&mut self, at: &At, flow: &Flow, speak: Speak, state: Value) -> StoreResult<Next> {
         let message_id = new_message_id();
-        let (content, metadata) = match &speak.via {
-            Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true})),
+        let (content, metadata, calls) = match &speak.via {
+            Via::Fixed(text) => (text.clone(), json!({"default_auto_reply": true}), Vec::new()),
             Via::Model(model) => match self.call_agent(flow, &speak.agent, model, &message_id).await {
-                Ok(done) => (done.content, done.metadata),
+                Ok(done) => (done.content, done.metadata, done.tool_calls),
                 Err(ProviderError::Cancelled) => return Ok(self.after_cut()),
                 Err(e) => return self.fail(at, "model_error", e.to_string()).await,
             },
         };
+        let mut metadata = message_metadata(metadata, &speak);
+        let called = !calls.is_empty();
+        if let (true, Some(agent)) = (called, flow.agent(&speak.agent)) {
+            let fresh = RunState::default();
+            let ctx =
+                Context { flow, run_id: &at.run_id, history: &self.history, state: &fresh, reply: None };
+            let run = policy::run_messages(&ctx);
+            match tools::checked_calls(agent, calls, &message_id, run, &self.shared.runs) {
+                Ok(checked) => metadata[crate::engine::prompt::CALLS_KEY] = checked,
+                Err(over) => return self.fail(at, over.code, over.message).await,
+            }
+        }
         let mut draft = MessageDraft {
             id: Some(message_id),
             run_id: Some(at.run_id.clone()),
@@ -221,13 +246,18 @@ impl Runner<'_> {
             sender: speak.agent.clone(),
             receiver: speak.receiver.clone(),
             content,
-            metadata: message_metadata(metadata, &speak),
+            metadata,
         };
-        if matches!(speak.via, Via::Model(_)) && self.is_final(at, flow, &draft, &state).await {
+        if !called && matches!(speak.via, Via::Model(_)) && self.is_final(at, flow, &draft, &state).await {
             mark_final(&mut draft.metadata);
         }
         if self.cancel.is_cancelled() {
             return Ok(Next::Stop);
+        }
+        if matches!(speak.via, Via::Model(_)) {
+            // Gone before the message is stored, so no feed ever sends a
+            // snapshot of a message it already has whole.
+            self.shared.journal.forget_partials(self.chat_id, draft.id.as_deref()).await;
         }
         let run_id = &at.run_id;
         let done = self

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::flow::SpeakerSelection;
-use crate::model::InputKind;
+use crate::model::{InputKind, PendingCall};
 
 /// The engine's resumable state of a run, kept in `RunInfo.state`. Everything
 /// else (rounds, counters, last speaker) is derived from the stored history.
@@ -64,6 +64,8 @@ pub enum AskReason {
     AutoReplyLimit,
     /// Manual speaker selection.
     SelectSpeaker,
+    /// A model called tools: the client answers with their results.
+    ToolCalls,
 }
 
 /// How a group's speaker was chosen; merged into its message's metadata.
@@ -147,6 +149,8 @@ pub struct Ask {
     pub kind: InputKind,
     /// For a selection: the agent names.
     pub choices: Option<Vec<String>>,
+    /// For tool calls: the calls to answer.
+    pub calls: Option<Vec<PendingCall>>,
 }
 
 /// What the run does next.

@@ -11,8 +11,10 @@ pub mod demo;
 pub mod flowgen;
 pub mod number;
 pub mod termination;
+pub mod tools;
 
 pub use termination::Termination;
+pub use tools::ToolSpec;
 
 /// A multi-agent conversation recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +131,11 @@ pub struct AgentSpec {
     /// `chat.termination`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination: Option<Termination>,
+    /// Tools its model may call (AutoGen's `register_for_llm`): declared in
+    /// its model requests; every call is answered by the client, never run
+    /// by the gateway (see [`tools`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl AgentSpec {
@@ -251,6 +258,12 @@ impl Flow {
                     issues.push(FlowIssue::new(format!("agents[{i}].model"), "an assistant needs a model"));
                 }
                 _ => {}
+            }
+            let path = format!("agents[{i}].tools");
+            tools::validate(&agent.tools, &path, &mut issues);
+            if !agent.tools.is_empty() && agent.model.is_none() {
+                issues
+                    .push(FlowIssue::new(path, "tools are declared to the agent's model: give it a `model`"));
             }
         }
         let proxies = self.agents.iter().filter(|a| a.kind == AgentKind::UserProxy).count();

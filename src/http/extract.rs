@@ -1,17 +1,18 @@
 //! Request extractors whose rejections speak the contract's error format:
 //! [`JsonBody`] (400 `invalid_json` with line and column, 422 `invalid_request`
 //! naming the field, 413 for an oversized body), [`QueryParams`], and the
-//! [`Caller`] (credentials from the headers, resolved by the domain's access
-//! rules).
+//! [`Caller`] (credentials from the headers or the session cookie, resolved
+//! by the domain's access rules).
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::auth::{Caller, Presented};
+use crate::auth::session::COOKIE as SESSION_COOKIE;
+use crate::auth::{Caller, Presented, SessionPresented};
 use crate::model::{ClientError, ErrorCode, check_json_depth, from_json};
 use crate::service::Services;
 
@@ -100,10 +101,37 @@ where
     }
 }
 
-/// The credentials a request's headers present (`X-API-KEY`, `Authorization`).
+/// The credentials a request's headers present (`X-API-KEY`, `Authorization`,
+/// the dashboard's session cookie with `X-CSRF-Token`, `Origin` and `Host`),
+/// for a request that changes nothing (a GET, an upgrade, a stream).
 pub fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    Presented { api_key: header("x-api-key"), authorization: header("authorization"), query_token: None }
+    let session = session_cookie(headers).map(|cookie| SessionPresented {
+        cookie,
+        csrf: header("x-csrf-token"),
+        origin: header("origin"),
+        host: header("host"),
+        changes_state: false,
+    });
+    Presented {
+        api_key: header("x-api-key"),
+        authorization: header("authorization"),
+        query_token: None,
+        session,
+    }
+}
+
+/// The value of the `flowgate_session` cookie, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
 }
 
 /// Every handler that takes a `Caller` is authenticated before its body runs.
@@ -115,7 +143,12 @@ where
     type Rejection = ClientError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Services::from_ref(state).access.authenticate(presented(&parts.headers)).await
+        let mut presented = presented(&parts.headers);
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if let Some(session) = presented.session.as_mut() {
+            session.changes_state = !safe;
+        }
+        Services::from_ref(state).access.authenticate(presented).await
     }
 }
 

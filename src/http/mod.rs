@@ -18,7 +18,7 @@ mod page;
 mod path;
 pub mod serve;
 
-pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented};
+pub use extract::{BodyBytes, JsonBody, QueryParams, parse_json, parse_value, presented, session_cookie};
 pub use idempotency::IdempotencyHeader;
 pub use page::{SeqPage, SeqParams};
 pub use path::{IdPath, NamedId};

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::partials::Chunk;
 use crate::bus::{Bus, Channel, Frame};
 use crate::metrics::Metrics;
 use crate::model::{ChatId, ChatRecord, Event, EventKind, TenantId};
@@ -95,11 +96,22 @@ impl Journal {
         }
     }
 
-    /// Publishes an ephemeral frame (a `message.delta`) to its chat's channel;
-    /// a bus failure only costs live listeners that chunk.
-    pub async fn publish_ephemeral(&self, frame: Arc<Frame>) {
-        if let Err(e) = self.bus.publish_ephemeral(&Channel::Chat(frame.chat_id.clone()), frame).await {
+    /// Publishes a streamed chunk as a `message.delta` to its chat's channel,
+    /// after appending it to its message's partial (see
+    /// [`crate::bus::partials`]); a bus failure only costs live listeners that
+    /// chunk.
+    pub async fn publish_delta(&self, chunk: &Chunk<'_>) {
+        if let Err(e) = self.bus.publish_delta(chunk).await {
             tracing::debug!(error = %e, "delta not published");
+        }
+    }
+
+    /// Drops one streamed message's partial (just before the message is
+    /// stored) or, with `None`, all of the chat's (a drive starts or ends). A
+    /// failure is logged: on Redis the partial's TTL is the backstop.
+    pub async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) {
+        if let Err(e) = self.bus.forget_partials(chat_id, message_id).await {
+            tracing::warn!(%chat_id, error = %e, "partial not dropped; it expires on its own");
         }
     }
 

@@ -18,8 +18,9 @@ fn chat_in(status: ChatStatus) -> ChatRecord {
         agent: "user".into(),
         prompt: "Your answer?".into(),
         created_at: at,
-        kind: InputKind::Reply,
+        kind: InputKind::Human,
         choices: None,
+        calls: None,
     });
     let chat = Chat {
         id: ChatId::new(),

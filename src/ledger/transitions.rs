@@ -9,9 +9,13 @@ use serde_json::{Value, json};
 
 use crate::model::{
     Chat, ChatError, ChatRecord, ChatStatus, Event, EventKind, HumanReply, InputKind, InputRequest,
-    InputRequestId, Message, Role, RunId, RunInfo, TenantId, Timestamp, new_message_id, now,
+    InputRequestId, Message, PendingCall, Role, RunId, RunInfo, TenantId, Timestamp, new_message_id, now,
 };
 use crate::store::ChatChange;
+
+mod tools;
+
+pub use tools::submit_tool_results;
 
 /// Why a command is refused in the chat's current state (each maps to a 409 or
 /// 422 of the contract).
@@ -37,6 +41,19 @@ pub enum Refusal {
     /// A speaker selection that names no offered agent.
     #[error("the answer must be one of: {}", .0.join(", "))]
     InvalidChoice(Vec<String>),
+    /// An answer of the wrong kind: text to a `tool_calls` request, or
+    /// `tool_results` to any other.
+    #[error("{0}")]
+    InputKindMismatch(&'static str),
+    /// A tool result naming no pending call.
+    #[error("`{0}` is not a call of the pending request")]
+    UnknownToolCall(String),
+    /// Pending calls left unanswered.
+    #[error("every pending call needs a result; missing: {}", .0.join(", "))]
+    MissingToolResults(Vec<String>),
+    /// Two results for one call.
+    #[error("call `{0}` is answered twice")]
+    DuplicateToolResult(String),
     /// Cancel with no active or paused run.
     #[error("the chat has no active run")]
     NoActiveRun,
@@ -221,6 +238,8 @@ pub struct InputAsk {
     pub kind: InputKind,
     /// For a selection: the names offered.
     pub choices: Option<Vec<String>>,
+    /// For tool calls: the calls to answer.
+    pub calls: Option<Vec<PendingCall>>,
 }
 
 /// The engine pauses the run for a human; no task is held while waiting.
@@ -238,6 +257,7 @@ pub fn request_input(
         created_at: now(),
         kind: ask.kind,
         choices: ask.choices,
+        calls: ask.calls,
     };
     p.event(EventKind::InputRequested, json!(request));
     p.status(ChatStatus::WaitForHumanInput, None);
@@ -253,13 +273,11 @@ pub fn submit_input(
     request_id: Option<&str>,
     message: Option<&str>,
 ) -> Result<ChatChange, Refusal> {
-    let pending = match (&current.chat.status, &current.chat.pending_input) {
-        (ChatStatus::WaitForHumanInput, Some(p)) => p.clone(),
-        _ => return Err(Refusal::NotWaitingForInput),
-    };
-    if let Some(given) = request_id.filter(|g| pending.request_id != *g) {
-        let pending = pending.request_id.to_string();
-        return Err(Refusal::InputRequestMismatch { given: given.to_owned(), pending });
+    let pending = waiting(current, request_id)?;
+    if pending.kind == InputKind::ToolCalls {
+        return Err(Refusal::InputKindMismatch(
+            "the pending request asks for tool results: answer with `tool_results`",
+        ));
     }
     if let (InputKind::SelectSpeaker, Some(choices)) = (pending.kind, &pending.choices)
         && !message.is_none_or(|m| is_selection(m, choices))
@@ -268,7 +286,7 @@ pub fn submit_input(
     }
     let run_id = current.run.as_ref().map(|r| r.run_id.clone());
     let mut p = Planner::new(current);
-    if let (InputKind::Reply, Some(text)) = (pending.kind, message) {
+    if let (InputKind::Human, Some(text)) = (pending.kind, message) {
         p.message(MessageDraft {
             id: None,
             run_id: run_id.clone(),
@@ -288,6 +306,26 @@ pub fn submit_input(
         run.reply = Some(HumanReply { request_id: pending.request_id, message: answer });
     }
     Ok(p.finish())
+}
+
+/// The pending request of a chat that waits, and the id check.
+pub(crate) fn waiting(current: &ChatRecord, request_id: Option<&str>) -> Result<InputRequest, Refusal> {
+    let pending = match (&current.chat.status, &current.chat.pending_input) {
+        (ChatStatus::WaitForHumanInput, Some(p)) => p.clone(),
+        _ => return Err(Refusal::NotWaitingForInput),
+    };
+    check_request_id(&pending, request_id)?;
+    Ok(pending)
+}
+
+fn check_request_id(pending: &InputRequest, request_id: Option<&str>) -> Result<(), Refusal> {
+    match request_id.filter(|g| pending.request_id != *g) {
+        Some(given) => Err(Refusal::InputRequestMismatch {
+            given: given.to_owned(),
+            pending: pending.request_id.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether an answer to a manual speaker selection is one AutoGen takes: an

@@ -65,6 +65,10 @@ error_codes! {
     Unauthenticated = ("unauthenticated", 401, false, Some(Disconnect::Unauthenticated));
     /// 403: the credential's scope does not reach this.
     Forbidden = ("forbidden", 403, false, None);
+    /// 403: a request authenticated by the dashboard's session cookie came
+    /// from an origin not allowed, or changes state without the session's
+    /// `X-CSRF-Token`.
+    CsrfFailed = ("csrf_failed", 403, false, None);
     /// 404: no such chat for this caller.
     ChatNotFound = ("chat_not_found", 404, false, Some(Disconnect::ChatGone));
     /// 404: no such flow for this tenant.
@@ -83,6 +87,14 @@ error_codes! {
     NotWaitingForInput = ("not_waiting_for_input", 409, false, None);
     /// 409: input for another request than the pending one.
     InputRequestMismatch = ("input_request_mismatch", 409, false, None);
+    /// 409: tool results for calls already answered with other content.
+    ToolCallAnswered = ("tool_call_answered", 409, false, None);
+    /// 422: text to a `tool_calls` request, or `tool_results` to another.
+    InputKindMismatch = ("input_kind_mismatch", 422, false, None);
+    /// 422: a tool result naming no call of the pending request.
+    UnknownToolCall = ("unknown_tool_call", 422, false, None);
+    /// 422: a pending call left without a result (`missing` lists them).
+    MissingToolResults = ("missing_tool_results", 422, false, None);
     /// 409: cancel with no active run.
     NoActiveRun = ("no_active_run", 409, false, None);
     /// 409: the run was cancelled or replaced meanwhile.

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::{ChatId, Timestamp};
 
-/// The event types. Every one but `MessageDelta` is durable and has a seq.
+/// The event types. Every one but `MessageDelta` and `MessageSnapshot` is
+/// durable and has a seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     /// `{status, previous, error?}`
@@ -14,9 +15,13 @@ pub enum EventKind {
     /// The message object.
     #[serde(rename = "message.created")]
     MessageCreated,
-    /// `{message_id, sender, delta}`: ephemeral, never stored or replayed.
+    /// `{message_id, sender, delta, offset}`: ephemeral, never stored or replayed.
     #[serde(rename = "message.delta")]
     MessageDelta,
+    /// `{message_id, sender, content}`: ephemeral, the text of a message
+    /// streamed so far, sent to a feed that starts (or lagged) mid-stream.
+    #[serde(rename = "message.snapshot")]
+    MessageSnapshot,
     /// `{request_id, agent, prompt, kind, choices?}`
     #[serde(rename = "input.requested")]
     InputRequested,
@@ -47,6 +52,7 @@ impl EventKind {
             EventKind::ChatStatus => "chat.status",
             EventKind::MessageCreated => "message.created",
             EventKind::MessageDelta => "message.delta",
+            EventKind::MessageSnapshot => "message.snapshot",
             EventKind::InputRequested => "input.requested",
             EventKind::InputResolved => "input.resolved",
             EventKind::RunStarted => "run.started",
@@ -79,7 +85,7 @@ impl EventKind {
 
     /// Whether events of this kind are stored and carry a seq.
     pub fn is_durable(self) -> bool {
-        self != EventKind::MessageDelta
+        !matches!(self, EventKind::MessageDelta | EventKind::MessageSnapshot)
     }
 }
 

@@ -65,11 +65,36 @@ pub struct ChatError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
-    /// A reply on behalf of a user proxy (text, `exit`, or the auto reply).
+    /// A reply on behalf of a user proxy (text, `exit`, or the auto reply):
+    /// the contract's `human`. Earlier builds stored it as `reply`, still read.
     #[default]
-    Reply,
+    #[serde(alias = "reply")]
+    Human,
     /// Manual speaker selection: the reply must be one of `choices`.
     SelectSpeaker,
+    /// A model called tools: answered with `tool_results`, one per call in
+    /// `calls` (the gateway never runs a tool).
+    ToolCalls,
+}
+
+/// A tool call the client is asked to answer (`InputRequest::calls`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCall {
+    /// The model's call id; the answer names it.
+    pub call_id: String,
+    /// The tool.
+    pub name: String,
+    /// The arguments, a JSON object valid against the tool's schema.
+    pub arguments: Value,
+}
+
+/// A client's answer to one tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The call answered.
+    pub call_id: String,
+    /// What the tool returned, as text (sent to the model as a `tool` message).
+    pub content: String,
 }
 
 /// A durable request for human input, pending while the chat waits.
@@ -89,6 +114,9 @@ pub struct InputRequest {
     /// For `select_speaker`: the names the answer must be one of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<String>>,
+    /// For `tool_calls`: the calls to answer, each by its `call_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<PendingCall>>,
 }
 
 /// A chat as the API shows it (contract §2).

@@ -1,11 +1,15 @@
 //! The gap-free feed of one chat, shared by WebSocket subscriptions and SSE
 //! streams: subscribe to the live channel first, replay the store after the
-//! client's seq, then pass live frames on, dropping any seq already sent and
-//! filling any hole from the store. Where continuity cannot be proven the feed
-//! ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather than skip
-//! an event. [`InView`] narrows a feed to a [`MessageView`].
+//! client's seq, send a `message.snapshot` of each message being streamed,
+//! then pass live frames on, dropping any seq already sent, filling any hole
+//! from the store, and dropping the deltas a snapshot already holds (see
+//! [`crate::bus::partials`]). After a lag or a bus reconnect (deltas may be
+//! lost) the feed catches up from the store and sends fresh snapshots, so a
+//! streamed answer never has a silent hole. Where continuity cannot be proven
+//! the feed ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather
+//! than skip an event. [`InView`] narrows a feed to a [`MessageView`].
 //!
-//! Touches the store (reads) and the bus (subscribe); writes nothing.
+//! Touches the store (reads) and the bus (subscribe, partials); writes nothing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::partials::SnapshotFilter;
 use crate::bus::{Channel, Frame};
 use crate::ledger::Journal;
 use crate::model::{ChatId, EventKind, Message};
@@ -68,12 +73,16 @@ impl<S: FrameSink> Follow<'_, S> {
             Err(e) => return FeedEnd::Resubscribe(format!("live feed unavailable: {e}")),
         };
         let mut last = self.after_seq;
+        let mut filter = SnapshotFilter::default();
         if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
             return end;
         }
         // A delete between the caller's check and our subscribe (or during a
         // bus outage) published a `chat.deleted` this feed never saw.
         if let Some(end) = self.gone(last).await {
+            return end;
+        }
+        if let Err(end) = self.snapshots(&mut filter).await {
             return end;
         }
         loop {
@@ -90,6 +99,9 @@ impl<S: FrameSink> Follow<'_, S> {
                     if let Some(end) = self.gone(last).await {
                         return end;
                     }
+                    if let Err(end) = self.snapshots(&mut filter).await {
+                        return end;
+                    }
                     continue;
                 }
                 r = sub.receiver.recv() => r,
@@ -97,7 +109,12 @@ impl<S: FrameSink> Follow<'_, S> {
             let frame = match received {
                 Ok(frame) => frame,
                 Err(RecvError::Lagged(_)) => {
+                    // Deltas may be lost too: the store first, then what
+                    // each answer being streamed holds now.
                     if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                        return end;
+                    }
+                    if let Err(end) = self.snapshots(&mut filter).await {
                         return end;
                     }
                     continue;
@@ -106,10 +123,34 @@ impl<S: FrameSink> Follow<'_, S> {
                     return FeedEnd::Resubscribe("the live feed closed".into());
                 }
             };
+            if !filter.passes(&frame) {
+                continue; // a delta the snapshot sent already holds
+            }
             if let Some(end) = self.live(frame, &mut last).await {
                 return end;
             }
         }
+    }
+
+    /// Sends a `message.snapshot` of each message of the chat being streamed
+    /// now, and remembers them in `filter`. Partials that cannot be read
+    /// (a Redis hiccup) are skipped: the deltas still come, and the stored
+    /// message follows.
+    async fn snapshots(&mut self, filter: &mut SnapshotFilter) -> Result<(), FeedEnd> {
+        let partials = match self.journal.bus.partials(self.chat_id).await {
+            Ok(partials) => partials,
+            Err(e) => {
+                tracing::warn!(chat_id = %self.chat_id, error = %e, "partials unavailable; no snapshot");
+                return Ok(());
+            }
+        };
+        for partial in partials {
+            if !self.sink.replay(Frame::snapshot(self.chat_id, &partial)).await {
+                return Err(FeedEnd::SinkClosed);
+            }
+            filter.sent(&partial);
+        }
+        Ok(())
     }
 
     /// Handles one live frame; `Some` ends the feed.
@@ -196,11 +237,11 @@ impl<S: FrameSink> Follow<'_, S> {
 }
 
 /// A sink that passes on only the frames of a view. With
-/// [`MessageView::Final`]: no `message.delta`, and no `message.created` of a
-/// message outside the view; every other durable event passes (`chat.status`,
-/// `input.*`, `run.*`, `chat.deleted`). The feed still counts the frames held
-/// back, so a client resuming from the last seq it saw misses nothing of the
-/// view and gets nothing twice.
+/// [`MessageView::Final`]: no `message.delta` or `message.snapshot`, and no
+/// `message.created` of a message outside the view; every other durable event
+/// passes (`chat.status`, `input.*`, `run.*`, `chat.deleted`). The feed still
+/// counts the frames held back, so a client resuming from the last seq it saw
+/// misses nothing of the view and gets nothing twice.
 pub struct InView<S> {
     /// The view.
     pub view: MessageView,
@@ -227,7 +268,7 @@ pub fn in_view(view: MessageView, frame: &Frame) -> bool {
     }
     match (view, frame.kind) {
         (MessageView::All, _) => true,
-        (MessageView::Final, EventKind::MessageDelta) => false,
+        (MessageView::Final, EventKind::MessageDelta | EventKind::MessageSnapshot) => false,
         (MessageView::Final, EventKind::MessageCreated) => {
             serde_json::from_str::<Created>(frame.json.as_str())
                 .map_or(true, |created| view.keeps(&created.data))

@@ -6,7 +6,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::model::{ClientError, ErrorCode};
+use crate::model::{ClientError, ErrorCode, ToolResult};
 use crate::store::MessageView;
 
 /// The ops a client may send.
@@ -53,6 +53,8 @@ pub enum Op {
         request_id: Option<String>,
         /// Use the agent's auto reply instead of a text.
         auto_reply: bool,
+        /// The answer to a `tool_calls` request, instead of a text.
+        tool_results: Option<Vec<ToolResult>>,
         /// An idempotency key: a resent command with it is not run twice.
         client_id: Option<String>,
     },
@@ -83,6 +85,7 @@ struct Fields {
     request_id: Option<String>,
     #[serde(default)]
     auto_reply: bool,
+    tool_results: Option<Vec<ToolResult>>,
     client_id: Option<String>,
 }
 
@@ -102,6 +105,7 @@ impl Fields {
                 text,
                 request_id: self.request_id,
                 auto_reply: self.auto_reply,
+                tool_results: self.tool_results,
                 client_id: self.client_id,
             },
             "cancel" => Op::Cancel { chat_id },

@@ -28,7 +28,7 @@ use super::{Permit, RealtimeState};
 use crate::auth::Caller;
 use crate::bus::Channel;
 use crate::http::NamedId;
-use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
+use crate::model::{ChatId, ClientError, Disconnect, ErrorCode, ToolResult};
 use crate::service::{Answer, IdempotencyKey, Outcome};
 use crate::store::MessageView;
 
@@ -222,9 +222,9 @@ impl Session {
             Op::Message { chat_id, text, images, client_id } => {
                 self.message(r, chat_id, (text, images), client_id).await
             }
-            Op::Input { chat_id, text, request_id, auto_reply, client_id } => {
+            Op::Input { chat_id, text, request_id, auto_reply, tool_results, client_id } => {
                 let text = if auto_reply { None } else { Some(text) };
-                self.input(r, chat_id, (text, request_id), client_id).await
+                self.input(r, chat_id, (text, request_id, tool_results), client_id).await
             }
             Op::Cancel { chat_id } => self.cancel(r, chat_id).await,
         };
@@ -351,16 +351,22 @@ impl Session {
         &mut self,
         r: Option<&Value>,
         chat_id: Option<String>,
-        (text, request_id): (Option<Option<String>>, Option<String>),
+        (text, request_id, results): (Option<Option<String>>, Option<String>, Option<Vec<ToolResult>>),
         client_id: Option<String>,
     ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
         let key = client_id.map(|c| IdempotencyKey::parse(&c, "client_id")).transpose()?;
         let (services, caller) = (&self.state.services, &self.caller);
-        let request = ("ws input", &(&id, &text, &request_id));
+        // A text answer keeps the fingerprint it always had.
+        let fingerprint = match &results {
+            None => json!([id, text, request_id]),
+            Some(results) => json!([id, request_id, results]),
+        };
+        let request = ("ws input", &fingerprint);
         let answer = services.idempotent.once(caller, key.as_ref(), request, || async {
-            let answer = text.as_ref().map(Option::as_deref);
-            let chat = services.chats.submit_input(caller, &id, request_id.as_deref(), answer).await?;
+            let (answer, results) = (text.as_ref().map(Option::as_deref), results.as_deref());
+            let chat =
+                services.chats.answer_input(caller, &id, request_id.as_deref(), answer, results).await?;
             Ok(Outcome::same(200, json!({"chat_id": id, "status": chat.status})))
         });
         self.ack(r, "input", answer.await?);

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::access::Access;
+
+mod tools;
 use crate::auth::Caller;
 use crate::bus::Channel;
 use crate::engine::Engine;

@@ -53,6 +53,14 @@ impl From<Refusal> for ClientError {
             }
             Refusal::NoActiveRun => ClientError::new(ErrorCode::NoActiveRun, message),
             Refusal::RunSuperseded => ClientError::new(ErrorCode::RunSuperseded, message),
+            Refusal::InputKindMismatch(_) => ClientError::new(ErrorCode::InputKindMismatch, message),
+            Refusal::UnknownToolCall(id) => {
+                ClientError::new(ErrorCode::UnknownToolCall, message).with("call_id", id)
+            }
+            Refusal::MissingToolResults(ids) => {
+                ClientError::new(ErrorCode::MissingToolResults, message).with("missing", json!(ids))
+            }
+            Refusal::DuplicateToolResult(_) => ClientError::invalid("tool_results", message),
             Refusal::InvalidChoice(choices) => {
                 ClientError::invalid("message", message).with("choices", json!(choices))
             }

@@ -22,7 +22,7 @@ mod keys;
 mod longpoll;
 pub mod ratelimit;
 
-pub use access::Access;
+pub use access::{Access, BrowserRules};
 pub use chats::{ChatService, NewChat, required_text};
 pub use credentials::CredentialWatch;
 pub use flows::{FlowService, Registered};
@@ -57,7 +57,7 @@ impl Services {
     }
 
     /// Builds the services; texts longer than `max_message_bytes` are refused,
-    /// callers are held to `rate`, and the node's credential checker ends with
+    /// callers are held to `rate`, browsers to `browser`, and the node's credential checker ends with
     /// `shutdown`.
     pub fn new(
         journal: Journal,
@@ -65,9 +65,10 @@ impl Services {
         auth: Arc<Authenticator>,
         max_message_bytes: usize,
         rate: RateLimiter,
+        browser: BrowserRules,
         shutdown: CancellationToken,
     ) -> Self {
-        let access = Access::new(auth, rate, shutdown);
+        let access = Access::new(auth, rate, browser, shutdown);
         let store = journal.store.clone();
         Services {
             idempotent: Idempotent::new(store.clone(), idempotency::KEEP),

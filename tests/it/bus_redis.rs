@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn bounded<F: Future>(f: F) -> F::Output {
+pub(crate) async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(WAIT, f).await.expect("finished in time")
 }
 
@@ -47,7 +47,7 @@ where
     tokio::time::timeout(WAIT, poll).await.unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
-async fn node(server: &RedisServer) -> RedisBus {
+pub(crate) async fn node(server: &RedisServer) -> RedisBus {
     let options = RedisBusOptions {
         // Roomier than the 2 s default: CI runs many servers on two cores.
         timeout: Duration::from_secs(5),
@@ -59,7 +59,7 @@ async fn node(server: &RedisServer) -> RedisBus {
 }
 
 /// The chat id a test names: the same name, the same id.
-fn chat_id(name: &str) -> ChatId {
+pub(crate) fn chat_id(name: &str) -> ChatId {
     let n = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 10u64.pow(19);
     ChatId::parse(&format!("chat_{n:026}")).expect("a valid chat id")
 }

@@ -1,6 +1,7 @@
 //! `/metrics` (issue #10 item 6): after real traffic the Prometheus text shows
 //! HTTP requests by route template and status with a latency histogram, runs
-//! by outcome, open sockets, frames sent, and rate-limit refusals. Asserts
+//! by outcome, open sockets, frames sent, rate-limit refusals, and model calls
+//! (latency, errors by kind, reported tokens). Asserts
 //! series, labels and that counters moved; never timings.
 
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::app::{TestApp, spawn_configured};
+use crate::support::fake_openai::{Behaviour, FakeOpenAi};
 use crate::support::ws::connect;
+use flowgate::flow::ModelSpec;
 use flowgate::model::ChatStatus;
 
 /// The `/metrics` text, asserting its content type.
@@ -162,4 +165,51 @@ async fn metrics_count_rate_limit_refusals_by_policy() {
     assert!(must(&text, "flowgate_rate_limited_total", &[("policy", "key")]) >= 1.0);
     let limited = [("method", "GET"), ("route", "/chats"), ("status", "429")];
     assert!(must(&text, "flowgate_http_requests_total", &limited) >= 1.0);
+}
+
+#[tokio::test]
+async fn metrics_count_model_calls_with_latency_errors_by_kind_and_reported_tokens() {
+    let fake = FakeOpenAi::start().await;
+    let base_url = fake.base_url();
+    let app = spawn_configured(move |c| {
+        let gpt = ModelSpec::Openai {
+            base_url,
+            model: "m".into(),
+            api_key_env: None,
+            temperature: None,
+            max_tokens: None,
+            timeout_secs: Some(10),
+        };
+        c.models.insert("gpt".into(), gpt);
+    })
+    .await;
+    let flow = json!({
+        "name": "one answer",
+        "agents": [
+            {"name": "user", "kind": "user_proxy", "human_input_mode": "NEVER", "max_consecutive_auto_reply": 0},
+            {"name": "assistant", "kind": "assistant", "model": "gpt"}
+        ],
+        "chat": {"kind": "two_agent"}
+    });
+    app.put_flow("one", flow).await;
+    fake.push(Behaviour::Stream(vec!["Hel".into(), "lo".into()]));
+    let answered = app.create_chat("one").await;
+    app.say(&answered, "hi").await;
+    app.wait_for_status(&answered, 0, ChatStatus::Completed).await;
+    fake.push(Behaviour::Status(400, "bad request".into(), None));
+    let failed = app.create_chat("one").await;
+    app.say(&failed, "hi").await;
+    app.wait_for_status(&failed, 0, ChatStatus::Error).await;
+
+    let text = scrape(&app).await;
+    let openai = ("provider", "openai");
+    assert_eq!(must(&text, "flowgate_model_calls_total", &[openai, ("outcome", "ok")]), 1.0);
+    assert_eq!(must(&text, "flowgate_model_calls_total", &[openai, ("outcome", "error")]), 1.0);
+    assert_eq!(must(&text, "flowgate_model_call_errors_total", &[openai, ("kind", "http")]), 1.0);
+    assert_eq!(must(&text, "flowgate_model_call_duration_seconds_count", &[openai]), 2.0);
+    assert_eq!(must(&text, "flowgate_model_tokens_total", &[openai, ("kind", "completion")]), 2.0);
+    assert!(must(&text, "flowgate_model_tokens_total", &[openai, ("kind", "prompt")]) >= 1.0);
+    let node = app.get("/node").await.1;
+    assert_eq!(node["model_errors"], 1, "GET /node reads the same counters: {node}");
+    assert_eq!(node["runs_failed"], 1, "{node}");
 }

@@ -30,7 +30,7 @@ fn config(fake: &FakeOpenAi) -> OpenAiConfig {
 }
 
 fn turn(role: TurnRole, name: Option<&str>, content: &str) -> Turn {
-    Turn { role, name: name.map(Into::into), content: content.into(), images: vec![] }
+    Turn { role, name: name.map(Into::into), content: content.into(), ..Turn::default() }
 }
 
 fn request() -> CompletionRequest {
@@ -42,6 +42,7 @@ fn request() -> CompletionRequest {
             turn(TurnRole::User, Some("user"), "A haiku about rust."),
             turn(TurnRole::Assistant, Some("Dr. Who"), "Iron sleeps in red."),
         ],
+        tools: Vec::new(),
     }
 }
 

@@ -197,6 +197,7 @@ fn every_event_kind() -> Vec<EventKind> {
         ChatStatus,
         MessageCreated,
         MessageDelta,
+        MessageSnapshot,
         InputRequested,
         InputResolved,
         RunStarted,
@@ -207,7 +208,8 @@ fn every_event_kind() -> Vec<EventKind> {
     ];
     for kind in &all {
         match kind {
-            ChatStatus | MessageCreated | MessageDelta | InputRequested | InputResolved => {}
+            ChatStatus | MessageCreated | MessageDelta | MessageSnapshot | InputRequested | InputResolved => {
+            }
             RunStarted | RunCompleted | RunFailed | RunCancelled | ChatDeleted => {}
         }
     }

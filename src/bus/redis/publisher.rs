@@ -6,7 +6,10 @@
 //! event. One task and one connection keep the order of the queue, so a chat's
 //! events reach Redis in the order they were published. A writer that must
 //! know the outcome (a durable event) waits for its batch's answer; an
-//! ephemeral one (a delta) only waits for room in the queue. Channel names are
+//! ephemeral one (a delta) only waits for room in the queue; a delta's writes
+//! to its partial go in the same batch right before its `PUBLISH`, and the
+//! task reads an `APPEND`'s reply to drop a partial out of step
+//! (`super::partials`). Channel names are
 //! written straight into the command buffer, never formatted per publish; the
 //! payload is the frame's wire form ([`Frame::write_wire`]).
 //!
@@ -19,7 +22,8 @@ use redis::{Cmd, Pipeline, RedisWrite, ToRedisArgs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{RedisBusOptions, within};
+use super::partials::{Check, Write};
+use super::{RedisBusOptions, Wire, within};
 use crate::bus::{BusError, Channel, Frame};
 use crate::model::TenantId;
 
@@ -49,13 +53,30 @@ impl Target {
 
 /// One queued publish.
 pub(super) struct Outgoing {
-    pub(super) target: Target,
-    pub(super) frame: Arc<Frame>,
+    /// Where and what to publish; `None` for a flush, whose waiter hears once
+    /// everything queued before it is sent.
+    pub(super) publish: Option<(Target, Arc<Frame>)>,
     /// A command sent just before the `PUBLISH`, in the same batch (e.g. a
     /// key written alongside a delta).
     pub(super) extra: Option<Cmd>,
+    /// A delta's writes to its partial, sent just before the `PUBLISH`; the
+    /// task checks an `APPEND`'s reply.
+    pub(super) partial: Option<Write>,
     /// Told the batch's outcome, if the writer waits for it.
     pub(super) done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Outgoing {
+    /// A plain publish of `frame` on `channel`.
+    pub(super) fn to(channel: &Channel, frame: Arc<Frame>) -> Outgoing {
+        let publish = Some((Target::of(channel, &frame), frame));
+        Outgoing { publish, extra: None, partial: None, done: None }
+    }
+
+    /// A flush: `done` hears once everything queued before it is sent.
+    pub(super) fn flush(done: oneshot::Sender<Result<(), String>>) -> Outgoing {
+        Outgoing { publish: None, extra: None, partial: None, done: Some(done) }
+    }
 }
 
 /// The task's state.
@@ -73,6 +94,7 @@ impl Publisher {
         let batch_size = self.options.publish_batch.max(1);
         let mut batch = Vec::with_capacity(batch_size);
         let mut pipeline = Pipeline::with_capacity(batch_size);
+        let mut checks = Vec::new();
         loop {
             let received = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -81,15 +103,51 @@ impl Publisher {
             if received == 0 {
                 return;
             }
-            pipeline.clear();
-            for outgoing in &mut batch {
-                if let Some(extra) = outgoing.extra.take() {
-                    pipeline.add_command(extra).ignore();
-                }
-                pipeline.cmd("PUBLISH").arg(Name(outgoing)).arg(Wire(&outgoing.frame)).ignore();
+            fill(&mut pipeline, &mut batch, &mut checks);
+            if pipeline.is_empty() {
+                report(&mut batch, Ok(())); // Only flushes: nothing to send.
+                continue;
             }
-            let sent = within(self.options.timeout, pipeline.query_async::<()>(&mut self.connection)).await;
-            report(&mut batch, sent);
+            let sent = within(self.options.timeout, pipeline.query_async(&mut self.connection)).await;
+            let lengths: Vec<u64> = match sent {
+                Ok(lengths) => lengths,
+                Err(e) => {
+                    checks.clear();
+                    report(&mut batch, Err(e));
+                    continue;
+                }
+            };
+            report(&mut batch, Ok(()));
+            self.settle(&mut checks, lengths).await;
+        }
+    }
+
+    /// Drops the partials whose `APPEND` (one reply each, in order) left them
+    /// out of step (see [`Check::settle`]); costs a round trip only then.
+    async fn settle(&mut self, checks: &mut Vec<Check>, lengths: Vec<u64>) {
+        for (check, length) in checks.drain(..).zip(lengths) {
+            let settled = within(self.options.timeout, check.settle(&mut self.connection, length)).await;
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "an out-of-step partial not dropped; it expires on its own");
+            }
+        }
+    }
+}
+
+/// Writes the batch into `pipeline`, in queue order: each publish's extra
+/// command and partial writes, then its `PUBLISH`; `checks` gets the
+/// partials' `APPEND` checks, in the order of their replies.
+fn fill(pipeline: &mut Pipeline, batch: &mut [Outgoing], checks: &mut Vec<Check>) {
+    pipeline.clear();
+    for outgoing in batch {
+        if let Some(extra) = outgoing.extra.take() {
+            pipeline.add_command(extra).ignore();
+        }
+        if let Some(partial) = outgoing.partial.take() {
+            checks.extend(partial.add_to(pipeline));
+        }
+        if let Some((target, frame)) = &outgoing.publish {
+            pipeline.cmd("PUBLISH").arg(Name(target, frame)).arg(Wire(frame)).ignore();
         }
     }
 }
@@ -113,15 +171,15 @@ fn report(batch: &mut Vec<Outgoing>, sent: Result<(), BusError>) {
 }
 
 /// A queued publish's channel name, written into the command as it is built.
-struct Name<'a>(&'a Outgoing);
+struct Name<'a>(&'a Target, &'a Frame);
 
 impl ToRedisArgs for Name<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
         use std::io::Write as _;
-        let chat = self.0.frame.chat_id.as_str().as_bytes();
+        let chat = self.1.chat_id.as_str().as_bytes();
         let mut w = out.writer_for_next_arg();
         // Writing to the command's own buffer cannot fail.
-        let _ = match &self.0.target {
+        let _ = match self.0 {
             Target::Chat => w.write_all(b"fg:{").and(w.write_all(chat)).and(w.write_all(b"}")),
             Target::Control => w.write_all(b"fg:{").and(w.write_all(chat)).and(w.write_all(b"}:ctl")),
             Target::TenantStatus(t) => w
@@ -130,17 +188,6 @@ impl ToRedisArgs for Name<'_> {
                 .and(w.write_all(b":status")),
             Target::Named(name) => w.write_all(name.as_bytes()),
         };
-    }
-}
-
-/// A frame's wire form (header line, then the JSON), written into the command.
-struct Wire<'a>(&'a Frame);
-
-impl ToRedisArgs for Wire<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        let mut w = out.writer_for_next_arg();
-        // Writing to the command's own buffer cannot fail.
-        let _ = self.0.write_wire(&mut w);
     }
 }
 
@@ -179,14 +226,9 @@ mod tests {
             Channel::Chat(ChatId::new()),
         ];
         for channel in channels {
-            let outgoing = Outgoing {
-                target: Target::of(&channel, &frame),
-                frame: frame.clone(),
-                extra: None,
-                done: None,
-            };
+            let target = Target::of(&channel, &frame);
             let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(Name(&outgoing)).arg(Wire(&frame));
+            cmd.arg(Name(&target, &frame)).arg(Wire(&frame));
             let args = args(&cmd);
             assert_eq!(args[1], channel.name().into_bytes());
             assert_eq!(args[2], frame.bytes().to_vec());

@@ -35,6 +35,7 @@ pub(super) fn ask(flow: &Flow, last: &Message, retries: u32) -> Decision {
             ),
             kind: InputKind::SelectSpeaker,
             choices: Some(choices),
+            calls: None,
         }),
         state: RunState {
             pending: Some(PendingAsk {

@@ -65,7 +65,7 @@ pub fn selector_request(
             role: TurnRole::Assistant,
             name: Some(SELECTION_AGENT.to_owned()),
             content: answer.clone(),
-            images: Vec::new(),
+            ..Turn::default()
         });
         messages.push(system(Some(CHECKING_AGENT), correction(*miss, &list)));
     }
@@ -73,11 +73,12 @@ pub fn selector_request(
         agent: MANAGER.to_owned(),
         turn: selector_calls(history) + failures.len() as u64,
         messages,
+        tools: Vec::new(),
     }
 }
 
 fn system(name: Option<&str>, content: String) -> Turn {
-    Turn { role: TurnRole::System, name: name.map(str::to_owned), content, images: Vec::new() }
+    Turn { role: TurnRole::System, name: name.map(str::to_owned), content, ..Turn::default() }
 }
 
 fn correction(miss: Miss, list: &str) -> String {

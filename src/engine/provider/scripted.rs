@@ -60,6 +60,10 @@ pub fn chunks(text: &str) -> impl Iterator<Item = &str> {
 
 #[async_trait]
 impl ModelProvider for ScriptedProvider {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
     async fn complete(
         &self,
         request: CompletionRequest,
@@ -86,6 +90,7 @@ impl ModelProvider for ScriptedProvider {
         Ok(Completion {
             content,
             metadata: json!({"provider": "scripted", "scripted": true, "model": self.name}),
+            tool_calls: Vec::new(),
         })
     }
 }
@@ -100,14 +105,15 @@ mod tests {
             agent: "writer".into(),
             turn,
             messages: vec![
-                Turn { role: TurnRole::System, name: None, content: "be brief".into(), images: vec![] },
+                Turn { role: TurnRole::System, content: "be brief".into(), ..Turn::default() },
                 Turn {
                     role: TurnRole::User,
                     name: Some("user".into()),
                     content: last.into(),
-                    images: vec![],
+                    ..Turn::default()
                 },
             ],
+            tools: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@ pub(super) struct Bounds {
 }
 
 /// A cap the run went over: the `run.failed` code and message.
+#[derive(Debug)]
 pub(super) struct Exceeded {
     pub(super) code: &'static str,
     pub(super) message: String,
@@ -94,6 +95,11 @@ pub(super) struct ReplyCut {
 }
 
 impl ReplyCut {
+    /// Bytes kept so far.
+    pub(super) fn len(&self) -> usize {
+        self.kept.len()
+    }
+
     /// The part of `delta` within the cap, and whether the cap cut it (the
     /// call should stop: what is kept is the reply).
     pub(super) fn take(&mut self, delta: String) -> (String, bool) {
@@ -111,7 +117,7 @@ impl ReplyCut {
     /// provider's own metadata never came).
     pub(super) fn cut(self) -> Completion {
         let metadata = Map::from_iter([(TRUNCATED_KEY.to_owned(), Value::Bool(true))]);
-        Completion { content: self.kept, metadata: Value::Object(metadata) }
+        Completion { content: self.kept, metadata: Value::Object(metadata), tool_calls: Vec::new() }
     }
 
     /// A finished reply, cut to the cap (and marked) if longer.
@@ -151,7 +157,11 @@ mod tests {
         let done = cut.cut();
         assert_eq!(done.content, "abcd");
         assert_eq!(done.metadata[TRUNCATED_KEY], true);
-        let whole = Completion { content: "exactly".into(), metadata: serde_json::json!({"scripted": true}) };
+        let whole = Completion {
+            content: "exactly".into(),
+            metadata: serde_json::json!({"scripted": true}),
+            tool_calls: Vec::new(),
+        };
         let done = bounds.reply_cut().finish(whole);
         assert_eq!((done.content.as_str(), &done.metadata[TRUNCATED_KEY]), ("exact", &Value::Bool(true)));
         assert_eq!(done.metadata["scripted"], true);

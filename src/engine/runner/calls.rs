@@ -3,18 +3,20 @@
 //! `auto` speaker selection (up to [`SELECTOR_ATTEMPTS`] answers, each retry
 //! showing the failed answers with AutoGen's corrections, then round robin).
 //!
-//! Touches the model providers and, for deltas, the bus through the journal.
+//! Touches the model providers, the metrics (model calls), and, for deltas,
+//! the bus through the journal.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::Runner;
-use crate::bus::Frame;
+use crate::bus::partials::Chunk;
 use crate::engine::policy::{self, Context, Selection};
 use crate::engine::prompt;
 use crate::engine::provider::{Completion, CompletionRequest, ModelProvider, ProviderError};
 use crate::flow::{AgentKind, Flow, SpeakerSelection};
+use crate::metrics::ModelOutcome;
 
 /// Selector answers asked for before falling back to round robin.
 pub(super) const SELECTOR_ATTEMPTS: u32 = 3;
@@ -91,8 +93,30 @@ impl Runner<'_> {
 
     /// Runs one completion, publishing each chunk to `target` (if any) as it
     /// arrives. A reply over `runs.max_reply_bytes` is cut there and the call
-    /// stopped; at the run's deadline the call stops as if cancelled.
+    /// stopped; at the run's deadline the call stops as if cancelled. Counted
+    /// in the model series (calls, latency, errors by kind, reported tokens).
     async fn stream(
+        &self,
+        provider: Arc<dyn ModelProvider>,
+        request: CompletionRequest,
+        target: Option<DeltaTarget<'_>>,
+    ) -> Result<Completion, ProviderError> {
+        let kind = provider.kind();
+        let started = std::time::Instant::now();
+        let result = self.stream_deltas(provider, request, target).await;
+        let outcome = match &result {
+            Ok(done) => ModelOutcome::Answered {
+                prompt_tokens: usage(&done.metadata, "prompt_tokens"),
+                completion_tokens: usage(&done.metadata, "completion_tokens"),
+            },
+            Err(e) => e.kind().map_or(ModelOutcome::Cancelled, ModelOutcome::Failed),
+        };
+        self.shared.journal.metrics.model_call(kind, started.elapsed().as_secs_f64(), outcome);
+        result
+    }
+
+    /// [`Runner::stream`] without the counting.
+    async fn stream_deltas(
         &self,
         provider: Arc<dyn ModelProvider>,
         request: CompletionRequest,
@@ -106,8 +130,9 @@ impl Runner<'_> {
             tokio::select! {
                 biased;
                 Some(delta) = rx.recv() => {
+                    let offset = cut.len();
                     let (kept, over) = cut.take(delta);
-                    self.publish_delta(target.as_ref(), kept).await;
+                    self.publish_delta(target.as_ref(), kept, offset).await;
                     if over {
                         tracing::info!(chat_id = %self.chat_id, "reply cut at runs.max_reply_bytes");
                         return Ok(cut.cut());
@@ -115,8 +140,9 @@ impl Runner<'_> {
                 }
                 result = &mut call => {
                     while let Ok(delta) = rx.try_recv() {
+                        let offset = cut.len();
                         let (kept, over) = cut.take(delta);
-                        self.publish_delta(target.as_ref(), kept).await;
+                        self.publish_delta(target.as_ref(), kept, offset).await;
                         if over {
                             break;
                         }
@@ -128,12 +154,25 @@ impl Runner<'_> {
         }
     }
 
-    async fn publish_delta(&self, target: Option<&DeltaTarget<'_>>, delta: String) {
+    /// Publishes a chunk that starts `offset` bytes into the reply (the
+    /// ordering handle a feed's snapshot is matched against).
+    async fn publish_delta(&self, target: Option<&DeltaTarget<'_>>, delta: String, offset: usize) {
         let Some(target) = target else { return };
         if delta.is_empty() {
             return;
         }
-        let frame = Frame::delta(self.chat_id, target.message_id, target.sender, &delta);
-        self.shared.journal.publish_ephemeral(frame).await;
+        let chunk = Chunk {
+            chat_id: self.chat_id,
+            message_id: target.message_id,
+            sender: target.sender,
+            offset: offset as u64,
+            text: &delta,
+        };
+        self.shared.journal.publish_delta(&chunk).await;
     }
+}
+
+/// A count from a reply's `metadata.usage` (as OpenAI reports it), if any.
+fn usage(metadata: &serde_json::Value, field: &str) -> Option<u64> {
+    metadata.get("usage")?.get(field)?.as_u64()
 }

@@ -84,6 +84,7 @@ pub(super) fn map(node: &Node, dialect: Dialect, model: Option<&str>, r: &mut Re
         max_consecutive_auto_reply: auto_reply_limit(node, dialect, kind, r),
         default_auto_reply: None,
         termination,
+        tools: Vec::new(),
     };
     Mapped { spec }
 }

@@ -3,7 +3,7 @@
 //!
 //! What has a native meaning is mapped; the editor's `is_termination_msg`
 //! lambda becomes a declarative rule when it is the editor's pattern; anything
-//! that would run code (other lambdas, code execution, functions, tools),
+//! that would run code (other lambdas, code execution, extension agents),
 //! retrieval and unsupported agent classes are reported, every one of them at
 //! once, each naming its node and field (`nodes[user-1].data.is_termination_msg`).
 //! The mapping table is in `docs/flows.md`.
@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{AgentKind, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection};
+use super::{AgentKind, AgentSpec, ChatKind, ChatSpec, Flow, FlowIssue, HumanInputMode, SpeakerSelection};
 
 mod agentok;
 mod agents;
@@ -191,9 +191,21 @@ fn assemble(settings: &Settings, draft: &Draft, mapped: &HashMap<&str, Mapped>) 
         name: settings.name.clone(),
         description: settings.description.clone(),
         models: Default::default(),
-        agents: draft.members.iter().filter_map(|n| of(n)).map(|m| m.spec.clone()).collect(),
+        agents: draft.members.iter().filter_map(|n| of(n)).map(|m| with_tools(m, settings)).collect(),
         chat,
     }
+}
+
+/// An assistant gets the config's functions as tools (FlowGen passed one
+/// `llm_config` to every assistant); a user proxy has no model to declare
+/// them to (FlowGen registered them for execution there, which here is the
+/// client's part).
+fn with_tools(m: &Mapped, settings: &Settings) -> AgentSpec {
+    let mut spec = m.spec.clone();
+    if spec.kind == AgentKind::Assistant && spec.model.is_some() {
+        spec.tools = settings.tools.clone();
+    }
+    spec
 }
 
 /// An opener outside the group never checks a message: its rule has no
@@ -221,6 +233,10 @@ fn translate(issue: FlowIssue, draft: &Draft, settings: &Settings) -> Option<Flo
     if let Some((index, field)) = path.strip_prefix("agents[").and_then(|rest| rest.split_once("].")) {
         if field == "model" {
             return settings.model.is_some().then(|| FlowIssue::new(settings.model_path.clone(), message));
+        }
+        // Every assistant has the config's functions: report each once, there.
+        if let Some(rest) = field.strip_prefix("tools") {
+            return Some(FlowIssue::new(format!("{}{rest}", settings.functions_path), message));
         }
         let node = index.parse::<usize>().ok().and_then(|i| draft.members.get(i));
         if let Some(node) = node {

@@ -4,11 +4,11 @@
 //!
 //! Pure: touches nothing.
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::ModelCatalog;
 use super::graph::{Graph, Node, Report};
-use crate::flow::SpeakerSelection;
+use crate::flow::{SpeakerSelection, ToolSpec};
 
 /// The name an import gets when the graph names none.
 pub(super) const FALLBACK_NAME: &str = "Imported FlowGen flow";
@@ -22,6 +22,10 @@ pub(super) struct Settings {
     pub model: Option<String>,
     /// Where the model choice comes from, for issues about it.
     pub model_path: String,
+    /// The `functions`, as tools of every assistant.
+    pub tools: Vec<ToolSpec>,
+    /// Where they come from, for issues about them.
+    pub functions_path: String,
 }
 
 /// Reads the config node.
@@ -43,10 +47,11 @@ pub(super) fn flow_settings(g: &Graph, catalog: &ModelCatalog, r: &mut Report) -
     let model_path = config.map_or("config.filter_dict".to_owned(), |c| c.field("filter_dict"));
     let model = choose_model(config, catalog, &model_path, r);
     if let Some(c) = config {
-        reject_functions(c, r);
         warn_tuning(c, model.as_deref(), r);
     }
-    Settings { name, description, model, model_path }
+    let tools = config.map(|c| import_functions(c, r)).unwrap_or_default();
+    let functions_path = config.map_or("config.functions".to_owned(), |c| c.field("functions"));
+    Settings { name, description, model, model_path, tools, functions_path }
 }
 
 /// The first `filter_dict` name the gateway knows; `default` when there is none.
@@ -99,23 +104,83 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
     if list.is_empty() { "none".to_owned() } else { list.join(", ") }
 }
 
-/// `functions` are Python the flow would run as tools.
-fn reject_functions(config: &Node, r: &mut Report) {
-    let names = match config.get("functions") {
-        None => return,
-        Some(Value::Array(items)) if items.is_empty() => return,
-        Some(Value::Array(items)) => {
-            quoted(items.iter().filter_map(|f| f.get("name").and_then(Value::as_str)))
+/// FlowGen's `functions`: each becomes a tool declared to every assistant's
+/// model (FlowGen gave them all one `llm_config`), answered by the client; the
+/// Python `code` is kept as the tool's `source`, never run.
+fn import_functions(config: &Node, r: &mut Report) -> Vec<ToolSpec> {
+    let path = config.field("functions");
+    let items = match config.get("functions") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            r.issue(path, "must be a list of functions");
+            return Vec::new();
         }
-        Some(_) => "none".to_owned(),
     };
-    r.issue(
-        config.field("functions"),
+    items.iter().enumerate().filter_map(|(i, f)| function_tool(f, &format!("{path}[{i}]"), r)).collect()
+}
+
+/// One FlowGen function as a tool; `None` (reported) when it has no name.
+fn function_tool(f: &Value, at: &str, r: &mut Report) -> Option<ToolSpec> {
+    let Some(name) = f.get("name").and_then(Value::as_str).filter(|n| !n.trim().is_empty()) else {
+        r.issue(format!("{at}.name"), "a function needs a name");
+        return None;
+    };
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    let params = match f.get("parameters") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(params)) => params,
+        Some(_) => {
+            r.issue(format!("{at}.parameters"), "must be a list of parameters");
+            return None;
+        }
+    };
+    for (j, p) in params.iter().enumerate() {
+        let Some(pname) = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+            r.issue(format!("{at}.parameters[{j}].name"), "a parameter needs a name");
+            continue;
+        };
+        let mut prop = Map::new();
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or("string");
+        prop.insert("type".into(), json!(json_type(kind)));
+        if let Some(d) = p.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()) {
+            prop.insert("description".into(), json!(d));
+        }
+        properties.insert(pname.to_owned(), Value::Object(prop));
+        if p.get("required") == Some(&Value::Bool(true)) {
+            required.push(json!(pname));
+        }
+    }
+    r.warn(
+        at,
         format!(
-            "functions (tool calls) are not supported: Flowgate never runs flow code; \
-             remove them (named: {names})"
+            "`{name}` is declared to the assistants' models as a tool; Flowgate never runs its \
+             Python (kept as the tool's `source`): each call must be answered by a client \
+             (a pending input of kind `tool_calls`, answered with `tool_results` on \
+             POST /chats/{{id}}/input or the socket's `input` op)"
         ),
     );
+    Some(ToolSpec {
+        name: name.to_owned(),
+        description: f.get("description").and_then(Value::as_str).map(str::to_owned),
+        parameters: json!({"type": "object", "properties": properties, "required": required}),
+        source: f.get("code").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_owned),
+    })
+}
+
+/// A parameter type as JSON schema names it (FlowGen's editor offered these,
+/// and Python's names are taken too).
+fn json_type(kind: &str) -> &str {
+    match kind {
+        "str" => "string",
+        "int" => "integer",
+        "float" => "number",
+        "bool" => "boolean",
+        "list" => "array",
+        "dict" => "object",
+        other => other,
+    }
 }
 
 /// Sampling settings cannot change a model of the gateway's registry.

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, RedisResult, Script};
 
 use super::Subject;
 use crate::model::TenantId;
+use crate::store::redis::RedisConn;
 
 /// The longest a check waits for Redis before the local limits stand in.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -48,14 +48,14 @@ return {0, '0'}
 /// The shared limits' connection and key prefix.
 #[derive(Clone)]
 pub struct SharedRates {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     script: Script,
 }
 
 impl SharedRates {
     /// Limits kept in Redis through `conn`, under `prefix` (e.g. `fg:`).
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
         Self { conn, prefix: prefix.to_owned(), script: Script::new(GCRA) }
     }
 

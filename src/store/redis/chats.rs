@@ -169,10 +169,9 @@ impl RedisStore {
         if bytes == 0 {
             return;
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("HINCRBY").arg(self.keys.chat(chat_id)).arg("bytes").arg(bytes).ignore();
-        pipe.cmd("INCRBY").arg(self.keys.usage(tenant)).arg(bytes).ignore();
-        if let Err(e) = self.query_pipe::<()>(&pipe).await {
+        let chat = redis::cmd("HINCRBY").arg(self.keys.chat(chat_id)).arg("bytes").arg(bytes).to_owned();
+        let usage = redis::cmd("INCRBY").arg(self.keys.usage(tenant)).arg(bytes).to_owned();
+        if let Err(e) = self.write_each(vec![chat, usage]).await {
             tracing::warn!(chat_id, error = %e, "stored-bytes count not updated");
         }
     }
@@ -188,11 +187,9 @@ impl RedisStore {
     async fn read_chats(&self, ids: &[String]) -> StoreResult<Vec<Stored>> {
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(READ_BATCH) {
-            let mut pipe = redis::pipe();
-            for id in batch {
-                pipe.cmd("HGET").arg(self.keys.chat(id)).arg("record");
-            }
-            let rows: Vec<Option<String>> = self.read_pipe(&pipe).await?;
+            let reads =
+                batch.iter().map(|id| redis::cmd("HGET").arg(self.keys.chat(id)).arg("record").to_owned());
+            let rows: Vec<Option<String>> = self.read_each(reads.collect()).await?;
             out.extend(rows.into_iter().map(|row| match row {
                 None => Stored::Gone,
                 Some(json) => {
@@ -313,16 +310,20 @@ impl RedisStore {
     /// how many chats it indexed. Safe to run on a live store, from any node.
     pub async fn reindex(&self) -> StoreResult<usize> {
         let pattern = self.keys.chat_pattern();
+        let mut indexed = 0usize;
+        let timeout = self.timeout;
+        for target in super::bounded(timeout, self.conn.scan_targets()).await? {
+            indexed += self.reindex_on(&target, &pattern).await?;
+        }
+        Ok(indexed)
+    }
+
+    /// [`RedisStore::reindex`] on one server (one master of a cluster).
+    async fn reindex_on(&self, target: &super::ScanTarget, pattern: &str) -> StoreResult<usize> {
         let (mut cursor, mut indexed) = (0u64, 0usize);
         loop {
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(READ_BATCH)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            let scan = self.conn.scan(target, cursor, pattern, READ_BATCH);
+            let (next, keys): (u64, Vec<String>) = super::bounded(self.timeout, scan).await?;
             let ids: Vec<String> =
                 keys.iter().filter_map(|k| self.keys.chat_id_of(k).map(str::to_owned)).collect();
             let readable = self.read_chats(&ids).await?.into_iter().filter_map(|row| match row {

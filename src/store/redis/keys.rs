@@ -19,6 +19,11 @@ impl Keys {
         Keys { prefix: prefix.to_owned() }
     }
 
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `fg:{idem:T}:K`: the idempotency entry of tenant `T`'s hashed key `K`
     /// (JSON, expiring).
     pub fn idempotency(&self, tenant: &str, hashed_key: &str) -> String {

@@ -10,6 +10,7 @@
 //! Touches only Redis keys under its prefix.
 
 mod chats;
+mod conn;
 mod ids;
 mod keys;
 mod records;
@@ -31,6 +32,7 @@ use crate::store::{
     StoreError, StoreResult, StoredAnswer,
 };
 
+pub use conn::{RedisConn, ScanTarget};
 use keys::Keys;
 
 /// How the Redis store connects and names its keys.
@@ -55,11 +57,11 @@ impl Default for RedisStoreOptions {
     }
 }
 
-/// The [`Store`] on Redis (standalone today; every multi-key step stays in
-/// one hash tag, ready for Cluster).
+/// The [`Store`] on Redis: one server or a Redis Cluster (every script and
+/// pipeline stays in one hash tag; see `conn`).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     timeout: Duration,
 }
@@ -68,25 +70,38 @@ impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); fails if Redis does not
     /// answer within the options' timeout.
     pub async fn connect(client: Client, options: RedisStoreOptions) -> StoreResult<RedisStore> {
-        if options.prefix.contains(['{', '}']) {
-            return Err(StoreError::Redis(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "the key prefix must not contain braces",
-            ))));
-        }
+        check_prefix(&options)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.connect_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = bounded(options.timeout, ConnectionManager::new_with_config(client, config)).await?;
+        Ok(RedisStore {
+            conn: RedisConn::Single(conn),
+            keys: Keys::new(&options.prefix),
+            timeout: options.timeout,
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its `seeds`
+    /// (`redis://host:port` each); fails if it does not answer in time.
+    pub async fn connect_cluster(seeds: &[String], options: RedisStoreOptions) -> StoreResult<RedisStore> {
+        check_prefix(&options)?;
+        let conn = RedisConn::cluster(seeds, options.timeout, options.connect_timeout);
+        let conn = bounded(options.timeout, conn).await?;
         Ok(RedisStore { conn, keys: Keys::new(&options.prefix), timeout: options.timeout })
     }
 
     /// The store's multiplexed connection, for what shares its keyspace (run
-    /// leases).
-    pub fn connection(&self) -> ConnectionManager {
+    /// leases, rate limits).
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// The key prefix (`fg:` by default).
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
     }
 
     /// Runs one command, bounded.
@@ -127,11 +142,54 @@ impl RedisStore {
         bounded(self.timeout, twice).await
     }
 
+    /// One-key reads that may span slots, in order: one pipeline on a single
+    /// server; on a cluster one command per key, sent together (each node's
+    /// connection pipelines its share).
+    async fn read_each<T: FromRedisValue>(&self, cmds: Vec<redis::Cmd>) -> StoreResult<Vec<T>> {
+        if self.conn.is_cluster() {
+            return futures::future::try_join_all(cmds.iter().map(|cmd| self.read(cmd))).await;
+        }
+        let mut pipe = redis::pipe();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        self.read_pipe(&pipe).await
+    }
+
+    /// One-key writes that may span slots, applied in order: one pipeline on
+    /// a single server, one command after another on a cluster. Returns each
+    /// command's reply.
+    pub(super) async fn write_each(&self, cmds: Vec<redis::Cmd>) -> StoreResult<Vec<redis::Value>> {
+        if self.conn.is_cluster() {
+            let mut replies = Vec::with_capacity(cmds.len());
+            for cmd in &cmds {
+                replies.push(self.query(cmd).await?);
+            }
+            return Ok(replies);
+        }
+        let mut pipe = redis::pipe();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        self.query_pipe(&pipe).await
+    }
+
     /// Runs one script, bounded.
     async fn invoke<T: FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> StoreResult<T> {
         let mut conn = self.conn.clone();
         bounded(self.timeout, invocation.invoke_async(&mut conn)).await
     }
+}
+
+/// Refuses a key prefix with braces (the hash tags come after it).
+fn check_prefix(options: &RedisStoreOptions) -> StoreResult<()> {
+    if options.prefix.contains(['{', '}']) {
+        return Err(StoreError::Redis(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "the key prefix must not contain braces",
+        ))));
+    }
+    Ok(())
 }
 
 /// Awaits a Redis call for at most `limit`.

@@ -106,8 +106,7 @@ impl RedisStore {
 
     /// Stores a new key: its record, its tenant's list, then its lookup.
     pub(super) async fn insert_key_record(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
+        let record = redis::cmd("HSET")
             .arg(self.keys.key(&key.id))
             .arg("json")
             .arg(serde_json::to_string(key)?)
@@ -115,17 +114,10 @@ impl RedisStore {
             .arg(&key.tenant)
             .arg("hash")
             .arg(secret_hash)
-            .ignore()
-            .cmd("ZADD")
-            .arg(self.keys.tenant_keys(&key.tenant))
-            .arg(0)
-            .arg(&key.id)
-            .ignore()
-            .cmd("SET")
-            .arg(self.keys.key_hash(secret_hash))
-            .arg(&key.id)
-            .ignore();
-        self.query_pipe::<()>(&pipe).await
+            .to_owned();
+        let list = redis::cmd("ZADD").arg(self.keys.tenant_keys(&key.tenant)).arg(0).arg(&key.id).to_owned();
+        let lookup = redis::cmd("SET").arg(self.keys.key_hash(secret_hash)).arg(&key.id).to_owned();
+        self.write_each(vec![record, list, lookup]).await.map(drop)
     }
 
     /// The key whose secret hashes to `secret_hash`.
@@ -148,11 +140,11 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(self.keys.key(id)).arg("json").arg("tenant").arg("used");
-        }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self.read_pipe(&pipe).await?;
+        let reads = ids.iter().map(|id| {
+            redis::cmd("HMGET").arg(self.keys.key(id)).arg("json").arg("tenant").arg("used").to_owned()
+        });
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            self.read_each(reads.collect()).await?;
         rows.iter()
             .filter_map(|(json, owner, used)| match (json, owner) {
                 (Some(json), Some(owner)) if tenant == owner.as_str() => Some((json, used)),
@@ -170,12 +162,13 @@ impl RedisStore {
         if owner.as_deref() != Some(tenant) {
             return Ok(false);
         }
-        let mut pipe = redis::pipe();
-        if let Some(hash) = hash {
-            pipe.cmd("DEL").arg(self.keys.key_hash(&hash)).ignore();
-        }
-        pipe.cmd("DEL").arg(&record).cmd("ZREM").arg(self.keys.tenant_keys(tenant)).arg(key_id).ignore();
-        let (removed,): (i64,) = self.query_pipe(&pipe).await?;
+        let mut writes: Vec<redis::Cmd> =
+            hash.iter().map(|h| redis::cmd("DEL").arg(self.keys.key_hash(h)).to_owned()).collect();
+        let at = writes.len();
+        writes.push(redis::cmd("DEL").arg(&record).to_owned());
+        writes.push(redis::cmd("ZREM").arg(self.keys.tenant_keys(tenant)).arg(key_id).to_owned());
+        let replies = self.write_each(writes).await?;
+        let removed: i64 = redis::from_redis_value(replies[at].clone()).map_err(redis::RedisError::from)?;
         Ok(removed > 0)
     }
 

@@ -52,7 +52,16 @@ fn chat_service(journal: &Journal, engine: &Arc<Engine>) -> ChatService {
     let jwt = Jwt::from_config(&Default::default()).unwrap();
     let auth = Arc::new(Authenticator::new(journal.store.clone(), jwt));
     let rate = flowgate::service::RateLimiter::off();
-    Services::new(journal.clone(), engine.clone(), auth, 256 << 10, rate, CancellationToken::new()).chats
+    Services::new(
+        journal.clone(),
+        engine.clone(),
+        auth,
+        256 << 10,
+        rate,
+        Default::default(),
+        CancellationToken::new(),
+    )
+    .chats
 }
 
 /// The tenant's operator: whom every harness call acts as.
@@ -63,11 +72,16 @@ pub fn operator() -> Caller {
 impl Harness {
     /// A fresh store file and engine.
     pub async fn new() -> Self {
+        Self::with_bus(MemoryBus::new()).await
+    }
+
+    /// A fresh store file and engine on `bus` (e.g. one whose receivers lag
+    /// early).
+    pub async fn with_bus(bus: MemoryBus) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flowgate.db");
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        let journal =
-            Journal { store: Arc::new(store), bus: Arc::new(MemoryBus::new()), metrics: Default::default() };
+        let journal = Journal { store: Arc::new(store), bus: Arc::new(bus), metrics: Default::default() };
         let engine = engine_on(&journal);
         let chats = chat_service(&journal, &engine);
         Harness { _dir: dir, journal, engine, chats }

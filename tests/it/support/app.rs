@@ -180,6 +180,20 @@ impl TestApp {
         app
     }
 
+    /// Stops this app and starts a new one on the same address and data dir,
+    /// from the test config `tweak` adjusts: a restart as a reconnecting
+    /// client sees it.
+    pub async fn restart_in_place(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let addr = self.addr;
+        let (data_dir, guard) = self.stop().await;
+        let mut config = test_config(data_dir);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("the address is free again");
+        let mut app = spawn_on(config, listener).await;
+        app._dir = guard;
+        app
+    }
+
     /// The URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -46,6 +46,13 @@ pub enum Behaviour {
     /// These SSE events verbatim (each gets `data: ` and a blank line), then
     /// a clean end.
     RawEvents(Vec<String>),
+    /// A whole `application/json` completion calling tools: each
+    /// `(id, name, arguments)`, with `finish_reason: "tool_calls"`.
+    ToolCalls(Vec<(String, String, String)>),
+    /// A stream of the first chunks, held until [`FakeOpenAi::release`] is
+    /// called (or at once if it was), then the rest and a clean end: an
+    /// answer a test can interrupt mid-way without sleeping.
+    Held(Vec<String>, Vec<String>),
 }
 
 /// A request the fake received.
@@ -65,6 +72,7 @@ struct Shared {
     count: watch::Sender<usize>,
     shutdown: CancellationToken,
     cut: CancellationToken,
+    release: CancellationToken,
 }
 
 /// A running fake; stops when dropped.
@@ -85,6 +93,7 @@ impl FakeOpenAi {
             count: watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             cut: CancellationToken::new(),
+            release: CancellationToken::new(),
         });
         let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
         let stop = shared.shutdown.clone();
@@ -108,6 +117,11 @@ impl FakeOpenAi {
     /// Breaks every [`Behaviour::CloseMidStream`] connection, now and later.
     pub fn cut(&self) {
         self.shared.cut.cancel();
+    }
+
+    /// Lets every [`Behaviour::Held`] stream finish, now and later.
+    pub fn release(&self) {
+        self.shared.release.cancel();
     }
 
     /// The requests received so far.
@@ -181,6 +195,8 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             let message = format!("Incorrect API key provided: {auth}");
             status(code, json!({"error": {"message": message}}).to_string(), None)
         }
+        Behaviour::ToolCalls(calls) => tool_calls(&calls),
+        Behaviour::Held(first, rest) => held(&shared, &first, &rest, wants_usage, prompt_tokens),
         Behaviour::RawEvents(events) => {
             sse(stream::iter(events.iter().map(|e| Ok(event(e))).collect::<Vec<_>>()).boxed())
         }
@@ -197,6 +213,19 @@ fn close_mid_stream(shared: &Shared, chunks: &[String]) -> Response {
         Err(io::Error::other("fake: connection dropped"))
     });
     sse(stream::iter(opening(chunks).into_iter().map(Ok)).chain(broken).boxed())
+}
+
+fn held(shared: &Shared, first: &[String], rest: &[String], wants_usage: bool, prompt: usize) -> Response {
+    let usage = wants_usage.then(|| usage(prompt, first.len() + rest.len()));
+    let all: Vec<String> = first.iter().chain(rest).cloned().collect();
+    let tail = full_stream(&all, usage).split_off(first.len() + 1);
+    let release = shared.release.clone();
+    let gate = stream::once(async move {
+        release.cancelled_owned().await;
+        Ok(Bytes::new())
+    });
+    let rest = stream::iter(tail.into_iter().map(Ok));
+    sse(stream::iter(opening(first).into_iter().map(Ok)).chain(gate).chain(rest).boxed())
 }
 
 fn sse(body: BoxStream<'static, Result<Bytes, io::Error>>) -> Response {
@@ -218,6 +247,22 @@ fn whole(text: &str, usage: Value) -> Response {
         "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": usage,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn tool_calls(calls: &[(String, String, String)]) -> Response {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        })
+        .collect();
+    let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
+    let body = json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

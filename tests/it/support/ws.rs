@@ -34,10 +34,22 @@ pub async fn connect(app: &TestApp, path: &str) -> Ws {
 
 /// Connects with an optional `X-API-KEY`; returns the refusal on a non-101.
 pub async fn connect_with(app: &TestApp, path: &str, key: Option<&str>) -> Result<Ws, Refused> {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+    connect_with_headers(app, path, &headers).await
+}
+
+/// Connects sending these headers (a cookie, an `Origin`); returns the
+/// refusal on a non-101.
+pub async fn connect_with_headers(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, Refused> {
     let url = format!("ws://{}{path}", app.addr);
     let mut request = url.into_client_request().unwrap();
-    if let Some(key) = key {
-        request.headers_mut().insert("x-api-key", key.parse().unwrap());
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(Ws { socket }),

@@ -114,5 +114,5 @@ fn finished(reason: StopReason) -> Step {
 }
 
 fn is_reply_ask(step: &Step) -> bool {
-    matches!(step, Step::AskHuman(a) if a.kind == InputKind::Reply && a.agent == "user")
+    matches!(step, Step::AskHuman(a) if a.kind == InputKind::Human && a.agent == "user")
 }

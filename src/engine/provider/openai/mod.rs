@@ -92,7 +92,7 @@ impl OpenAiProvider {
         request: &CompletionRequest,
         sink: &mut Sink<'_>,
     ) -> Result<Completion, ProviderError> {
-        let body = ChatRequest::new(&self.config, &request.messages);
+        let body = ChatRequest::new(&self.config, &request.messages, &request.tools);
         let mut retries = 0;
         loop {
             tracing::debug!(model = %self.config.name, agent = %request.agent, retries, "model call");
@@ -185,12 +185,16 @@ impl OpenAiProvider {
             metadata.insert("usage".into(), usage);
         }
         metadata.insert("finish_reason".into(), json!(reply.finish_reason));
-        Completion { content: reply.content, metadata: Value::Object(metadata) }
+        Completion { content: reply.content, metadata: Value::Object(metadata), tool_calls: reply.calls }
     }
 }
 
 #[async_trait]
 impl ModelProvider for OpenAiProvider {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
     async fn complete(
         &self,
         request: CompletionRequest,

@@ -9,8 +9,9 @@ use reqwest::Response;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::wire::{ChatChunk, ChatResponse, json_message, truncate};
+use super::wire::{CallDelta, ChatChunk, ChatResponse, json_message, truncate};
 use super::{Failure, OpenAiConfig};
+use crate::engine::provider::ToolCall;
 
 /// The most we read of a whole JSON answer.
 const JSON_LIMIT: usize = 16 * 1024 * 1024;
@@ -24,6 +25,44 @@ pub(super) struct Reply {
     pub(super) usage: Option<Value>,
     /// Why the model stopped (`stop`, `length`, …), if it said.
     pub(super) finish_reason: Option<String>,
+    /// Tool calls, assembled from their pieces by `index`.
+    pub(super) calls: Vec<ToolCall>,
+}
+
+/// Most tool calls one answer may make.
+const MAX_CALLS: usize = 128;
+/// Most bytes of one answer's tool calls (names, ids and arguments).
+const MAX_CALL_BYTES: usize = 1 << 20;
+
+impl Reply {
+    /// Adds one piece of a tool call (a whole call is one piece): pieces with
+    /// the same `index` (or, without one, the last call) extend one call.
+    fn take_call(&mut self, config: &OpenAiConfig, piece: CallDelta) -> Result<(), Failure> {
+        let index = match piece.index {
+            Some(i) => i,
+            None if piece.id.is_some() || self.calls.is_empty() => self.calls.len(),
+            None => self.calls.len() - 1,
+        };
+        if index >= MAX_CALLS {
+            return Err(config.malformed(format!("more than {MAX_CALLS} tool calls")));
+        }
+        if self.calls.len() <= index {
+            self.calls.resize_with(index + 1, ToolCall::default);
+        }
+        let call = &mut self.calls[index];
+        if let Some(id) = piece.id.filter(|id| !id.is_empty()) {
+            call.id = id;
+        }
+        if let Some(function) = piece.function {
+            call.name.push_str(function.name.as_deref().unwrap_or_default());
+            call.arguments.push_str(function.arguments.as_deref().unwrap_or_default());
+        }
+        let size: usize = self.calls.iter().map(|c| c.id.len() + c.name.len() + c.arguments.len()).sum();
+        if size > MAX_CALL_BYTES {
+            return Err(config.malformed(format!("tool calls over {MAX_CALL_BYTES} bytes")));
+        }
+        Ok(())
+    }
 }
 
 /// Where deltas go, remembering whether any went out (then a retry would
@@ -107,7 +146,11 @@ async fn take_chunk(
         if let Some(reason) = choice.finish_reason {
             reply.finish_reason = Some(reason);
         }
-        if let Some(text) = choice.delta.and_then(|d| d.content) {
+        let Some(delta) = choice.delta else { return Ok(()) };
+        for piece in delta.tool_calls {
+            reply.take_call(config, piece)?;
+        }
+        if let Some(text) = delta.content {
             reply.content.push_str(&text);
             sink.send(text).await;
         }
@@ -132,9 +175,19 @@ pub(super) async fn read_json(
         .map_err(|err| config.malformed(format!("the answer is not valid JSON: {err}")))?;
     let choice =
         answer.choices.into_iter().next().ok_or_else(|| config.malformed("the answer has no choices"))?;
-    let content = choice.message.and_then(|m| m.content).unwrap_or_default();
-    sink.send(content.clone()).await;
-    Ok(Reply { content, usage: answer.usage.filter(|u| !u.is_null()), finish_reason: choice.finish_reason })
+    let mut reply = Reply {
+        usage: answer.usage.filter(|u| !u.is_null()),
+        finish_reason: choice.finish_reason,
+        ..Reply::default()
+    };
+    if let Some(message) = choice.message {
+        for (i, call) in message.tool_calls.into_iter().enumerate() {
+            reply.take_call(config, CallDelta { index: Some(i), ..call })?;
+        }
+        reply.content = message.content.unwrap_or_default();
+    }
+    sink.send(reply.content.clone()).await;
+    Ok(reply)
 }
 
 /// The body, or its first `limit` bytes.

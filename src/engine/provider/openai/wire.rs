@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::OpenAiConfig;
 use crate::engine::provider::{Turn, TurnRole};
+use crate::flow::ToolSpec;
 
 /// How much of an error body we quote when it has no message of its own.
 const QUOTE_LIMIT: usize = 300;
@@ -25,6 +26,37 @@ pub(super) struct ChatRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+}
+
+/// A declared tool: `{"type": "function", "function": {...}}`.
+#[derive(Debug, Serialize)]
+struct WireTool<'a> {
+    r#type: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters: &'a Value,
+}
+
+/// A call in an `assistant` message.
+#[derive(Debug, Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    r#type: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,9 +67,14 @@ struct StreamOptions {
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: Content<'a>,
+    /// `null` only for an `assistant` turn with tool calls and no text.
+    content: Option<Content<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
 }
 
 /// A message's content: a string, or (with images) content parts.
@@ -75,14 +112,18 @@ impl<'a> Content<'a> {
 }
 
 impl<'a> ChatRequest<'a> {
-    /// The body asking `config`'s model to answer `turns`.
-    pub(super) fn new(config: &'a OpenAiConfig, turns: &'a [Turn]) -> Self {
-        let messages = turns
+    /// The body asking `config`'s model to answer `turns`, declaring `tools`.
+    pub(super) fn new(config: &'a OpenAiConfig, turns: &'a [Turn], tools: &'a [ToolSpec]) -> Self {
+        let messages = turns.iter().map(wire_message).collect();
+        let tools = tools
             .iter()
-            .map(|turn| WireMessage {
-                role: role_name(turn.role),
-                content: Content::of(turn),
-                name: turn.name.as_deref().filter(|n| is_valid_name(n)),
+            .map(|t| WireTool {
+                r#type: "function",
+                function: WireFunction {
+                    name: &t.name,
+                    description: t.description.as_deref(),
+                    parameters: &t.parameters,
+                },
             })
             .collect();
         Self {
@@ -92,7 +133,24 @@ impl<'a> ChatRequest<'a> {
             stream_options: config.stream.then_some(StreamOptions { include_usage: true }),
             temperature: config.temperature,
             max_tokens: config.max_tokens,
+            tools,
         }
+    }
+}
+
+fn wire_message(turn: &Turn) -> WireMessage<'_> {
+    let calls = turn.tool_calls.iter().map(|c| WireCall {
+        id: &c.id,
+        r#type: "function",
+        function: WireCallFunction { name: &c.name, arguments: &c.arguments },
+    });
+    let silent = !turn.tool_calls.is_empty() && turn.content.is_empty();
+    WireMessage {
+        role: role_name(turn.role),
+        content: (!silent).then(|| Content::of(turn)),
+        name: turn.name.as_deref().filter(|n| turn.role != TurnRole::Tool && is_valid_name(n)),
+        tool_calls: calls.collect(),
+        tool_call_id: turn.tool_call_id.as_deref(),
     }
 }
 
@@ -101,6 +159,7 @@ fn role_name(role: TurnRole) -> &'static str {
         TurnRole::System => "system",
         TurnRole::User => "user",
         TurnRole::Assistant => "assistant",
+        TurnRole::Tool => "tool",
     }
 }
 
@@ -133,6 +192,33 @@ pub(super) struct ResponseChoice {
 pub(super) struct ResponseMessage {
     #[serde(default)]
     pub(super) content: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub(super) tool_calls: Vec<CallDelta>,
+}
+
+/// A list that some servers send as `null`.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<CallDelta>, D::Error> {
+    Ok(Option::<Vec<CallDelta>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A tool call, whole or one streamed piece of it (pieces share `index`).
+#[derive(Debug, Deserialize)]
+pub(super) struct CallDelta {
+    #[serde(default)]
+    pub(super) index: Option<usize>,
+    #[serde(default)]
+    pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) function: Option<FunctionDelta>,
+}
+
+/// A call's function, whole or a piece (`arguments` arrive in pieces).
+#[derive(Debug, Deserialize)]
+pub(super) struct FunctionDelta {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) arguments: Option<String>,
 }
 
 /// One streamed chunk.
@@ -161,6 +247,8 @@ pub(super) struct ChunkChoice {
 pub(super) struct ChunkDelta {
     #[serde(default)]
     pub(super) content: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub(super) tool_calls: Vec<CallDelta>,
 }
 
 /// The message worth quoting from an error body: `error.message` (OpenAI),
@@ -205,8 +293,7 @@ mod tests {
 
     #[test]
     fn a_turn_with_images_is_sent_as_content_parts_and_a_text_only_turn_as_a_string() {
-        let mut turn =
-            Turn { role: TurnRole::User, name: None, content: "what is this?".into(), images: vec![] };
+        let mut turn = Turn { role: TurnRole::User, content: "what is this?".into(), ..Turn::default() };
         assert_eq!(serde_json::to_value(Content::of(&turn)).unwrap(), serde_json::json!("what is this?"));
         turn.images = vec!["https://example.com/a.png".into()];
         assert_eq!(
