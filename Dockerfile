@@ -1,6 +1,8 @@
 # Flowgate: build once, run anywhere with a shell-less slim base.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# jemalloc (the binary's allocator) is built from C with make.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY static ./static

@@ -3,6 +3,7 @@
 # persistence), then `flowgate-bench ARGS...` with its clients on node b; add
 # `--post-url http://127.0.0.1:18080` to fanout to post through node a, so every
 # event crosses Redis. Prints the CPU redis-server and node a used.
+# FLOWGATE_BIN=DIR runs the binaries in DIR instead of target/release.
 #   cargo build --release --bins && scripts/bench-cluster.sh fanout --subscribers 1000 --chats 100 --events 2000 --post-url http://127.0.0.1:18080
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ node() { # name port
     FLOWGATE_STORE=redis FLOWGATE_REDIS_URL=redis://127.0.0.1:$RPORT FLOWGATE_NODE_ID=$1 \
     FLOWGATE_JWT__SECRET=bench-secret-bench-secret-bench-secret \
     FLOWGATE_LIMITS__WS_MAX_CONNECTIONS=20000 FLOWGATE_RATE_LIMITS__PER_KEY_PER_SEC=0 FLOWGATE_RATE_LIMITS__PER_TENANT_PER_SEC=0 \
-    FLOWGATE_RUNS__MAX_CONCURRENT_RUNS_PER_TENANT=0 FLOWGATE_RUNS__MAX_CHATS_PER_TENANT=0 target/release/flowgate serve &
+    FLOWGATE_RUNS__MAX_CONCURRENT_RUNS_PER_TENANT=0 FLOWGATE_RUNS__MAX_CHATS_PER_TENANT=0 "${FLOWGATE_BIN:-target/release}/flowgate" serve &
 }
 node a 18080; A=$!
 node b 18081; B=$!
@@ -29,6 +30,6 @@ for port in 18080 18081; do
 done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 R0=$(ticks $REDIS); A0=$(ticks $A)
-FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18081 target/release/flowgate-bench "$@"
+FLOWGATE_API_KEY=$KEY FLOWGATE_BENCH_URL=http://127.0.0.1:18081 "${FLOWGATE_BIN:-target/release}/flowgate-bench" "$@"
 R1=$(ticks $REDIS); A1=$(ticks $A)
 echo "redis-server CPU: $(( (R1 - R0) * 10 )) ms; node a CPU: $(( (A1 - A0) * 10 )) ms (USER_HZ = 100)"

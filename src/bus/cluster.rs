@@ -8,7 +8,8 @@
 //! subscribers live in the node's registry ([`super::fanout`]). The node keeps
 //! ONE subscriber connection to the cluster (the cluster client's RESP3
 //! connection, one socket per master); its pushes are routed straight into the
-//! registry as they arrive, parsed once per node. One listener task owns the
+//! registry as they arrive, by the header line of the Redis bus's wire form
+//! alone ([`Frame::parse`]; the body is handed on unparsed). One listener task owns the
 //! (un)subscribe commands. When a master's connection drops (a failover, a
 //! restart) or a channel's slot moves away, the listener resubscribes every
 //! live channel with backoff and then bumps `resync`, so every subscriber
@@ -34,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use super::fanout::{Change, Fanout};
 use super::partials::{Chunk, Partial};
-use super::redis::{RedisBusOptions, partials};
+use super::redis::{RedisBusOptions, Wire, partials};
 use super::{Bus, BusError, Channel, Frame, Subscription};
 use crate::model::ChatId;
 
@@ -141,7 +142,7 @@ impl Drop for ClusterBus {
 impl Bus for ClusterBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
         let mut conn = self.publisher.clone();
-        let cmd = redis::cmd("SPUBLISH").arg(channel.name()).arg(frame.json.as_str()).to_owned();
+        let cmd = redis::cmd("SPUBLISH").arg(channel.name()).arg(Wire(&frame)).to_owned();
         let _receivers: i64 = within(self.options.timeout, cmd.query_async(&mut conn)).await?;
         Ok(())
     }
@@ -174,10 +175,9 @@ impl Bus for ClusterBus {
     async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
         let frame = chunk.frame();
         let channel = Channel::Chat(chunk.chat_id.clone()).name();
-        let ttl_ms = u64::try_from(self.options.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = self.options.partial_ttl_ms();
         let mut conn = self.publisher.clone();
-        let call =
-            partials::publish_delta(&mut conn, "SPUBLISH", &channel, chunk, frame.json.as_str(), ttl_ms);
+        let call = partials::publish_delta(&mut conn, "SPUBLISH", &channel, chunk, Wire(&frame), ttl_ms);
         within(self.options.timeout, call).await
     }
 

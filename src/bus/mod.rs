@@ -35,17 +35,28 @@ pub enum Channel {
     Chat(ChatId),
     /// Every `chat.status` event of one tenant (dashboards).
     TenantStatus(TenantId),
+    /// Only the events that stop a chat's run (`run.cancelled`,
+    /// `chat.deleted`): what the node driving the run listens to, so its own
+    /// deltas never wake it (see [`Channel::carries_control`]).
+    Control(ChatId),
 }
 
 impl Channel {
-    /// The channel's name on the wire (`fg:{chat_…}`, `fg:tenant:…:status`);
-    /// the braces make a Redis Cluster hash tag, so a chat's channel and its keys
-    /// share one slot.
+    /// The channel's name on the wire (`fg:{chat_…}`, `fg:{chat_…}:ctl`,
+    /// `fg:tenant:…:status`); the braces make a Redis Cluster hash tag, so a
+    /// chat's channels and its keys share one slot.
     pub fn name(&self) -> String {
         match self {
             Channel::Chat(id) => format!("fg:{{{id}}}"),
+            Channel::Control(id) => format!("fg:{{{id}}}:ctl"),
             Channel::TenantStatus(t) => format!("fg:tenant:{t}:status"),
         }
+    }
+
+    /// Whether an event of this kind is also published on its chat's
+    /// [`Channel::Control`]: the events that stop a run.
+    pub fn carries_control(kind: EventKind) -> bool {
+        matches!(kind, EventKind::RunCancelled | EventKind::ChatDeleted)
     }
 }
 
@@ -75,11 +86,40 @@ impl Frame {
         })
     }
 
-    /// Reads a frame back from its bytes (a Redis message); parsed once per node.
+    /// Reads a frame back from its wire form (a Redis message), once per node:
+    /// only the header line is parsed; the JSON after it is handed on as is
+    /// (the same bytes to every local subscriber). A bare JSON envelope (what
+    /// nodes before issue 11 published) is parsed whole.
     pub fn parse(bytes: Bytes) -> Result<Arc<Frame>, FrameError> {
-        let json = Utf8Bytes::try_from(bytes).map_err(|_| FrameError::NotUtf8)?;
-        let event: Event = serde_json::from_str(json.as_str())?;
-        Ok(Arc::new(Frame { chat_id: event.chat_id, seq: event.seq, kind: event.kind, json }))
+        if bytes.first() == Some(&b'{') {
+            let json = Utf8Bytes::try_from(bytes).map_err(|_| FrameError::NotUtf8)?;
+            let event: Event = serde_json::from_str(json.as_str())?;
+            return Ok(Arc::new(Frame { chat_id: event.chat_id, seq: event.seq, kind: event.kind, json }));
+        }
+        let head = &bytes[..bytes.len().min(MAX_HEADER)];
+        let end = head.iter().position(|&b| b == b'\n').ok_or(FrameError::Header)?;
+        let (seq, kind, chat_id) = read_header(&head[..end]).ok_or(FrameError::Header)?;
+        let body = bytes.slice(end + 1..);
+        if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
+            return Err(FrameError::Header);
+        }
+        let json = Utf8Bytes::try_from(body).map_err(|_| FrameError::NotUtf8)?;
+        Ok(Arc::new(Frame { chat_id, seq, kind, json }))
+    }
+
+    /// Writes the frame's wire form: a header line `<seq or -> <type>
+    /// <chat id>`, a newline, then the JSON envelope. The header lets a
+    /// subscribing node route the message without parsing its body.
+    pub fn write_wire(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self.seq {
+            Some(seq) => write!(out, "{seq} ")?,
+            None => out.write_all(b"- ")?,
+        }
+        out.write_all(self.kind.as_str().as_bytes())?;
+        out.write_all(b" ")?;
+        out.write_all(self.chat_id.as_str().as_bytes())?;
+        out.write_all(b"\n")?;
+        out.write_all(self.json.as_str().as_bytes())
     }
 
     /// A `message.delta` frame, serialized straight from borrowed parts (the
@@ -118,10 +158,31 @@ impl Frame {
         })
     }
 
-    /// The frame's bytes, for publishing to Redis.
+    /// The frame's wire form (see [`Frame::write_wire`]) in one buffer.
     pub fn bytes(&self) -> Bytes {
-        Bytes::from(self.json.clone())
+        let mut out = Vec::with_capacity(self.json.len() + 64);
+        self.write_wire(&mut out).expect("writing to a Vec cannot fail");
+        Bytes::from(out)
     }
+}
+
+/// The longest header line [`Frame::parse`] looks for.
+const MAX_HEADER: usize = 256;
+
+/// `<seq or -> <type> <chat id>`, as [`Frame::write_wire`] writes it.
+fn read_header(line: &[u8]) -> Option<(Option<u64>, EventKind, ChatId)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let seq = match parts.next()? {
+        "-" => None,
+        digits => Some(digits.parse().ok()?),
+    };
+    let kind = EventKind::parse(parts.next()?)?;
+    let chat_id = ChatId::parse(parts.next()?).ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((seq, kind, chat_id))
 }
 
 /// Why bytes from the bus are not a frame.
@@ -133,6 +194,9 @@ pub enum FrameError {
     /// Not an event envelope.
     #[error("the frame is not an event: {0}")]
     Json(#[from] serde_json::Error),
+    /// No valid header line before the envelope.
+    #[error("the frame has no valid header")]
+    Header,
 }
 
 /// What can go wrong on the bus.
@@ -166,8 +230,16 @@ pub struct Subscription {
 /// ([`cluster::ClusterBus`]), each with one shared subscriber connection per node.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Sends a frame to every current subscriber of the channel, on every node.
+    /// Sends a frame to every current subscriber of the channel, on every node;
+    /// returns once the transport has it (an error means it may not be
+    /// delivered: listeners catch up from the store by seq).
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError>;
+    /// Sends an ephemeral frame (a delta), in order with every other publish,
+    /// without waiting for the transport to confirm it; an error only means
+    /// it could not even be queued.
+    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        self.publish(channel, frame).await
+    }
     /// Starts listening to a channel; frames published after this returns are
     /// received.
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError>;
@@ -181,4 +253,64 @@ pub trait Bus: Send + Sync + 'static {
     async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError>;
     /// Drops one message's partial, or (with `None`) all of the chat's.
     async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::now;
+
+    fn event(seq: Option<u64>, kind: EventKind) -> Event {
+        Event {
+            seq,
+            chat_id: ChatId::new(),
+            kind,
+            created_at: now(),
+            data: serde_json::json!({"text": "a\nb {"}),
+        }
+    }
+
+    #[test]
+    fn a_frame_read_back_from_its_wire_form_is_the_same_frame_with_the_same_json() {
+        for (seq, kind) in [(Some(7), EventKind::MessageCreated), (None, EventKind::MessageDelta)] {
+            let frame = Frame::from_event(&event(seq, kind));
+            let wire = frame.bytes();
+            assert!(
+                wire.starts_with(
+                    format!(
+                        "{} {} {}\n",
+                        seq.map_or("-".into(), |s| s.to_string()),
+                        kind.as_str(),
+                        frame.chat_id
+                    )
+                    .as_bytes()
+                )
+            );
+            assert_eq!(Frame::parse(wire).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn a_bare_json_envelope_from_an_older_node_still_reads() {
+        let frame = Frame::from_event(&event(Some(2), EventKind::RunStarted));
+        assert_eq!(Frame::parse(Bytes::from(frame.json.clone())).unwrap(), frame);
+    }
+
+    #[test]
+    fn bytes_without_a_valid_header_or_envelope_are_refused() {
+        let chat = ChatId::new();
+        let bad = [
+            "not json".to_owned(),
+            format!("1 run.started {chat}"),
+            format!("x run.started {chat}\n{{}}"),
+            format!("1 no.such {chat}\n{{}}"),
+            "1 run.started not-a-chat\n{}".to_owned(),
+            format!("1 run.started {chat} extra\n{{}}"),
+            format!("1 run.started {chat}\nnot json"),
+            "{not json".to_owned(),
+        ];
+        for bytes in bad {
+            assert!(Frame::parse(Bytes::from(bytes.clone())).is_err(), "{bytes:?}");
+        }
+    }
 }

@@ -1,10 +1,12 @@
-//! The Redis bus: every node publishes with `PUBLISH` on one multiplexed
-//! connection, and listens on ONE shared subscriber connection that carries
-//! every channel any local task listens to.
+//! The Redis bus: every node publishes through ONE publisher task that sends
+//! its queued `PUBLISH`es in pipelined batches on one multiplexed connection
+//! ([`publisher`]), and listens on ONE shared subscriber connection that
+//! carries every channel any local task listens to.
 //!
 //! Redis is only the transport between nodes: the local subscribers live in
 //! the same registry as [`super::memory::MemoryBus`]'s ([`super::fanout`]), to
-//! which the listener hands every frame from Redis, parsed once per node. A
+//! which the listener hands every frame from Redis, routed by its header line
+//! alone (see [`Frame::parse`]). A
 //! channel is SUBSCRIBEd with its first local subscriber (every `subscribe`
 //! waits for Redis to confirm it) and UNSUBSCRIBEd after the registry reports
 //! its last one gone. One listener
@@ -14,7 +16,7 @@
 //! channel again, then bumps `resync` so every subscriber catches up from the
 //! store (frames published meanwhile are lost to pub/sub, never to the store).
 //! The partials of messages being streamed live in Redis too ([`partials`]),
-//! written in the pipeline that publishes each delta.
+//! written in the publisher's batch right before each delta's `PUBLISH`.
 //!
 //! Touches the Redis server it is given, nothing else.
 
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
-use redis::{Client, RedisResult};
+use redis::{Client, RedisResult, RedisWrite, ToRedisArgs};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +39,9 @@ use crate::model::ChatId;
 
 mod listener;
 pub(super) mod partials;
+mod publisher;
 use listener::Listener;
+use publisher::{Outgoing, Publisher};
 
 /// How the Redis bus connects and recovers.
 #[derive(Debug, Clone)]
@@ -54,6 +58,11 @@ pub struct RedisBusOptions {
     pub resubscribe_batch: usize,
     /// How many frames a local receiver may fall behind before it lags (1024).
     pub capacity: usize,
+    /// The most `PUBLISH`es sent in one pipelined round trip (512).
+    pub publish_batch: usize,
+    /// How many publishes may wait for the publisher task (16,384); a writer
+    /// waits for room beyond that.
+    pub publish_queue: usize,
     /// How long a streamed message's partial outlives its last chunk at most,
     /// should its node die mid-answer (31 min: the default `max_run_secs` and
     /// a minute).
@@ -69,6 +78,8 @@ impl Default for RedisBusOptions {
             backoff_max: Duration::from_secs(2),
             resubscribe_batch: 500,
             capacity: 1024,
+            publish_batch: 512,
+            publish_queue: 16_384,
             partial_ttl: Duration::from_secs(31 * 60),
         }
     }
@@ -97,7 +108,10 @@ enum Request {
 /// Pub/sub over Redis, one subscriber connection per node.
 pub struct RedisBus {
     shared: Arc<Shared>,
+    /// For `PING`.
     publisher: ConnectionManager,
+    /// To the publisher task.
+    queue: mpsc::Sender<Outgoing>,
     options: RedisBusOptions,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -137,10 +151,48 @@ impl RedisBus {
             inbox,
             cancel: cancel.clone(),
         };
+        let (queue, queued) = mpsc::channel(options.publish_queue.max(1));
+        let sender = Publisher {
+            connection: publisher.clone(),
+            queue: queued,
+            options: options.clone(),
+            cancel: cancel.clone(),
+        };
         let tasks = TaskTracker::new();
         tasks.spawn(listener.run(first));
+        tasks.spawn(sender.run());
         tasks.close();
-        Ok(RedisBus { shared, publisher, options, cancel, tasks })
+        Ok(RedisBus { shared, publisher, queue, options, cancel, tasks })
+    }
+
+    /// Publishes an ephemeral frame with `extra` sent just before it in the
+    /// same pipelined batch (e.g. a key that must change with the frame);
+    /// like [`Bus::publish_ephemeral`], it waits only for room in the queue.
+    pub async fn publish_with(
+        &self,
+        channel: &Channel,
+        frame: Arc<Frame>,
+        extra: redis::Cmd,
+    ) -> Result<(), BusError> {
+        self.enqueue(Outgoing { extra: Some(extra), ..Outgoing::to(channel, frame) }).await
+    }
+
+    /// Waits until the publisher task has sent everything queued so far (so
+    /// a partial is dropped only after its deltas' writes).
+    async fn flushed(&self) -> Result<(), BusError> {
+        let (done, outcome) = oneshot::channel();
+        self.enqueue(Outgoing::flush(done)).await?;
+        outcome_of(self.options.timeout, outcome).await
+    }
+
+    /// Queues a publish for the publisher task.
+    async fn enqueue(&self, outgoing: Outgoing) -> Result<(), BusError> {
+        let queued = tokio::time::timeout(self.options.timeout, self.queue.send(outgoing)).await;
+        match queued {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
+            Err(_) => Err(BusError::Unavailable("the publish queue stayed full".into())),
+        }
     }
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
@@ -164,10 +216,13 @@ impl Drop for RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        let mut conn = self.publisher.clone();
-        let cmd = redis::cmd("PUBLISH").arg(channel.name()).arg(frame.json.as_str()).to_owned();
-        let _receivers: i64 = within(self.options.timeout, cmd.query_async(&mut conn)).await?;
-        Ok(())
+        let (done, outcome) = oneshot::channel();
+        self.enqueue(Outgoing { done: Some(done), ..Outgoing::to(channel, frame) }).await?;
+        outcome_of(self.options.timeout, outcome).await
+    }
+
+    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        self.enqueue(Outgoing::to(channel, frame)).await
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
@@ -195,14 +250,12 @@ impl Bus for RedisBus {
         Ok(())
     }
 
+    /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
+    /// same batch right before its `PUBLISH`.
     async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        let frame = chunk.frame();
-        let channel = Channel::Chat(chunk.chat_id.clone()).name();
-        let ttl_ms = u64::try_from(self.options.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.publisher.clone();
-        let call =
-            partials::publish_delta(&mut conn, "PUBLISH", &channel, chunk, frame.json.as_str(), ttl_ms);
-        within(self.options.timeout, call).await
+        let partial = partials::Write::of(chunk, self.options.partial_ttl_ms());
+        let channel = Channel::Chat(chunk.chat_id.clone());
+        self.enqueue(Outgoing { partial: Some(partial), ..Outgoing::to(&channel, chunk.frame()) }).await
     }
 
     async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
@@ -213,9 +266,44 @@ impl Bus for RedisBus {
         }
     }
 
+    /// After the deltas already queued: they may still write the partial.
     async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        self.flushed().await?;
         let mut conn = self.publisher.clone();
         within(self.options.timeout, partials::forget(&mut conn, chat_id, message_id)).await
+    }
+}
+
+impl RedisBusOptions {
+    /// `partial_ttl` in milliseconds, at least one.
+    pub(crate) fn partial_ttl_ms(&self) -> u64 {
+        u64::try_from(self.partial_ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// A frame's wire form (header line, then the JSON; see
+/// [`Frame::write_wire`]) as a Redis argument, written into the command.
+pub(crate) struct Wire<'a>(pub(crate) &'a Frame);
+
+impl ToRedisArgs for Wire<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command's own buffer cannot fail.
+        let _ = self.0.write_wire(&mut w);
+    }
+}
+
+/// The outcome of a queued batch, as the publisher task tells it; its own
+/// timeout bounds the batch, `2 × timeout` the wait for its turn.
+async fn outcome_of(
+    timeout: Duration,
+    outcome: oneshot::Receiver<Result<(), String>>,
+) -> Result<(), BusError> {
+    match tokio::time::timeout(timeout * 2, outcome).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
+        Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
+        Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
     }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::flow::ModelSpec;
 use crate::ledger::Journal;
-use crate::model::{ChatId, EventKind};
+use crate::model::ChatId;
 use crate::store::StoreResult;
 use lease::{Lease, LeaseError, Leases};
 
@@ -329,10 +329,13 @@ async fn keep_lease(shared: &Shared, lease: &Lease, drive: &CancellationToken) {
     std::future::pending::<()>().await
 }
 
-/// Fires `drive` when the chat's run is cancelled or the chat deleted, then
-/// waits for the drive to notice; never completes on its own.
+/// Fires `drive` when the chat's run is cancelled or the chat deleted on
+/// another node (on this one, the service stops the runner directly), then
+/// waits for the drive to notice; never completes on its own. It listens to
+/// the chat's control channel, which carries nothing else: the run's own
+/// deltas never wake it.
 async fn stop_on_cancel(shared: &Shared, chat_id: &ChatId, drive: &CancellationToken) {
-    let channel = crate::bus::Channel::Chat(chat_id.clone());
+    let channel = crate::bus::Channel::Control(chat_id.clone());
     if let Ok(mut sub) = shared.journal.bus.subscribe(&channel).await {
         loop {
             let frame = tokio::select! {
@@ -340,7 +343,7 @@ async fn stop_on_cancel(shared: &Shared, chat_id: &ChatId, drive: &CancellationT
                 frame = sub.receiver.recv() => frame,
             };
             match frame {
-                Ok(f) if matches!(f.kind, EventKind::RunCancelled | EventKind::ChatDeleted) => {
+                Ok(f) if crate::bus::Channel::carries_control(f.kind) => {
                     drive.cancel();
                     break;
                 }

@@ -116,13 +116,19 @@ impl Journal {
     }
 
     /// Publishes an event (durable after its commit, or ephemeral) to the chat's
-    /// channel, and a `chat.status` also to its tenant's status feed. A bus
-    /// failure is logged, not returned: the event is stored and listeners catch
-    /// up by seq.
+    /// channel, a `chat.status` also to its tenant's status feed, and an event
+    /// that stops a run also to the chat's control channel (where the node
+    /// driving the run listens). A bus failure is logged, not returned: the
+    /// event is stored and listeners catch up by seq.
     pub async fn publish(&self, tenant: &TenantId, event: &Event) {
         let frame = Frame::from_event(event);
         if let Err(e) = self.bus.publish(&Channel::Chat(event.chat_id.clone()), frame.clone()).await {
             tracing::warn!(chat_id = %event.chat_id, error = %e, "publish failed; listeners will catch up from the store");
+        }
+        if Channel::carries_control(event.kind)
+            && let Err(e) = self.bus.publish(&Channel::Control(event.chat_id.clone()), frame.clone()).await
+        {
+            tracing::warn!(chat_id = %event.chat_id, error = %e, "control publish failed");
         }
         if event.kind == EventKind::ChatStatus
             && let Err(e) = self.bus.publish(&Channel::TenantStatus(tenant.clone()), frame).await

@@ -63,9 +63,24 @@ impl EventKind {
         }
     }
 
-    /// Parses a wire name.
+    /// Every kind.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::ChatStatus,
+        EventKind::MessageCreated,
+        EventKind::MessageDelta,
+        EventKind::InputRequested,
+        EventKind::InputResolved,
+        EventKind::RunStarted,
+        EventKind::RunCompleted,
+        EventKind::RunFailed,
+        EventKind::RunCancelled,
+        EventKind::ChatDeleted,
+    ];
+
+    /// Parses a wire name (no allocation: the bus's listener calls it per
+    /// message).
     pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(Value::String(s.to_owned())).ok()
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
     }
 
     /// Whether events of this kind are stored and carry a seq.

@@ -1,8 +1,9 @@
 //! The Redis bus between two "nodes" (two `RedisBus` instances) on a private
 //! `redis-server`: delivery across nodes, one Redis subscription per channel
 //! per node, unsubscribe after the last local subscriber, recovery after
-//! Redis restarts, and the gap-free feed of one node following commits made on
-//! another across a restart.
+//! Redis restarts, the gap-free feed of one node following commits made on
+//! another across a restart, and the pipelined publisher (each chat's order
+//! under concurrent publishes; an extra command sent with its frame).
 //!
 //! Without a `redis-server` binary every test prints `SKIPPED` and passes,
 //! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn bounded<F: Future>(f: F) -> F::Output {
+pub(crate) async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(WAIT, f).await.expect("finished in time")
 }
 
@@ -46,7 +47,7 @@ where
     tokio::time::timeout(WAIT, poll).await.unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
-async fn node(server: &RedisServer) -> RedisBus {
+pub(crate) async fn node(server: &RedisServer) -> RedisBus {
     let options = RedisBusOptions {
         // Roomier than the 2 s default: CI runs many servers on two cores.
         timeout: Duration::from_secs(5),
@@ -58,7 +59,7 @@ async fn node(server: &RedisServer) -> RedisBus {
 }
 
 /// The chat id a test names: the same name, the same id.
-fn chat_id(name: &str) -> ChatId {
+pub(crate) fn chat_id(name: &str) -> ChatId {
     let n = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 10u64.pow(19);
     ChatId::parse(&format!("chat_{n:026}")).expect("a valid chat id")
 }
@@ -436,4 +437,63 @@ async fn a_feed_on_one_node_gets_every_event_committed_on_another_once_across_a_
     assert_eq!(got, (1..=last).collect::<Vec<_>>(), "every seq once, in order");
     cancel.cancel();
     bounded(follower).await.expect("the follower stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_from_many_chats_reach_another_node_in_each_chats_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Arc::new(node(&server).await), node(&server).await);
+    let names: Vec<String> = (0..8).map(|n| format!("chat_burst_{n}")).collect();
+    let mut subs = Vec::new();
+    for name in &names {
+        subs.push(bounded(b.subscribe(&chat(name))).await.expect("subscribes"));
+    }
+    // Every chat publishes at once, ephemeral and durable mixed, so the
+    // publisher batches frames of many chats into each round trip.
+    let writers: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (a, name) = (Arc::clone(&a), name.clone());
+            tokio::spawn(async move {
+                for seq in 1..=300 {
+                    let frame = frame(&name, seq);
+                    let sent = if seq % 50 == 0 {
+                        a.publish(&chat(&name), frame).await
+                    } else {
+                        a.publish_ephemeral(&chat(&name), frame).await
+                    };
+                    sent.expect("published");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        bounded(writer).await.expect("the writer finished");
+    }
+    for sub in &mut subs {
+        for seq in 1..=300 {
+            assert_eq!(next_seq(sub).await, seq, "in order, none missing");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_command_queued_with_a_publish_has_landed_when_its_frame_arrives() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (node(&server).await, node(&server).await);
+    let ch = chat("chat_extra");
+    let mut sub = bounded(b.subscribe(&ch)).await.expect("subscribes");
+    let mut set = redis::cmd("SET");
+    set.arg("fg:test:extra").arg("written");
+    bounded(a.publish_with(&ch, frame("chat_extra", 1), set)).await.expect("queued");
+    assert_eq!(next_seq(&mut sub).await, 1);
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut conn = bounded(client.get_multiplexed_async_connection()).await.expect("connects");
+    let value: Option<String> =
+        bounded(redis::cmd("GET").arg("fg:test:extra").query_async(&mut conn)).await.unwrap();
+    assert_eq!(value.as_deref(), Some("written"));
 }

@@ -90,6 +90,23 @@ async fn input_on_b_resumes_a_run_started_on_a_and_cancel_on_b_stops_a_run_on_a(
 }
 
 #[tokio::test]
+async fn a_delete_on_b_stops_a_run_streaming_on_a_at_once() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    // 10 words at 1.5 s each: only a prompt stop ends the runner in time.
+    b.put_flow("slow", crate::support::flows::slow(1500)).await;
+    let chat = a.create_chat("slow").await;
+    a.say(&chat, "go").await;
+    a.wait_for(&chat, |e| e.kind == EventKind::RunStarted).await;
+    assert_eq!(a.state.engine.active_runs(), 1);
+    let (status, _) = b.delete(&format!("/chats/{chat}")).await;
+    assert_eq!(status, 204);
+    tokio::time::timeout(Duration::from_secs(10), a.state.engine.idle())
+        .await
+        .expect("node A's runner stops");
+}
+
+#[tokio::test]
 async fn twenty_posts_spread_over_two_nodes_start_one_run() {
     let Some(redis) = RedisServer::start() else { return };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);

@@ -55,3 +55,29 @@ async fn deleting_a_streaming_chat_stops_its_runner() {
     assert_eq!(status, 204);
     until_no_runs(&app).await;
 }
+
+#[tokio::test]
+async fn a_runs_control_channel_carries_its_cancel_and_none_of_its_deltas() {
+    let app = spawn_app().await;
+    app.put_flow("slow", crate::support::flows::slow(1500)).await;
+    let chat = app.create_chat("slow").await;
+    let id = crate::support::app::chat_id(&chat);
+    let mut control = app.state.bus.subscribe(&Channel::Control(id.clone())).await.unwrap();
+    let mut feed = app.state.bus.subscribe(&Channel::Chat(id.clone())).await.unwrap();
+    app.say(&chat, "go").await;
+    loop {
+        let frame = tokio::time::timeout(WAIT, feed.receiver.recv()).await.expect("a delta").unwrap();
+        if frame.kind == EventKind::MessageDelta {
+            break;
+        }
+    }
+    let (status, _) = app.post(&format!("/chats/{chat}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    let first = tokio::time::timeout(WAIT, control.receiver.recv()).await.expect("a control event").unwrap();
+    assert_eq!(first.kind, EventKind::RunCancelled, "the first (and only) frame is the cancel");
+    let (status, _) = app.delete(&format!("/chats/{chat}")).await;
+    assert_eq!(status, 204);
+    let next = tokio::time::timeout(WAIT, control.receiver.recv()).await.expect("a control event").unwrap();
+    assert_eq!(next.kind, EventKind::ChatDeleted);
+    assert!(control.receiver.is_empty(), "nothing else reached the control channel");
+}

@@ -3,13 +3,16 @@
 //! `fg:{chat_…}:partials` (message id → sender), both under the chat's hash
 //! tag so they share the chat channel's slot (Redis Cluster ready).
 //!
-//! A delta costs no round trip of its own: it is one pipeline with its
-//! `PUBLISH`: `APPEND` then `PUBLISH`; the first chunk of a message `SET`s the
-//! key with a TTL and registers it in the chat's hash (`HSET` + `PEXPIRE`)
-//! instead. The pipeline is not a `MULTI`: the key is written before the
+//! A delta costs no round trip of its own: its writes ([`Write`]) go in the
+//! pipeline that publishes it, right before its `PUBLISH` (on the Redis bus,
+//! in the publisher task's batch): `APPEND`, or for the first chunk of a
+//! message a `SET` with a TTL and its registration in the chat's hash
+//! (`HSET`, `PEXPIRE`). The pipeline is not a `MULTI`: the key is written before the
 //! publish on the same connection, which is all a reader that subscribed
 //! first needs. An `APPEND` whose resulting length is not the chunk's end
-//! (the key expired or was evicted mid-stream) deletes the key, since a
+//! (the key expired or was evicted mid-stream) deletes the key (whoever sent
+//! the pipeline reads that reply: the publisher task on the Redis bus, where
+//! dropping a partial waits for the writes queued before it), since a
 //! partial that is not a prefix of the message must not be served. The TTL
 //! (`partial_ttl`, the run's `max_run_secs` and a minute) is the backstop for
 //! a node that dies mid-answer; a drive's start and end drop the rest.
@@ -20,6 +23,7 @@
 //! Touches the Redis server through the connection it is given.
 
 use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, ToRedisArgs};
 
 use crate::bus::BusError;
 use crate::bus::partials::{Chunk, MAX_PER_CHAT, Partial};
@@ -35,34 +39,91 @@ fn index_key(chat_id: &ChatId) -> String {
     format!("fg:{{{chat_id}}}:partials")
 }
 
-/// Appends `chunk` to its partial and publishes `json` on `channel` with
-/// `publish` (`PUBLISH`, or `SPUBLISH` on a cluster), in one pipeline.
+/// A chunk's writes to its partial, sent in the pipeline right before its
+/// delta's publish: the first chunk `SET`s the key and registers it (`HSET`,
+/// `PEXPIRE`); a later one `APPEND`s, and its reply is checked ([`Check`]).
+pub(crate) struct Write {
+    commands: Vec<Cmd>,
+    check: Option<Check>,
+}
+
+/// What an `APPEND`'s reply must be: the chunk's end in its message.
+pub(crate) struct Check {
+    length: u64,
+    chat_id: ChatId,
+    message_id: String,
+}
+
+impl Write {
+    /// The writes of `chunk`, the key living `ttl_ms` after its first chunk.
+    pub(crate) fn of(chunk: &Chunk<'_>, ttl_ms: u64) -> Write {
+        let key = content_key(chunk.chat_id, chunk.message_id);
+        if chunk.offset > 0 {
+            let check = Check {
+                length: chunk.offset + chunk.text.len() as u64,
+                chat_id: chunk.chat_id.clone(),
+                message_id: chunk.message_id.to_owned(),
+            };
+            let append = redis::cmd("APPEND").arg(key).arg(chunk.text).to_owned();
+            return Write { commands: vec![append], check: Some(check) };
+        }
+        let index = index_key(chunk.chat_id);
+        let commands = vec![
+            redis::cmd("SET").arg(key).arg(chunk.text).arg("PX").arg(ttl_ms).to_owned(),
+            redis::cmd("HSET").arg(&index).arg(chunk.message_id).arg(chunk.sender).to_owned(),
+            redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms).to_owned(),
+        ];
+        Write { commands, check: None }
+    }
+
+    /// Adds the writes to `pipe`, every reply ignored but an `APPEND`'s (one
+    /// integer in the pipeline's replies, in order), whose check it returns.
+    pub(crate) fn add_to(self, pipe: &mut Pipeline) -> Option<Check> {
+        for command in self.commands {
+            pipe.add_command(command);
+            if self.check.is_none() {
+                pipe.ignore();
+            }
+        }
+        self.check
+    }
+}
+
+impl Check {
+    /// Drops the partial if the `APPEND` left it `length` bytes long but for
+    /// the chunk's end (the key expired or was evicted mid-stream): a partial
+    /// that is not a prefix of the message must not be served.
+    pub(crate) async fn settle(
+        &self,
+        conn: &mut (impl ConnectionLike + Send),
+        length: u64,
+    ) -> Result<(), redis::RedisError> {
+        if length == self.length {
+            return Ok(());
+        }
+        tracing::warn!(chat_id = %self.chat_id, message_id = self.message_id, "partial out of step; dropped");
+        forget(conn, &self.chat_id, Some(&self.message_id)).await
+    }
+}
+
+/// Appends `chunk` to its partial and publishes `payload` on `channel` with
+/// `publish` (the cluster's `SPUBLISH`), in one pipeline.
 pub(crate) async fn publish_delta(
     conn: &mut (impl ConnectionLike + Send),
     publish: &str,
     channel: &str,
     chunk: &Chunk<'_>,
-    json: &str,
+    payload: impl ToRedisArgs,
     ttl_ms: u64,
 ) -> Result<(), redis::RedisError> {
-    let key = content_key(chunk.chat_id, chunk.message_id);
     let mut pipe = redis::pipe();
-    if chunk.offset == 0 {
-        let index = index_key(chunk.chat_id);
-        pipe.cmd("SET").arg(&key).arg(chunk.text).arg("PX").arg(ttl_ms).ignore();
-        pipe.cmd("HSET").arg(&index).arg(chunk.message_id).arg(chunk.sender).ignore();
-        pipe.cmd("PEXPIRE").arg(&index).arg(ttl_ms).ignore();
-        pipe.cmd(publish).arg(channel).arg(json).ignore();
-        return pipe.query_async(conn).await;
+    let check = Write::of(chunk, ttl_ms).add_to(&mut pipe);
+    pipe.cmd(publish).arg(channel).arg(payload).ignore();
+    let lengths: Vec<u64> = pipe.query_async(conn).await?;
+    match (check, lengths.first()) {
+        (Some(check), Some(&length)) => check.settle(conn, length).await,
+        _ => Ok(()),
     }
-    pipe.cmd("APPEND").arg(&key).arg(chunk.text);
-    pipe.cmd(publish).arg(channel).arg(json).ignore();
-    let (length,): (u64,) = pipe.query_async(conn).await?;
-    if length != chunk.offset + chunk.text.len() as u64 {
-        tracing::warn!(chat_id = %chunk.chat_id, message_id = chunk.message_id, "partial out of step; dropped");
-        forget(conn, chunk.chat_id, Some(chunk.message_id)).await?;
-    }
-    Ok(())
 }
 
 /// The chat's partials: the hash, then the keys it names (two round trips,
