@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::app::{KEY, TestApp, send, spawn_configured};
+use crate::support::app::{TestApp, send, spawn_configured};
+use crate::support::process::{ProcessNode, ProcessSpec};
 use crate::support::redis_server::RedisServer;
 use crate::support::ws::{assert_contiguous, connect, seqs};
 use flowgate::config::StoreKind;
@@ -128,38 +129,6 @@ async fn twenty_posts_spread_over_two_nodes_start_one_run() {
     assert_eq!(runs, 1);
 }
 
-/// Node A as a real process, so it can die abruptly (SIGKILL).
-struct ProcessNode {
-    child: tokio::process::Child,
-    base: String,
-}
-
-impl ProcessNode {
-    async fn start(redis: &RedisServer, dir: &std::path::Path) -> ProcessNode {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .arg("serve")
-            .env("FLOWGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FLOWGATE_DATA_DIR", dir)
-            .env("FLOWGATE_STORE", "redis")
-            .env("FLOWGATE_REDIS_URL", redis.url())
-            .env("FLOWGATE_NODE_ID", "process-a")
-            .env("FLOWGATE_API_KEY", KEY)
-            .env("FLOWGATE_JWT__SECRET", crate::support::app::JWT_SECRET)
-            .env("FLOWGATE_CLUSTER__LEASE_TTL_SECS", "2")
-            .env("FLOWGATE_CLUSTER__SWEEP_SECS", "1")
-            .env("FLOWGATE_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the flowgate binary starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        eventually("node A answers", async || client.get(format!("{base}/healthz")).send().await.is_ok())
-            .await;
-        ProcessNode { child, base }
-    }
-}
-
 #[tokio::test]
 async fn a_run_whose_node_is_killed_is_finished_by_another_with_every_message_once() {
     let Some(redis) = RedisServer::start() else { return };
@@ -172,15 +141,18 @@ async fn a_run_whose_node_is_killed_is_finished_by_another_with_every_message_on
     b.wait_for_status(&control, 0, ChatStatus::Completed).await;
     let expected = senders(&b.messages(&control).await);
     // The same flow started on process A, which dies after its first reply.
-    let mut a = ProcessNode::start(&redis, dir.path()).await;
+    let spec = ProcessSpec::new(dir.path())
+        .env("FLOWGATE_STORE", "redis")
+        .env("FLOWGATE_REDIS_URL", redis.url())
+        .env("FLOWGATE_NODE_ID", "process-a")
+        .env("FLOWGATE_CLUSTER__LEASE_TTL_SECS", "2")
+        .env("FLOWGATE_CLUSTER__SWEEP_SECS", "1");
+    let mut a = ProcessNode::start(spec).await;
     let chat = b.create_chat("slow").await;
-    let (status, _) =
-        send(b.client.post(format!("{}/chats/{chat}/messages", a.base)).json(&json!({"message": "go"})))
-            .await;
+    let (status, _) = a.post(&format!("/chats/{chat}/messages"), json!({"message": "go"})).await;
     assert_eq!(status, 202);
     b.wait_for(&chat, |e| e.kind == EventKind::MessageCreated && e.data["sender"] == "assistant").await;
-    a.child.start_kill().unwrap();
-    a.child.wait().await.unwrap();
+    a.kill().await;
     // B adopts the run once A's lease expires, and finishes it.
     b.wait_for_status(&chat, 0, ChatStatus::Completed).await;
     assert_eq!(senders(&b.messages(&chat).await), expected);

@@ -61,9 +61,13 @@ pub async fn held_answer(first: &[&str], rest: &[&str]) -> (FakeOpenAi, TestApp,
 /// The widget shows exactly the stored messages, in order, none partial;
 /// its `flowgate-message` events named each once.
 pub async fn assert_shows_the_stored_messages(app: &TestApp, chat: &str, shown: &Value) {
-    let stored: Vec<Value> = app
-        .messages(chat)
-        .await
+    assert_shows_these_messages(&app.messages(chat).await, shown);
+}
+
+/// The widget shows exactly `messages` (as the REST API lists them), in
+/// order, none partial; its `flowgate-message` events named each once.
+pub fn assert_shows_these_messages(messages: &[Value], shown: &Value) {
+    let stored: Vec<Value> = messages
         .iter()
         .map(|m| json!({"id": m["id"], "sender": m["sender"], "role": m["role"], "text": m["content"], "partial": false}))
         .collect();

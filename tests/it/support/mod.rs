@@ -6,6 +6,7 @@ pub mod app;
 pub mod browser;
 pub mod fake_openai;
 pub mod flows;
+pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod widget;

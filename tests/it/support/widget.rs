@@ -54,7 +54,12 @@ const MOUNT: &str = r#"async () => {
 /// Mounts the widget for `chat` (with a chat token minted for it) on `page`,
 /// which must be on the gateway's origin.
 pub async fn mount(page: &Page, app: &TestApp, chat: &str) {
-    let token = chat_token(app, chat).await;
+    mount_with_token(page, chat, &chat_token(app, chat).await).await;
+}
+
+/// Mounts the widget for `chat` with `token` as its chat token on `page`,
+/// which must be on the origin of the gateway that minted the token.
+pub async fn mount_with_token(page: &Page, chat: &str, token: &str) {
     let script =
         MOUNT.replace("$CHAT", &json!(chat).to_string()).replace("$TOKEN", &json!(token).to_string());
     assert_eq!(run(page, &script).await, json!(true));
