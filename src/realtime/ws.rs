@@ -68,8 +68,9 @@ pub async fn multiplexed(
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
     let limits = state.limits.clone();
-    Ok(configure(ws, &limits)
-        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound: None, permit })))
+    // Boxed: the upgrade task keeps its callback's room for the socket's life.
+    let init = Box::new(SessionInit { state, caller, bound: None, permit });
+    Ok(configure(ws, &limits).on_upgrade(move |socket| session::run(socket, init)))
 }
 
 /// `GET /chats/{chat_id}/ws`: a socket bound to one chat, auto-subscribed
@@ -87,9 +88,8 @@ pub async fn chat_bound(
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
     let limits = state.limits.clone();
-    let bound = Some((chat_id, after_seq));
-    Ok(configure(ws, &limits)
-        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound, permit })))
+    let init = Box::new(SessionInit { state, caller, bound: Some((chat_id, after_seq)), permit });
+    Ok(configure(ws, &limits).on_upgrade(move |socket| session::run(socket, init)))
 }
 
 fn admit(state: &RealtimeState) -> Result<super::Permit, ClientError> {
