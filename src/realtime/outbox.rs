@@ -203,6 +203,7 @@ pub struct Liveness {
 /// Writes queued frames until the connection closes, then sends the close
 /// frame. Returns when the socket half is done. Not an `async fn`, which
 /// would keep a moved-from copy of its arguments for the socket's life.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its moved-from arguments")]
 pub fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut inbox: Inbox,

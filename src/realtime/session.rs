@@ -130,6 +130,7 @@ impl Session {
     /// the writer's close frame. Not an `async fn`: the block works on its
     /// captures in place, where an `async fn` would also keep a moved-from
     /// copy of its arguments.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its moved-from arguments")]
     fn serve(mut self, mut reader: Reader) -> impl Future<Output = ()> + Send + 'static {
         async move {
             if let Some((chat_id, after_seq)) = reader.bound.take() {
