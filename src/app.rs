@@ -22,7 +22,7 @@ use crate::api::ApiState;
 use crate::auth::{Authenticator, Jwt, jwt::JwtError};
 use crate::backends::{BackendError, Backends};
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::engine::models::SecretLookup;
 use crate::engine::{Engine, EngineDeps};
 use crate::flow::demo::{DEMO_FLOW_ID, demo_flow};
@@ -65,6 +65,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The settings the node started with.
     pub config: Arc<Config>,
+    /// `config.limits`, shared: every socket's state holds it.
+    pub limits: Arc<Limits>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Live WebSocket and SSE connections.
@@ -97,7 +99,7 @@ impl FromRef<AppState> for RealtimeState {
         RealtimeState {
             services: state.services.clone(),
             connections: state.connections.clone(),
-            limits: Arc::new(state.config.limits.clone()),
+            limits: state.limits.clone(),
             metrics: state.metrics.clone(),
             shutdown: state.shutdown.clone(),
         }
@@ -165,6 +167,7 @@ impl App {
             bus,
             engine,
             connections: Connections::new(config.limits.ws_max_connections),
+            limits: Arc::new(config.limits.clone()),
             config: Arc::new(config),
             metrics,
             shutdown,

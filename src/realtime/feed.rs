@@ -74,15 +74,17 @@ impl<S: FrameSink> Follow<'_, S> {
         };
         let mut last = self.after_seq;
         let mut filter = SnapshotFilter::default();
-        if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+        // The store reads are boxed (here and below): they run rarely, and
+        // inline they would size every idle subscription's task.
+        if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
             return end;
         }
         // A delete between the caller's check and our subscribe (or during a
         // bus outage) published a `chat.deleted` this feed never saw.
-        if let Some(end) = self.gone(last).await {
+        if let Some(end) = Box::pin(self.gone(last)).await {
             return end;
         }
-        if let Err(end) = self.snapshots(&mut filter).await {
+        if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
             return end;
         }
         loop {
@@ -93,13 +95,13 @@ impl<S: FrameSink> Follow<'_, S> {
                     if changed.is_err() {
                         return FeedEnd::Resubscribe("the live feed closed".into());
                     }
-                    if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
                         return end;
                     }
-                    if let Some(end) = self.gone(last).await {
+                    if let Some(end) = Box::pin(self.gone(last)).await {
                         return end;
                     }
-                    if let Err(end) = self.snapshots(&mut filter).await {
+                    if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
                         return end;
                     }
                     continue;
@@ -111,10 +113,10 @@ impl<S: FrameSink> Follow<'_, S> {
                 Err(RecvError::Lagged(_)) => {
                     // Deltas may be lost too: the store first, then what
                     // each answer being streamed holds now.
-                    if let Err(end) = self.catch_up(&mut last, u64::MAX).await {
+                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
                         return end;
                     }
-                    if let Err(end) = self.snapshots(&mut filter).await {
+                    if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
                         return end;
                     }
                     continue;
@@ -168,7 +170,7 @@ impl<S: FrameSink> Follow<'_, S> {
             return Some(if self.sink.push(frame) { FeedEnd::Deleted } else { FeedEnd::SinkClosed });
         }
         if seq > *last + 1 {
-            if let Err(end) = self.catch_up(last, seq - 1).await {
+            if let Err(end) = Box::pin(self.catch_up(last, seq - 1)).await {
                 return Some(end);
             }
             // `chat.deleted` is never stored: a hole before it is history that

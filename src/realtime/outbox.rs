@@ -6,6 +6,7 @@
 //! Touches only its socket half and the node's metrics.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -200,74 +201,78 @@ pub struct Liveness {
 }
 
 /// Writes queued frames until the connection closes, then sends the close
-/// frame. Returns when the socket half is done.
-pub async fn write_loop(
+/// frame. Returns when the socket half is done. Not an `async fn`, which
+/// would keep a moved-from copy of its arguments for the socket's life.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its moved-from arguments")]
+pub fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut inbox: Inbox,
     closer: Closer,
     live: Liveness,
     metrics: Arc<Metrics>,
-) {
-    let mut tick = tokio::time::interval(live.ping_every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => break,
-            first = inbox.recv() => {
-                let batch = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics));
-                // A close (say, 4008 from a producer) must not wait for a stalled write.
-                let written = tokio::select! {
-                    biased;
-                    _ = closer.token().cancelled() => break,
-                    written = batch => written,
-                };
-                match written {
-                    Ok(true) => {}
-                    Ok(false) => { closer.close(Disconnect::Normal, "socket closed"); break }
-                    Err(_) => { closer.close_slow(&metrics, "too slow: writes stalled"); break }
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let mut tick = tokio::time::interval(live.ping_every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = closer.token().cancelled() => break,
+                first = inbox.recv() => {
+                    let batch = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut sink, &mut inbox, first, &metrics));
+                    // A close (say, 4008 from a producer) must not wait for a stalled write.
+                    let written = tokio::select! {
+                        biased;
+                        _ = closer.token().cancelled() => break,
+                        written = batch => written,
+                    };
+                    match written {
+                        Ok(true) => {}
+                        Ok(false) => { closer.close(Disconnect::Normal, "socket closed"); break }
+                        Err(_) => { closer.close_slow(&metrics, "too slow: writes stalled"); break }
+                    }
                 }
-            }
-            _ = tick.tick() => {
-                let now = live.epoch.elapsed().as_millis() as u64;
-                let since = now.saturating_sub(live.last_pong_ms.load(Ordering::Relaxed));
-                if since > live.pong_timeout.as_millis() as u64 {
-                    closer.close(Disconnect::PongTimeout, "no pong in time");
-                    break;
-                }
-                // Like a batch: bounded, and never in the way of a close.
-                let ping = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Default::default())));
-                let sent = tokio::select! {
-                    biased;
-                    _ = closer.token().cancelled() => break,
-                    sent = ping => sent,
-                };
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => { closer.close(Disconnect::Normal, "socket closed"); break }
-                    Err(_) => { closer.close_slow(&metrics, "too slow: ping stalled"); break }
+                _ = tick.tick() => {
+                    let now = live.epoch.elapsed().as_millis() as u64;
+                    let since = now.saturating_sub(live.last_pong_ms.load(Ordering::Relaxed));
+                    if since > live.pong_timeout.as_millis() as u64 {
+                        closer.close(Disconnect::PongTimeout, "no pong in time");
+                        break;
+                    }
+                    // Like a batch: bounded, and never in the way of a close.
+                    let ping = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Ping(Default::default())));
+                    let sent = tokio::select! {
+                        biased;
+                        _ = closer.token().cancelled() => break,
+                        sent = ping => sent,
+                    };
+                    match sent {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => { closer.close(Disconnect::Normal, "socket closed"); break }
+                        Err(_) => { closer.close_slow(&metrics, "too slow: ping stalled"); break }
+                    }
                 }
             }
         }
+        let finish = async {
+            // What was queued before a deliberate close (a `chat.deleted` before
+            // 4004) still goes out; a slow or dead client gets only the close.
+            if closer.code().is_some_and(|c| c != Disconnect::TooSlow && c != Disconnect::PongTimeout) {
+                while let Some(text) = inbox.try_recv() {
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            if sink.send(Message::Close(Some(closer.frame()))).await.is_err() {
+                // The client closed first: tungstenite refuses any frame of ours
+                // but holds its echo of the client's Close; flushing sends it, so
+                // the client sees a clean close with its own code (1000).
+                let _ = sink.flush().await;
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
     }
-    let finish = async {
-        // What was queued before a deliberate close (a `chat.deleted` before
-        // 4004) still goes out; a slow or dead client gets only the close.
-        if closer.code().is_some_and(|c| c != Disconnect::TooSlow && c != Disconnect::PongTimeout) {
-            while let Some(text) = inbox.try_recv() {
-                if sink.feed(Message::Text(text)).await.is_err() {
-                    break;
-                }
-            }
-        }
-        if sink.send(Message::Close(Some(closer.frame()))).await.is_err() {
-            // The client closed first: tungstenite refuses any frame of ours
-            // but holds its echo of the client's Close; flushing sends it, so
-            // the client sees a clean close with its own code (1000).
-            let _ = sink.flush().await;
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, finish).await;
 }
 
 /// Feeds `first` and whatever else is queued (up to [`BATCH`]), flushes once.

@@ -11,14 +11,17 @@
 //! names one (a revoked or expired credential: 4001; a bound socket's chat
 //! gone: 4004).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
-use dashmap::DashMap;
 use futures::StreamExt;
+use futures::stream::SplitStream;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::feed::{FeedEnd, Follow, InView};
@@ -29,7 +32,7 @@ use crate::auth::Caller;
 use crate::bus::Channel;
 use crate::http::NamedId;
 use crate::model::{ChatId, ClientError, Disconnect, ErrorCode, ToolResult};
-use crate::service::{Answer, IdempotencyKey, Outcome};
+use crate::service::{Answer, CredentialWatch, IdempotencyKey, Outcome};
 use crate::store::MessageView;
 
 /// Refused commands in a row after which a socket over its rate limit is
@@ -63,92 +66,139 @@ struct Session {
 }
 
 /// A connection's subscriptions, each with the token that ends its feed.
-type Subscriptions = Arc<DashMap<ChatId, CancellationToken>>;
+/// A plain map behind a mutex (never held across an await): a `DashMap`
+/// would allocate its shards, about 1 KiB, on every socket up front.
+type Subscriptions = Arc<Mutex<HashMap<ChatId, CancellationToken>>>;
 
-/// Runs a connection to its end.
-pub async fn run(socket: WebSocket, init: SessionInit) {
-    let SessionInit { state, caller, bound, permit } = init;
-    // Ends the socket when its credential does (expired, or revoked anywhere).
+/// The connection's subscriptions, locked (a poisoned lock is still a map).
+fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, CancellationToken>> {
+    subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The reading side of a connection, and what ends it.
+struct Reader {
+    stream: SplitStream<WebSocket>,
+    /// A bound socket's chat and replay point, subscribed before the first read.
+    bound: Option<(ChatId, u64)>,
+    /// Ends the socket when its credential does (expired, or revoked anywhere).
+    credential: CredentialWatch,
+    closer: Closer,
+    last_pong: Arc<AtomicU64>,
+    epoch: Instant,
+    writer: JoinHandle<()>,
+    /// The connection slot, released when the session ends.
+    _permit: Permit,
+}
+
+/// Runs a connection to its end. The setup runs here, before the first
+/// poll: the returned future then holds each part once (an `async fn` would
+/// keep room for its moved-from arguments as long as the socket lives).
+pub fn run(socket: WebSocket, init: Box<SessionInit>) -> impl Future<Output = ()> + Send + 'static {
+    let SessionInit { state, caller, bound, permit } = *init;
     let credential = state.services.access.watch(&caller);
-    let limits = state.limits.clone();
+    let limits = &state.limits;
     let closer = Closer::default();
     let (outbox, inbox) =
         outbox::outbox(limits.ws_outbound_queue_bytes, closer.clone(), state.metrics.clone());
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let epoch = Instant::now();
-    let last_pong = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let last_pong = Arc::new(AtomicU64::new(0));
     let live = Liveness {
-        ping_every: std::time::Duration::from_secs(limits.ws_ping_secs),
-        pong_timeout: std::time::Duration::from_secs(limits.ws_pong_timeout_secs),
+        ping_every: Duration::from_secs(limits.ws_ping_secs),
+        pong_timeout: Duration::from_secs(limits.ws_pong_timeout_secs),
         last_pong_ms: last_pong.clone(),
         epoch,
     };
     let writer = tokio::spawn(outbox::write_loop(sink, inbox, closer.clone(), live, state.metrics.clone()));
     let token = state.shutdown.child_token();
-    let mut session = Session {
-        state: state.clone(),
-        caller,
+    let session = Session {
         bound: bound.as_ref().map(|(id, _)| id.clone()),
+        state,
+        caller,
         outbox,
-        token: token.clone(),
+        token,
         subscriptions: Subscriptions::default(),
         status_feed: None,
         strikes: 0,
     };
-    if let Some((chat_id, after_seq)) = bound {
-        // Boxed: the command futures are large and only live while running,
-        // so an idle session does not carry their space.
-        Box::pin(session.subscribe(None, chat_id, after_seq, MessageView::All)).await;
-    }
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => break,
-            _ = token.cancelled() => { closer.close(Disconnect::GoingAway, "server shutting down"); break }
-            _ = credential.ended() => {
-                closer.close(Disconnect::Unauthenticated, "the credential was revoked or expired");
-                break
-            }
-            next = stream.next() => next,
-        };
-        match next {
-            Some(Ok(Message::Text(text))) => {
-                if session.admit().await {
-                    Box::pin(session.handle(text.as_str())).await;
-                }
-            }
-            Some(Ok(Message::Binary(_))) => {
-                if session.admit().await {
-                    session.send_error(
-                        None,
-                        ClientError::new(
-                            ErrorCode::InvalidRequest,
-                            "binary frames are not supported; send JSON text",
-                        ),
-                    );
-                }
-            }
-            Some(Ok(Message::Pong(_))) => {
-                last_pong.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
-            }
-            Some(Ok(Message::Ping(_))) => {}
-            Some(Ok(Message::Close(_))) | None => {
-                closer.close(Disconnect::Normal, "bye");
-                break;
-            }
-            Some(Err(e)) => {
-                let (close, why) = read_error(e);
-                closer.close(close, why);
-                break;
-            }
-        }
-    }
-    token.cancel();
-    let _ = writer.await;
-    drop(permit);
+    let reader = Reader { stream, bound, credential, closer, last_pong, epoch, writer, _permit: permit };
+    session.serve(reader)
 }
 
 impl Session {
+    /// Reads and runs commands until the connection closes, then waits for
+    /// the writer's close frame. Not an `async fn`: the block works on its
+    /// captures in place, where an `async fn` would also keep a moved-from
+    /// copy of its arguments.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its moved-from arguments")]
+    fn serve(mut self, mut reader: Reader) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Some((chat_id, after_seq)) = reader.bound.take() {
+                // Boxed: the command futures are large and only live while running,
+                // so an idle session does not carry their space.
+                Box::pin(self.subscribe(None, chat_id, after_seq, MessageView::All)).await;
+            }
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = reader.closer.token().cancelled() => break,
+                    _ = self.token.cancelled() => {
+                        reader.closer.close(Disconnect::GoingAway, "server shutting down");
+                        break
+                    }
+                    _ = reader.credential.ended() => {
+                        reader.closer.close(Disconnect::Unauthenticated, "the credential was revoked or expired");
+                        break
+                    }
+                    next = reader.stream.next() => next,
+                };
+                let Some(next) = next else {
+                    reader.closer.close(Disconnect::Normal, "bye");
+                    break;
+                };
+                if !self.read(next, &reader).await {
+                    break;
+                }
+            }
+            self.token.cancel();
+            let _ = (&mut reader.writer).await;
+        }
+    }
+
+    /// Handles one read; `false` once the connection is closing.
+    async fn read(&mut self, read: Result<Message, axum::Error>, reader: &Reader) -> bool {
+        match read {
+            Ok(Message::Text(text)) => {
+                if Box::pin(self.admit()).await {
+                    Box::pin(self.handle(text.as_str())).await;
+                }
+            }
+            Ok(Message::Binary(_)) => {
+                if Box::pin(self.admit()).await {
+                    let e = ClientError::new(
+                        ErrorCode::InvalidRequest,
+                        "binary frames are not supported; send JSON text",
+                    );
+                    self.send_error(None, e);
+                }
+            }
+            Ok(Message::Pong(_)) => {
+                reader.last_pong.store(reader.epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
+            }
+            Ok(Message::Ping(_)) => {}
+            Ok(Message::Close(_)) => {
+                reader.closer.close(Disconnect::Normal, "bye");
+                return false;
+            }
+            Err(e) => {
+                let (close, why) = read_error(e);
+                reader.closer.close(close, why);
+                return false;
+            }
+        }
+        true
+    }
+
     /// Counts an inbound frame against the caller's rate limits. Over them,
     /// the frame is not run: it gets a `rate_limited` error frame, and the
     /// [`RATE_STRIKES`]th refusal in a row closes the socket with 4029.
@@ -241,24 +291,30 @@ impl Session {
         view: MessageView,
     ) {
         let r = reference.as_ref();
-        self.subscriptions.retain(|_, t| !t.is_cancelled());
         let limit = self.state.limits.ws_max_subscriptions;
-        if !self.subscriptions.contains_key(&chat_id) && self.subscriptions.len() >= limit {
+        let full = {
+            let mut subscriptions = locked(&self.subscriptions);
+            subscriptions.retain(|_, t| !t.is_cancelled());
+            !subscriptions.contains_key(&chat_id) && subscriptions.len() >= limit
+        };
+        if full {
             let msg = format!("at most {limit} subscriptions per connection");
             return self.send_error(r, ClientError::new(ErrorCode::TooManySubscriptions, msg));
         }
         // Registered before the feed starts, so from here on the status feed
         // leaves this chat's statuses to the replay and the live feed.
         let token = self.token.child_token();
-        let old = self.subscriptions.insert(chat_id.clone(), token.clone());
+        let old = locked(&self.subscriptions).insert(chat_id.clone(), token.clone());
         let chats = &self.state.services.chats;
         let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
             Ok(seq) => seq,
             Err(e) => {
-                self.subscriptions.remove(&chat_id);
+                let mut subscriptions = locked(&self.subscriptions);
+                subscriptions.remove(&chat_id);
                 if let Some(old) = old {
-                    self.subscriptions.insert(chat_id, old);
+                    subscriptions.insert(chat_id, old);
                 }
+                drop(subscriptions);
                 return self.send_error(r, e);
             }
         };
@@ -287,7 +343,8 @@ impl Session {
 
     fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
-        if let Some((_, t)) = self.subscriptions.remove(&id) {
+        let removed = locked(&self.subscriptions).remove(&id);
+        if let Some(t) = removed {
             t.cancel();
         }
         self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
@@ -393,7 +450,7 @@ impl Session {
 /// Whether a live subscription of the connection delivers this chat's events
 /// (its statuses included, with their seqs and in order).
 fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
-    subscriptions.get(chat_id).is_some_and(|t| !t.is_cancelled())
+    locked(subscriptions).get(chat_id).is_some_and(|t| !t.is_cancelled())
 }
 
 /// How a failed read closes the socket: a frame or message over the size

@@ -1,7 +1,7 @@
 //! The WebSocket upgrade routes. Authentication, the access check of a bound
 //! chat (both by the domain services) and the connection limit all happen
 //! before the upgrade: an unauthenticated or refused request gets an HTTP
-//! error and never becomes a socket. Buffers are tuned small (2 KiB read,
+//! error and never becomes a socket. Buffers are tuned small (1 KiB read,
 //! 8 KiB write).
 
 use axum::extract::State;
@@ -18,9 +18,10 @@ use crate::config::Limits;
 use crate::http::{IdPath, QueryParams, presented};
 use crate::model::{ChatId, ClientError, ErrorCode};
 
-/// Read buffer per socket: 2 KiB instead of tungstenite's 128 KiB. Inbound frames are
-/// small commands; a larger one (up to `ws_frame_bytes`) is read in several chunks.
-const READ_BUFFER: usize = 2 << 10;
+/// Read buffer per socket: 1 KiB instead of tungstenite's 128 KiB, held for
+/// the socket's life. Inbound frames are small commands; a larger one (up to
+/// `ws_frame_bytes`) is read in several chunks.
+const READ_BUFFER: usize = 1 << 10;
 /// Write buffer per socket (frames are batched, then flushed).
 const WRITE_BUFFER: usize = 8 << 10;
 
@@ -68,8 +69,9 @@ pub async fn multiplexed(
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
     let limits = state.limits.clone();
-    Ok(configure(ws, &limits)
-        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound: None, permit })))
+    // Boxed: the upgrade task keeps its callback's room for the socket's life.
+    let init = Box::new(SessionInit { state, caller, bound: None, permit });
+    Ok(configure(ws, &limits).on_upgrade(move |socket| session::run(socket, init)))
 }
 
 /// `GET /chats/{chat_id}/ws`: a socket bound to one chat, auto-subscribed
@@ -87,9 +89,8 @@ pub async fn chat_bound(
     let ws = upgrade(ws)?;
     let permit = admit(&state)?;
     let limits = state.limits.clone();
-    let bound = Some((chat_id, after_seq));
-    Ok(configure(ws, &limits)
-        .on_upgrade(move |socket| session::run(socket, SessionInit { state, caller, bound, permit })))
+    let init = Box::new(SessionInit { state, caller, bound: Some((chat_id, after_seq)), permit });
+    Ok(configure(ws, &limits).on_upgrade(move |socket| session::run(socket, init)))
 }
 
 fn admit(state: &RealtimeState) -> Result<super::Permit, ClientError> {
