@@ -5,13 +5,14 @@
 # `flowgate-bench ARGS...` with its clients on node b; add
 # `--post-url http://127.0.0.1:18080` to fanout to post through node a, so every
 # event crosses the cluster. Prints the CPU the three redis-servers and node a used.
+# FLOWGATE_BIN=DIR runs the binaries in DIR instead of target/release.
 # The same shapes as scripts/bench-cluster.sh (one redis-server), side by side:
 #   cargo build --release --bins && scripts/bench-redis-cluster.sh fanout --subscribers 1000 --chats 100 --events 2000 --post-url http://127.0.0.1:18080
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 20000
 KEY=bench-key-0123456789abcdef
-BIN=${CARGO_TARGET_DIR:-target}/release
+BIN=${FLOWGATE_BIN:-${CARGO_TARGET_DIR:-target}/release}
 PORTS="16401 16402 16403"
 WORK=$(mktemp -d)
 REDIS=()
