@@ -17,29 +17,32 @@
 //! store (frames published meanwhile are lost to pub/sub, never to the store).
 //! The partials of messages being streamed live in Redis too ([`partials`]),
 //! written in the publisher's batch right before each delta's `PUBLISH`.
+//! What this bus does alike with the cluster bus (`super::cluster`):
+//! `subscribe`, `ping`, the partials' reads and drops, the listener's requests
+//! and backoff pause, is written once in [`base`].
 //!
 //! Touches the Redis server it is given, nothing else.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
-use redis::{Client, RedisResult, RedisWrite, ToRedisArgs};
-use tokio::sync::{mpsc, oneshot, watch};
+use redis::{Client, RedisWrite, ToRedisArgs};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::fanout::{Change, Fanout};
 use super::partials::{Chunk, Partial};
 use super::{Bus, BusError, Channel, Frame, Subscription};
 use crate::model::ChatId;
 
+pub(super) mod base;
 mod listener;
 pub(super) mod partials;
 mod publisher;
+use base::{Base, Shared, Wording, within};
 use listener::Listener;
 use publisher::{Outgoing, Publisher};
 
@@ -85,36 +88,12 @@ impl Default for RedisBusOptions {
     }
 }
 
-/// What the bus handle and the listener task share.
-struct Shared {
-    /// The local subscribers, by wire name.
-    channels: Fanout<String>,
-    /// Bumped after every reconnect.
-    resync: watch::Sender<u64>,
-    /// Whether the subscriber connection is up.
-    connected: watch::Sender<bool>,
-    /// To the listener task.
-    requests: mpsc::UnboundedSender<Request>,
-}
-
-/// What the listener task is asked.
-enum Request {
-    /// Make sure Redis sends us `name`; answer once it does.
-    Subscribe { name: String, done: oneshot::Sender<Result<(), String>> },
-    /// The last local subscriber of `name` left (unless one came back since).
-    Release { name: String },
-}
-
 /// Pub/sub over Redis, one subscriber connection per node.
 pub struct RedisBus {
-    shared: Arc<Shared>,
-    /// For `PING`.
-    publisher: ConnectionManager,
+    /// With the publisher connection, for `PING` and the partials' reads.
+    base: Base<ConnectionManager>,
     /// To the publisher task.
     queue: mpsc::Sender<Outgoing>,
-    options: RedisBusOptions,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
 }
 
 impl RedisBus {
@@ -129,28 +108,9 @@ impl RedisBus {
         let publisher =
             within(options.timeout, ConnectionManager::new_with_config(client.clone(), config)).await?;
         let first = within(options.timeout, client.get_async_pubsub()).await?;
-        let (requests, inbox) = mpsc::unbounded_channel();
-        let release = requests.clone();
-        let channels = Fanout::with_hook(options.capacity, move |change| match change {
-            // Nothing to do yet: every `subscribe`, first or not, asks the
-            // listener itself, as it must wait for Redis to confirm.
-            Change::First(_) => {}
-            Change::Last(name) => drop(release.send(Request::Release { name })),
-        });
-        let shared = Arc::new(Shared {
-            channels,
-            resync: watch::channel(0).0,
-            connected: watch::channel(true).0,
-            requests,
-        });
         let cancel = CancellationToken::new();
-        let listener = Listener {
-            client,
-            shared: Arc::clone(&shared),
-            options: options.clone(),
-            inbox,
-            cancel: cancel.clone(),
-        };
+        let (shared, inbox) = Shared::new(options.capacity, cancel.clone());
+        let listener = Listener { client, shared: Arc::clone(&shared), options: options.clone(), inbox };
         let (queue, queued) = mpsc::channel(options.publish_queue.max(1));
         let sender = Publisher {
             connection: publisher.clone(),
@@ -162,7 +122,12 @@ impl RedisBus {
         tasks.spawn(listener.run(first));
         tasks.spawn(sender.run());
         tasks.close();
-        Ok(RedisBus { shared, publisher, queue, options, cancel, tasks })
+        let wording = Wording {
+            down: "the subscriber connection to redis is down",
+            silent: "redis did not answer in time",
+        };
+        let base = Base { shared, conn: publisher, options, cancel, tasks, wording };
+        Ok(RedisBus { base, queue })
     }
 
     /// Publishes an ephemeral frame with `extra` sent just before it in the
@@ -182,12 +147,12 @@ impl RedisBus {
     async fn flushed(&self) -> Result<(), BusError> {
         let (done, outcome) = oneshot::channel();
         self.enqueue(Outgoing::flush(done)).await?;
-        outcome_of(self.options.timeout, outcome).await
+        outcome_of(self.base.options.timeout, outcome).await
     }
 
     /// Queues a publish for the publisher task.
     async fn enqueue(&self, outgoing: Outgoing) -> Result<(), BusError> {
-        let queued = tokio::time::timeout(self.options.timeout, self.queue.send(outgoing)).await;
+        let queued = tokio::time::timeout(self.base.options.timeout, self.queue.send(outgoing)).await;
         match queued {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
@@ -197,19 +162,12 @@ impl RedisBus {
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
     pub async fn shutdown(&self) {
-        self.cancel.cancel();
-        self.tasks.wait().await;
+        self.base.shutdown().await;
     }
 
     /// How many channels have live local subscribers (for metrics and tests).
     pub fn channel_count(&self) -> usize {
-        self.shared.channels.channel_count()
-    }
-}
-
-impl Drop for RedisBus {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+        self.base.channel_count()
     }
 }
 
@@ -218,7 +176,7 @@ impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
         let (done, outcome) = oneshot::channel();
         self.enqueue(Outgoing { done: Some(done), ..Outgoing::to(channel, frame) }).await?;
-        outcome_of(self.options.timeout, outcome).await
+        outcome_of(self.base.options.timeout, outcome).await
     }
 
     async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
@@ -226,51 +184,29 @@ impl Bus for RedisBus {
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
-        let name = channel.name();
-        // Before the SUBSCRIBE: a reconnect from here on is seen as a change.
-        let resync = self.shared.resync.subscribe();
-        let (receiver, guard) = self.shared.channels.subscribe(&name);
-        let (done, confirmed) = oneshot::channel();
-        let shut = || BusError::Unavailable("the bus is shut down".into());
-        self.shared.requests.send(Request::Subscribe { name, done }).map_err(|_| shut())?;
-        match tokio::time::timeout(self.options.timeout * 2, confirmed).await {
-            Ok(Ok(Ok(()))) => Ok(Subscription { receiver, resync, guard: Box::new(guard) }),
-            Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
-            Ok(Err(_)) => Err(shut()),
-            Err(_) => Err(BusError::Unavailable("redis did not confirm the subscription in time".into())),
-        }
+        self.base.subscribe(channel).await
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        if !*self.shared.connected.borrow() {
-            return Err(BusError::Unavailable("the subscriber connection to redis is down".into()));
-        }
-        let mut conn = self.publisher.clone();
-        let _pong: String = within(self.options.timeout, redis::cmd("PING").query_async(&mut conn)).await?;
-        Ok(())
+        self.base.ping().await
     }
 
     /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
     /// same batch right before its `PUBLISH`.
     async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        let partial = partials::Write::of(chunk, self.options.partial_ttl_ms());
+        let partial = partials::Write::of(chunk, self.base.options.partial_ttl_ms());
         let channel = Channel::Chat(chunk.chat_id.clone());
         self.enqueue(Outgoing { partial: Some(partial), ..Outgoing::to(&channel, chunk.frame()) }).await
     }
 
     async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
-        let mut conn = self.publisher.clone();
-        match tokio::time::timeout(self.options.timeout, partials::read(&mut conn, chat_id)).await {
-            Ok(result) => result,
-            Err(_) => Err(BusError::Unavailable("redis did not answer in time".into())),
-        }
+        self.base.partials(chat_id).await
     }
 
     /// After the deltas already queued: they may still write the partial.
     async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
         self.flushed().await?;
-        let mut conn = self.publisher.clone();
-        within(self.options.timeout, partials::forget(&mut conn, chat_id, message_id)).await
+        self.base.forget_partials(chat_id, message_id).await
     }
 }
 
@@ -304,14 +240,6 @@ async fn outcome_of(
         Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
         Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
         Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
-    }
-}
-
-/// Awaits a Redis call for at most `limit`.
-async fn within<T>(limit: Duration, call: impl Future<Output = RedisResult<T>>) -> Result<T, BusError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(BusError::Unavailable(format!("redis did not answer within {limit:?}"))),
     }
 }
 

@@ -9,17 +9,15 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use redis::Client;
 use redis::aio::PubSub;
-use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 
-use super::{Link, RedisBusOptions, Request, Shared, within};
+use super::base::{Inbox, Request, Shared, jitter, within};
+use super::{Link, RedisBusOptions};
 use crate::bus::{BusError, Frame};
 
 /// The task's state.
@@ -27,8 +25,7 @@ pub(super) struct Listener {
     pub(super) client: Client,
     pub(super) shared: Arc<Shared>,
     pub(super) options: RedisBusOptions,
-    pub(super) inbox: mpsc::UnboundedReceiver<Request>,
-    pub(super) cancel: CancellationToken,
+    pub(super) inbox: Inbox,
 }
 
 impl Listener {
@@ -61,7 +58,6 @@ impl Listener {
         health.reset();
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => return false,
                 message = link.stream.next() => match message {
                     Some(message) => self.route(&message),
                     None => {
@@ -69,9 +65,9 @@ impl Listener {
                         return true;
                     }
                 },
-                request = self.inbox.recv() => {
+                request = self.inbox.next() => {
                     let Some(first) = request else { return false };
-                    let batch = self.drain(first);
+                    let batch = self.inbox.drain(first, self.options.resubscribe_batch);
                     if let Err(e) = self.apply(link, batch).await {
                         tracing::warn!(error = %e, "redis (un)subscribe failed");
                         return true;
@@ -102,18 +98,6 @@ impl Listener {
                 tracing::warn!(channel = name, error = %e, "dropped a frame that is not an event")
             }
         }
-    }
-
-    /// `first` and the requests already queued behind it (one batch).
-    fn drain(&mut self, first: Request) -> Vec<Request> {
-        let mut batch = vec![first];
-        while batch.len() < self.options.resubscribe_batch.max(1) {
-            match self.inbox.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        batch
     }
 
     /// Subscribes what is wanted and not yet subscribed, answers the waiters,
@@ -155,7 +139,7 @@ impl Listener {
     async fn reconnect(&mut self) -> Option<Link> {
         let mut delay = self.options.backoff_min;
         loop {
-            if !self.pause(jitter(delay)).await {
+            if !self.inbox.pause(jitter(delay), "the bus is reconnecting to redis").await {
                 return None;
             }
             match self.resubscribed().await {
@@ -168,26 +152,6 @@ impl Listener {
         }
     }
 
-    /// Waits `pause`, refusing subscriptions meanwhile; `false` if cancelled.
-    async fn pause(&mut self, pause: Duration) -> bool {
-        let sleep = tokio::time::sleep(pause);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return false,
-                _ = &mut sleep => return true,
-                request = self.inbox.recv() => match request {
-                    Some(Request::Subscribe { done, .. }) => {
-                        let _ = done.send(Err("the bus is reconnecting to redis".into()));
-                    }
-                    // The next connection subscribes only the live channels.
-                    Some(Request::Release { .. }) => {}
-                    None => return false,
-                },
-            }
-        }
-    }
-
     /// Connects and subscribes every channel that has a local subscriber.
     async fn resubscribed(&self) -> Result<Link, BusError> {
         let pubsub = within(self.options.timeout, self.client.get_async_pubsub()).await?;
@@ -195,10 +159,4 @@ impl Listener {
         link.subscribe(&self.shared.channels.live(), &self.options).await?;
         Ok(link)
     }
-}
-
-/// A pause between half and all of `delay`, so nodes do not reconnect in step.
-fn jitter(delay: Duration) -> Duration {
-    let full = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
-    Duration::from_millis(rand::random_range(full / 2..=full))
 }

@@ -22,8 +22,9 @@ use redis::{Cmd, Pipeline, RedisWrite, ToRedisArgs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::base::within;
 use super::partials::{Check, Write};
-use super::{RedisBusOptions, Wire, within};
+use super::{RedisBusOptions, Wire};
 use crate::bus::{BusError, Channel, Frame};
 use crate::model::TenantId;
 
