@@ -117,15 +117,41 @@ impl Frame {
 /// the snapshot it sent. A live delta below it is already delivered. Empty
 /// (and free) but for the moments after a snapshot: an entry goes with the
 /// message's first newer delta or its `message.created`.
+///
+/// It also checks the first live delta after each snapshot step: if that
+/// starts past what the client has of its message, the subscription took
+/// effect only after the partials were read (a bus may confirm a subscription
+/// before its shard applies it), and the text between must come as a fresh
+/// snapshot ([`SnapshotFilter::hole`]). Only that one delta is parsed for it.
 #[derive(Debug, Default)]
 pub struct SnapshotFilter {
     sent: HashMap<String, u64>,
+    armed: bool,
 }
 
 impl SnapshotFilter {
     /// Remembers a snapshot sent (replacing an older one of the message).
     pub fn sent(&mut self, partial: &Partial) {
         self.sent.insert(partial.message_id.clone(), partial.content.len() as u64);
+    }
+
+    /// Arms (after a snapshot step) or disarms the check of the next delta.
+    pub fn arm(&mut self, armed: bool) {
+        self.armed = armed;
+    }
+
+    /// Whether `frame` is the first delta since the filter was armed and
+    /// starts past the text the client has of its message (nothing, or the
+    /// snapshot sent). Disarms on the first delta either way.
+    pub fn hole(&mut self, frame: &Frame) -> bool {
+        if !self.armed || frame.kind != EventKind::MessageDelta {
+            return false;
+        }
+        self.armed = false;
+        match frame.delta_mark() {
+            Some((id, offset)) => offset > self.sent.get(&id).copied().unwrap_or(0),
+            None => false,
+        }
     }
 
     /// Whether a live frame should reach the client.
@@ -261,5 +287,21 @@ mod tests {
         assert!(filter.passes(&delta(5, " world")));
         assert!(filter.sent.is_empty());
         assert!(filter.passes(&delta(0, "again")), "an empty filter passes everything");
+    }
+
+    #[test]
+    fn the_first_delta_after_a_snapshot_step_that_starts_past_the_clients_text_is_a_hole() {
+        let chat = ChatId::new();
+        let delta = |id, offset, text| chunk(&chat, id, offset, text).frame();
+        let mut filter = SnapshotFilter::default();
+        assert!(!filter.hole(&delta("m1", 9, "x")), "unarmed: no check, no parse");
+        filter.arm(true);
+        assert!(filter.hole(&delta("m1", 9, "x")), "nothing of m1 was sent");
+        assert!(!filter.hole(&delta("m1", 10, "y")), "only the first delta is checked");
+        filter.sent(&Partial { message_id: "m2".into(), sender: "w".into(), content: "Hello".into() });
+        filter.arm(true);
+        assert!(!filter.hole(&delta("m2", 5, " world")), "in step with the snapshot");
+        filter.arm(true);
+        assert!(!filter.hole(&delta("m3", 0, "New")), "a message starting now");
     }
 }

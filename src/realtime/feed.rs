@@ -125,6 +125,14 @@ impl<S: FrameSink> Follow<'_, S> {
                     return FeedEnd::Resubscribe("the live feed closed".into());
                 }
             };
+            if filter.hole(&frame) {
+                // The subscription took effect after the partials were read:
+                // what was streamed between comes as a fresh snapshot.
+                if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
+                    return end;
+                }
+                filter.arm(false);
+            }
             if !filter.passes(&frame) {
                 continue; // a delta the snapshot sent already holds
             }
@@ -152,6 +160,7 @@ impl<S: FrameSink> Follow<'_, S> {
             }
             filter.sent(&partial);
         }
+        filter.arm(true);
         Ok(())
     }
 
