@@ -1,8 +1,8 @@
 //! One WebSocket connection: the reader loop that parses commands and runs
 //! them with the same rules as the REST routes, the subscriptions it holds
-//! (one gap-free [`Follow`] task each), and the tie to its writer. A chat's
-//! `chat.status` reaches the socket once: through its subscription while it
-//! has one, else through `watch_status`.
+//! (one gap-free feed task each, in `session/subscriptions.rs`), and the tie
+//! to its writer. A chat's `chat.status` reaches the socket once: through its
+//! subscription while it has one, else through `watch_status`.
 //!
 //! Touches the domain services (every command, and the access check of every
 //! subscribe, is theirs), the journal they expose (feeds) and the node's
@@ -11,10 +11,9 @@
 //! names one (a revoked or expired credential: 4001; a bound socket's chat
 //! gone: 4004).
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
@@ -24,16 +23,17 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::feed::{FeedEnd, Follow, InView};
 use super::outbox::{self, Closer, Liveness, Outbox};
 use super::protocol::{self, Command, Op};
 use super::{Permit, RealtimeState};
 use crate::auth::Caller;
-use crate::bus::Channel;
 use crate::http::NamedId;
 use crate::model::{ChatId, ClientError, Disconnect, ErrorCode, ToolResult};
 use crate::service::{Answer, CredentialWatch, IdempotencyKey, Outcome};
 use crate::store::MessageView;
+
+mod subscriptions;
+use subscriptions::Subscriptions;
 
 /// Refused commands in a row after which a socket over its rate limit is
 /// closed with 4029 (each before it gets a `rate_limited` error frame).
@@ -63,16 +63,6 @@ struct Session {
     status_feed: Option<CancellationToken>,
     /// Commands refused for the rate limit in a row.
     strikes: u32,
-}
-
-/// A connection's subscriptions, each with the token that ends its feed.
-/// A plain map behind a mutex (never held across an await): a `DashMap`
-/// would allocate its shards, about 1 KiB, on every socket up front.
-type Subscriptions = Arc<Mutex<HashMap<ChatId, CancellationToken>>>;
-
-/// The connection's subscriptions, locked (a poisoned lock is still a map).
-fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, CancellationToken>> {
-    subscriptions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The reading side of a connection, and what ends it.
@@ -283,106 +273,6 @@ impl Session {
         }
     }
 
-    async fn subscribe(
-        &mut self,
-        reference: Option<Value>,
-        chat_id: ChatId,
-        after_seq: u64,
-        view: MessageView,
-    ) {
-        let r = reference.as_ref();
-        let limit = self.state.limits.ws_max_subscriptions;
-        let full = {
-            let mut subscriptions = locked(&self.subscriptions);
-            subscriptions.retain(|_, t| !t.is_cancelled());
-            !subscriptions.contains_key(&chat_id) && subscriptions.len() >= limit
-        };
-        if full {
-            let msg = format!("at most {limit} subscriptions per connection");
-            return self.send_error(r, ClientError::new(ErrorCode::TooManySubscriptions, msg));
-        }
-        // Registered before the feed starts, so from here on the status feed
-        // leaves this chat's statuses to the replay and the live feed.
-        let token = self.token.child_token();
-        let old = locked(&self.subscriptions).insert(chat_id.clone(), token.clone());
-        let chats = &self.state.services.chats;
-        let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
-            Ok(seq) => seq,
-            Err(e) => {
-                let mut subscriptions = locked(&self.subscriptions);
-                subscriptions.remove(&chat_id);
-                if let Some(old) = old {
-                    subscriptions.insert(chat_id, old);
-                }
-                drop(subscriptions);
-                return self.send_error(r, e);
-            }
-        };
-        if let Some(old) = old {
-            old.cancel();
-        }
-        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq, view));
-        let (journal, outbox, bound) =
-            (self.state.services.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
-        self.state.connections.spawn(async move {
-            let follow = Follow {
-                journal: &journal,
-                chat_id: &chat_id,
-                after_seq,
-                sink: InView { view, sink: outbox.clone() },
-                cancel: &token,
-            };
-            match follow.run().await {
-                FeedEnd::Deleted if bound => outbox.closer().close(Disconnect::ChatGone, "chat deleted"),
-                FeedEnd::Resubscribe(why) => outbox.closer().close(Disconnect::Resubscribe, why),
-                FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
-            }
-            token.cancel();
-        });
-    }
-
-    fn unsubscribe(&mut self, r: Option<&Value>, chat_id: Option<String>) -> Result<(), ClientError> {
-        let id = self.target(chat_id)?;
-        let removed = locked(&self.subscriptions).remove(&id);
-        if let Some(t) = removed {
-            t.cancel();
-        }
-        self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
-        Ok(())
-    }
-
-    async fn watch_status(&mut self, r: Option<&Value>) -> Result<(), ClientError> {
-        self.state.services.access.tenant_wide(&self.caller).await?;
-        if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
-            let token = self.token.child_token();
-            self.status_feed = Some(token.clone());
-            let bus = self.state.services.chats.journal().bus.clone();
-            let (outbox, tenant) = (self.outbox.clone(), self.caller.tenant.clone());
-            let subscribed = self.subscriptions.clone();
-            self.state.connections.spawn(async move {
-                let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
-                    return outbox.closer().close(Disconnect::Resubscribe, "status feed unavailable");
-                };
-                loop {
-                    let frame = tokio::select! {
-                        _ = token.cancelled() => return,
-                        f = sub.receiver.recv() => f,
-                    };
-                    match frame {
-                        Ok(f) if covered(&subscribed, &f.chat_id) => {}
-                        Ok(f) if !outbox.push(f.json.clone()) => return,
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(_) => {
-                            return outbox.closer().close(Disconnect::Resubscribe, "status feed closed");
-                        }
-                    }
-                }
-            });
-        }
-        self.outbox.push(protocol::ack(r, "watch_status", json!({})));
-        Ok(())
-    }
-
     async fn message(
         &mut self,
         r: Option<&Value>,
@@ -445,12 +335,6 @@ impl Session {
         self.outbox.push(protocol::ack(r, "cancel", json!({"chat_id": id, "status": chat.status})));
         Ok(())
     }
-}
-
-/// Whether a live subscription of the connection delivers this chat's events
-/// (its statuses included, with their seqs and in order).
-fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
-    locked(subscriptions).get(chat_id).is_some_and(|t| !t.is_cancelled())
 }
 
 /// How a failed read closes the socket: a frame or message over the size

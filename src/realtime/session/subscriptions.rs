@@ -1,0 +1,150 @@
+//! A WebSocket session's subscriptions: `subscribe` (replacing an earlier
+//! subscription to the same chat, within the connection's limit, each a
+//! gap-free [`Follow`] task), `unsubscribe`, and `watch_status` (the tenant's
+//! status feed, which skips the chats a live subscription already covers).
+//!
+//! Touches the chat service (the access check and the replay point of every
+//! subscribe), the journal and its bus (the feeds), the access service (who
+//! may watch a tenant's statuses) and the node's connection registry; every
+//! task it starts is a child of the session's token and ends with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Session;
+use crate::bus::Channel;
+use crate::model::{ChatId, ClientError, Disconnect, ErrorCode};
+use crate::realtime::feed::{FeedEnd, Follow, InView};
+use crate::realtime::protocol;
+use crate::store::MessageView;
+
+/// A connection's subscriptions, each with the token that ends its feed.
+/// A plain map behind a mutex (never held across an await): a `DashMap`
+/// would allocate its shards, about 1 KiB, on every socket up front.
+pub(super) type Subscriptions = Arc<Mutex<HashMap<ChatId, CancellationToken>>>;
+
+/// The connection's subscriptions, locked (a poisoned lock is still a map).
+fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, CancellationToken>> {
+    subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Subscribes the connection to a chat from `after_seq`: replaces an
+    /// earlier subscription to it, refuses one over the connection's limit,
+    /// and starts the chat's gap-free feed.
+    pub(super) async fn subscribe(
+        &mut self,
+        reference: Option<Value>,
+        chat_id: ChatId,
+        after_seq: u64,
+        view: MessageView,
+    ) {
+        let r = reference.as_ref();
+        let limit = self.state.limits.ws_max_subscriptions;
+        let full = {
+            let mut subscriptions = locked(&self.subscriptions);
+            subscriptions.retain(|_, t| !t.is_cancelled());
+            !subscriptions.contains_key(&chat_id) && subscriptions.len() >= limit
+        };
+        if full {
+            let msg = format!("at most {limit} subscriptions per connection");
+            return self.send_error(r, ClientError::new(ErrorCode::TooManySubscriptions, msg));
+        }
+        // Registered before the feed starts, so from here on the status feed
+        // leaves this chat's statuses to the replay and the live feed.
+        let token = self.token.child_token();
+        let old = locked(&self.subscriptions).insert(chat_id.clone(), token.clone());
+        let chats = &self.state.services.chats;
+        let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
+            Ok(seq) => seq,
+            Err(e) => {
+                let mut subscriptions = locked(&self.subscriptions);
+                subscriptions.remove(&chat_id);
+                if let Some(old) = old {
+                    subscriptions.insert(chat_id, old);
+                }
+                drop(subscriptions);
+                return self.send_error(r, e);
+            }
+        };
+        if let Some(old) = old {
+            old.cancel();
+        }
+        self.outbox.push(protocol::subscribed(r, &chat_id, last_seq, view));
+        let (journal, outbox, bound) =
+            (self.state.services.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
+        self.state.connections.spawn(async move {
+            let follow = Follow {
+                journal: &journal,
+                chat_id: &chat_id,
+                after_seq,
+                sink: InView { view, sink: outbox.clone() },
+                cancel: &token,
+            };
+            match follow.run().await {
+                FeedEnd::Deleted if bound => outbox.closer().close(Disconnect::ChatGone, "chat deleted"),
+                FeedEnd::Resubscribe(why) => outbox.closer().close(Disconnect::Resubscribe, why),
+                FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
+            }
+            token.cancel();
+        });
+    }
+
+    /// Ends the connection's subscription to a chat (none is fine).
+    pub(super) fn unsubscribe(
+        &mut self,
+        r: Option<&Value>,
+        chat_id: Option<String>,
+    ) -> Result<(), ClientError> {
+        let id = self.target(chat_id)?;
+        let removed = locked(&self.subscriptions).remove(&id);
+        if let Some(t) = removed {
+            t.cancel();
+        }
+        self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
+        Ok(())
+    }
+
+    /// Starts the tenant's status feed (once; tenant-wide callers only),
+    /// which leaves a subscribed chat's statuses to its subscription.
+    pub(super) async fn watch_status(&mut self, r: Option<&Value>) -> Result<(), ClientError> {
+        self.state.services.access.tenant_wide(&self.caller).await?;
+        if self.status_feed.as_ref().is_none_or(|t| t.is_cancelled()) {
+            let token = self.token.child_token();
+            self.status_feed = Some(token.clone());
+            let bus = self.state.services.chats.journal().bus.clone();
+            let (outbox, tenant) = (self.outbox.clone(), self.caller.tenant.clone());
+            let subscribed = self.subscriptions.clone();
+            self.state.connections.spawn(async move {
+                let Ok(mut sub) = bus.subscribe(&Channel::TenantStatus(tenant)).await else {
+                    return outbox.closer().close(Disconnect::Resubscribe, "status feed unavailable");
+                };
+                loop {
+                    let frame = tokio::select! {
+                        _ = token.cancelled() => return,
+                        f = sub.receiver.recv() => f,
+                    };
+                    match frame {
+                        Ok(f) if covered(&subscribed, &f.chat_id) => {}
+                        Ok(f) if !outbox.push(f.json.clone()) => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => {
+                            return outbox.closer().close(Disconnect::Resubscribe, "status feed closed");
+                        }
+                    }
+                }
+            });
+        }
+        self.outbox.push(protocol::ack(r, "watch_status", json!({})));
+        Ok(())
+    }
+}
+
+/// Whether a live subscription of the connection delivers this chat's events
+/// (its statuses included, with their seqs and in order).
+fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
+    locked(subscriptions).get(chat_id).is_some_and(|t| !t.is_cancelled())
+}
