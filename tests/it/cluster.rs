@@ -77,6 +77,12 @@ async fn input_on_b_resumes_a_run_started_on_a_and_cancel_on_b_stops_a_run_on_a(
     b.answer(&chat, "exit").await;
     a.wait_for_status(&chat, last, ChatStatus::Completed).await;
     // A long stream driven by A, cancelled through B.
+    a_cancel_through_b_stops_a_run_streaming_on_a(&a, &b).await;
+}
+
+/// Starts a long stream on node A, cancels it through node B, and checks
+/// A's runner stops at once without storing the half-streamed reply.
+pub(crate) async fn a_cancel_through_b_stops_a_run_streaming_on_a(a: &TestApp, b: &TestApp) {
     b.put_flow("slow", crate::support::flows::slow(1500)).await;
     let chat = a.create_chat("slow").await;
     a.say(&chat, "go").await;

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::support::app::{TestApp, spawn_configured};
 use crate::support::fake_openai::{Behaviour, FakeOpenAi};
 use crate::support::ws::connect;
-use flowgate::flow::ModelSpec;
 use flowgate::model::ChatStatus;
 
 /// The `/metrics` text, asserting its content type.
@@ -170,16 +169,8 @@ async fn metrics_count_rate_limit_refusals_by_policy() {
 #[tokio::test]
 async fn metrics_count_model_calls_with_latency_errors_by_kind_and_reported_tokens() {
     let fake = FakeOpenAi::start().await;
-    let base_url = fake.base_url();
+    let gpt = fake.model();
     let app = spawn_configured(move |c| {
-        let gpt = ModelSpec::Openai {
-            base_url,
-            model: "m".into(),
-            api_key_env: None,
-            temperature: None,
-            max_tokens: None,
-            timeout_secs: Some(10),
-        };
         c.models.insert("gpt".into(), gpt);
     })
     .await;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::config::StoreKind;
-use flowgate::model::{ChatStatus, EventKind};
+use flowgate::model::ChatStatus;
 use flowgate::store::ChatQuery;
 use flowgate::store::redis::{RedisStore, RedisStoreOptions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::store_suite::{DynStore, create_chat, tenant_named};
 use crate::support::app::{TestApp, spawn_configured};
@@ -130,17 +130,7 @@ async fn a_socket_on_node_b_gets_every_event_of_a_chat_driven_through_node_a_on_
 async fn a_run_driven_on_node_a_is_cancelled_through_node_b_on_the_cluster() {
     let Some(cluster) = RedisCluster::shared() else { return };
     let (a, b) = (node(&cluster, "a").await, node(&cluster, "b").await);
-    b.put_flow("slow", crate::support::flows::slow(1500)).await;
-    let chat = a.create_chat("slow").await;
-    a.say(&chat, "go").await;
-    a.wait_for(&chat, |e| e.kind == EventKind::RunStarted).await;
-    assert_eq!(a.state.engine.active_runs(), 1);
-    let (status, body) = b.post(&format!("/chats/{chat}/cancel"), json!({})).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
-    tokio::time::timeout(Duration::from_secs(30), a.state.engine.idle())
-        .await
-        .expect("node A's runner stops");
-    assert_eq!(a.messages(&chat).await.len(), 1, "the half-streamed reply is not stored");
+    crate::cluster::a_cancel_through_b_stops_a_run_streaming_on_a(&a, &b).await;
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@ use crate::support::app::{TestApp, spawn_configured};
 use crate::support::fake_openai::{Behaviour, FakeOpenAi};
 use crate::support::ws::connect;
 use flowgate::config::Config;
-use flowgate::flow::ModelSpec;
 use flowgate::flow::flowgen::{self, ModelCatalog};
 use flowgate::model::ChatStatus;
 use serde_json::{Value, json};
@@ -24,15 +23,7 @@ pub(crate) fn fixture(name: &str) -> Value {
 
 /// Registers `name` as a keyless model served by the fake.
 pub(crate) fn register(config: &mut Config, name: &str, base_url: String) {
-    let spec = ModelSpec::Openai {
-        base_url,
-        model: "m".into(),
-        api_key_env: None,
-        temperature: None,
-        max_tokens: None,
-        timeout_secs: Some(10),
-    };
-    config.models.insert(name.into(), spec);
+    config.models.insert(name.into(), crate::support::fake_openai::model_at(base_url));
 }
 
 /// A fake and a gateway whose `name` model it serves.

@@ -6,7 +6,6 @@
 //! test releases them) or by scripted flows. Skipped loudly without a browser.
 
 use flowgate::config::Config;
-use flowgate::flow::ModelSpec;
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
 
@@ -17,16 +16,8 @@ use crate::support::widget::{click, mount, screenshot, type_and_enter, until, vi
 
 /// A config tweak: the registry model `gpt` is the fake.
 pub fn with_model(fake: &FakeOpenAi) -> impl FnOnce(&mut Config) + use<> {
-    let base_url = fake.base_url();
+    let gpt = fake.model();
     move |config| {
-        let gpt = ModelSpec::Openai {
-            base_url,
-            model: "m".into(),
-            api_key_env: None,
-            temperature: None,
-            max_tokens: None,
-            timeout_secs: Some(10),
-        };
         config.models.insert("gpt".into(), gpt);
     }
 }

@@ -108,6 +108,11 @@ impl FakeOpenAi {
         format!("http://{}/v1", self.addr)
     }
 
+    /// A keyless registry model (`[models.NAME]`) this fake serves.
+    pub fn model(&self) -> flowgate::flow::ModelSpec {
+        model_at(self.base_url())
+    }
+
     /// Queues the answer to a later request.
     pub fn push(&self, behaviour: Behaviour) -> &Self {
         lock(&self.shared.script).push_back(behaviour);
@@ -301,4 +306,16 @@ fn full_stream(chunks: &[String], usage: Option<Value>) -> Vec<Bytes> {
     }
     frames.push(event("[DONE]"));
     frames
+}
+
+/// A keyless registry model served at `base_url` (a fake's [`FakeOpenAi::base_url`]).
+pub fn model_at(base_url: String) -> flowgate::flow::ModelSpec {
+    flowgate::flow::ModelSpec::Openai {
+        base_url,
+        model: "m".into(),
+        api_key_env: None,
+        temperature: None,
+        max_tokens: None,
+        timeout_secs: Some(10),
+    }
 }
