@@ -306,7 +306,9 @@ impl Held {
                 return;
             }
         };
-        if let Some(slot) = conn.forwarded.and_then(|f| f.slot.into_inner().unwrap_or_else(|p| p.into_inner())) {
+        if let Some(slot) =
+            conn.forwarded.and_then(|f| f.slot.into_inner().unwrap_or_else(|p| p.into_inner()))
+        {
             self._slot = slot;
         }
     }
