@@ -6,7 +6,8 @@
 //! file-descriptor limit and `/healthz` keeps answering once a flood ends) and
 //! an optional cap per client address. A client behind a trusted proxy is
 //! the address that proxy forwards (`X-Forwarded-For`), read from the first
-//! request of the proxy's connection.
+//! request of the proxy's connection. An upgraded connection's stream keeps
+//! only its places under the caps (its HTTP state is let go at its next read).
 //!
 //! A request hyper itself refuses (not valid HTTP: 400, a too-long target:
 //! 414, too many or too large headers: 431) would get hyper's bare answer;
@@ -102,7 +103,7 @@ pub async fn serve(
             forwarded: proxied.then(|| Forwarded { clients: clients.clone(), slot: Mutex::new(None) }),
             trusted: limits.trusted_proxies.clone(),
         });
-        let io = Held { tcp, _permit: permit, _slot: slot, conn: conn.clone(), swap: None };
+        let io = Held { tcp, _permit: permit, _slot: slot, conn: Some(conn.clone()), swap: None };
         let backstop = limits.idle + limits.header_read;
         tracker.spawn(connection(io, conn, peer, router.clone(), backstop, shutdown.clone()));
     }
@@ -261,9 +262,12 @@ impl Drop for ClientSlot {
 struct Held {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// The client's slot (behind a trusted proxy: the forwarded client's,
+    /// once the connection was upgraded).
     _slot: ClientSlot,
-    /// Its phases (every read may start a head) and a forwarded client's slot.
-    conn: Arc<Conn>,
+    /// Its phases (every read may start a head) and a forwarded client's
+    /// slot, while the connection serves HTTP: see [`Held::upgraded`].
+    conn: Option<Arc<Conn>>,
     /// An envelope answer being written in place of hyper's bare one.
     swap: Option<Swap>,
 }
@@ -274,12 +278,39 @@ impl AsyncRead for Held {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.upgraded();
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.conn.phases.read_some();
+        if buf.filled().len() > before
+            && let Some(conn) = &self.conn
+        {
+            conn.phases.read_some();
         }
         polled
+    }
+}
+
+impl Held {
+    /// Lets go of the connection's shared state once nothing else holds it:
+    /// the HTTP connection's task has ended, so the stream lives on upgraded
+    /// (a WebSocket), where phases no longer apply. A forwarded client's slot
+    /// moves into the stream, counted as long as it lives; the rest (about
+    /// 0.2 KiB) is freed rather than kept for the socket's life.
+    fn upgraded(&mut self) {
+        let Some(conn) = self.conn.take_if(|c| Arc::strong_count(c) == 1) else { return };
+        // Only this stream held it, and nothing can clone it from here.
+        let conn = match Arc::try_unwrap(conn) {
+            Ok(conn) => conn,
+            Err(conn) => {
+                self.conn = Some(conn);
+                return;
+            }
+        };
+        if let Some(slot) =
+            conn.forwarded.and_then(|f| f.slot.into_inner().unwrap_or_else(|p| p.into_inner()))
+        {
+            self._slot = slot;
+        }
     }
 }
 

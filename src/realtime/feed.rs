@@ -67,8 +67,9 @@ pub struct Follow<'a, S: FrameSink> {
 impl<S: FrameSink> Follow<'_, S> {
     /// Runs the feed until it ends.
     pub async fn run(mut self) -> FeedEnd {
-        let channel = Channel::Chat(self.chat_id.clone());
-        let mut sub = match self.journal.bus.subscribe(&channel).await {
+        // The channel is a temporary: a local would be kept (with its copy of
+        // the chat id) for the feed's life.
+        let mut sub = match self.journal.bus.subscribe(&Channel::Chat(self.chat_id.clone())).await {
             Ok(sub) => sub,
             Err(e) => return FeedEnd::Resubscribe(format!("live feed unavailable: {e}")),
         };

@@ -1,7 +1,8 @@
 //! One connection's outbound side: a queue bounded in bytes (overflow closes
 //! the client with 4008 instead of slowing the room), the [`Closer`] that
 //! records the first close reason, and the writer loop that batches frames
-//! (wait for one, drain what else is queued, flush once) and pings.
+//! (wait for one, drain what else is queued, flush once) and pings. The
+//! writer is a future the session joins to its reader (one task per socket).
 //!
 //! Touches only its socket half and the node's metrics.
 

@@ -1,8 +1,9 @@
 //! One WebSocket connection: the reader loop that parses commands and runs
 //! them with the same rules as the REST routes, the subscriptions it holds
-//! (one gap-free feed task each, in `session/subscriptions.rs`), and the tie
-//! to its writer. A chat's `chat.status` reaches the socket once: through its
-//! subscription while it has one, else through `watch_status`.
+//! (one gap-free feed task each, in `session/subscriptions.rs`), and its
+//! writer, joined to the reader in the connection's one task. A chat's
+//! `chat.status` reaches the socket once: through its subscription while it
+//! has one, else through `watch_status`.
 //!
 //! Touches the domain services (every command, and the access check of every
 //! subscribe, is theirs), the journal they expose (feeds) and the node's
@@ -17,10 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
-use futures::StreamExt;
 use futures::stream::SplitStream;
+use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{self, Closer, Liveness, Outbox};
@@ -75,14 +75,14 @@ struct Reader {
     closer: Closer,
     last_pong: Arc<AtomicU64>,
     epoch: Instant,
-    writer: JoinHandle<()>,
-    /// The connection slot, released when the session ends.
-    _permit: Permit,
 }
 
-/// Runs a connection to its end. The setup runs here, before the first
-/// poll: the returned future then holds each part once (an `async fn` would
-/// keep room for its moved-from arguments as long as the socket lives).
+/// Runs a connection to its end: the reader and the writer are two futures
+/// joined in one task (one task per socket). The setup runs here, before the
+/// first poll: the returned future then holds each part once (an `async fn`
+/// would keep room for its moved-from arguments as long as the socket lives).
+/// Nothing the reader awaits may wait for the outbox to drain (only feeds, in
+/// their own tasks, do): the writer runs only when this task does.
 pub fn run(socket: WebSocket, init: Box<SessionInit>) -> impl Future<Output = ()> + Send + 'static {
     let SessionInit { state, caller, bound, permit } = *init;
     let credential = state.services.access.watch(&caller);
@@ -99,7 +99,7 @@ pub fn run(socket: WebSocket, init: Box<SessionInit>) -> impl Future<Output = ()
         last_pong_ms: last_pong.clone(),
         epoch,
     };
-    let writer = tokio::spawn(outbox::write_loop(sink, inbox, closer.clone(), live, state.metrics.clone()));
+    let writer = outbox::write_loop(sink, inbox, closer.clone(), live, state.metrics.clone());
     let token = state.shutdown.child_token();
     let session = Session {
         bound: bound.as_ref().map(|(id, _)| id.clone()),
@@ -111,15 +111,16 @@ pub fn run(socket: WebSocket, init: Box<SessionInit>) -> impl Future<Output = ()
         status_feed: None,
         strikes: 0,
     };
-    let reader = Reader { stream, bound, credential, closer, last_pong, epoch, writer, _permit: permit };
-    session.serve(reader)
+    let reader = Reader { stream, bound, credential, closer, last_pong, epoch };
+    // The slot is held until the writer has sent the close frame too.
+    futures::future::join(session.serve(reader), writer).map(move |_| drop(permit))
 }
 
 impl Session {
-    /// Reads and runs commands until the connection closes, then waits for
-    /// the writer's close frame. Not an `async fn`: the block works on its
-    /// captures in place, where an `async fn` would also keep a moved-from
-    /// copy of its arguments.
+    /// Reads and runs commands until the connection closes (the writer, joined
+    /// to it in `run`, then sends the close frame). Not an `async fn`: the
+    /// block works on its captures in place, where an `async fn` would also
+    /// keep a moved-from copy of its arguments.
     #[allow(clippy::manual_async_fn, reason = "an async fn keeps its moved-from arguments")]
     fn serve(mut self, mut reader: Reader) -> impl Future<Output = ()> + Send + 'static {
         async move {
@@ -151,7 +152,6 @@ impl Session {
                 }
             }
             self.token.cancel();
-            let _ = (&mut reader.writer).await;
         }
     }
 

@@ -1,15 +1,18 @@
 //! Connection hygiene: half-sent requests, stalled bodies and idle kept-alive
 //! connections are closed by the configured timeouts (the idle one distinct
 //! from the header-read one), the node's and a client's open connections are
-//! capped (a proxied client by its forwarded address), and `/healthz` keeps
-//! answering.
+//! capped (a proxied client by its forwarded address, also once its
+//! connection became a WebSocket), and `/healthz` keeps answering.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::app::{TestApp, WAIT, spawn_configured};
+use serde_json::json;
+
+use crate::support::app::{KEY, TestApp, WAIT, spawn_configured};
+use crate::support::ws;
 
 /// Reads until the server closes the connection; what it sent before.
 async fn until_closed(stream: &mut TcpStream) -> String {
@@ -194,4 +197,27 @@ async fn behind_a_trusted_proxy_the_per_client_cap_counts_the_forwarded_client()
     // The proxy's own connections without a forwarded client are not capped.
     assert_eq!(healthz(&app).await, 200);
     assert_eq!(healthz(&app).await, 200);
+}
+
+#[tokio::test]
+async fn an_upgraded_socket_behind_a_trusted_proxy_keeps_its_forwarded_client_counted() {
+    let app = spawn_configured(|c| {
+        c.limits.http_max_connections_per_client = 1;
+        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let headers = [("x-api-key", KEY), ("x-forwarded-for", "203.0.113.7")];
+    let mut socket = ws::connect_with_headers(&app, "/ws", &headers).await.expect("upgraded");
+    // Reads on the upgraded stream, which then lets go of the connection's
+    // HTTP state: the forwarded client's place must stay taken.
+    for _ in 0..2 {
+        assert_eq!(socket.call(json!({"op": "ping"})).await["type"], "pong");
+    }
+    let from = |xff: &str| format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {xff}\r\n\r\n");
+    let mut second = TcpStream::connect(app.addr).await.unwrap();
+    second.write_all(from("203.0.113.7").as_bytes()).await.unwrap();
+    assert_eq!(until_closed(&mut second).await, "");
+    let mut other = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(status_line(&mut other, &from("203.0.113.8")).await, "HTTP/1.1 200");
+    assert_eq!(socket.call(json!({"op": "ping"})).await["type"], "pong");
 }

@@ -1,5 +1,8 @@
 //! Reads: a small pool of read-only connections used on tokio's blocking
-//! threads, and the queries behind every read of the [`Store`] trait.
+//! threads, and the queries behind every read of the [`Store`] trait. At
+//! most one blocking thread per connection: a burst of reads (10,000 sockets
+//! subscribing at once) waits for a connection without a thread each, rather
+//! than start hundreds of threads that would only wait for one.
 //!
 //! In WAL mode readers never wait for the writer; each query sees the last
 //! committed state.
@@ -12,6 +15,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Semaphore;
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, params};
 use serde::de::DeserializeOwned;
 
@@ -23,6 +28,8 @@ use crate::store::{ChatOwner, ChatQuery, MessageView, SeqQuery, StoreError, Stor
 pub struct ReadPool {
     conns: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// One permit per connection, held by each read on its blocking thread.
+    running: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -35,17 +42,25 @@ impl ReadPool {
             schema::configure(&conn, options)?;
             conns.push(Mutex::new(conn));
         }
-        Ok(ReadPool { conns, next: AtomicUsize::new(0) })
+        let running = Arc::new(Semaphore::new(conns.len()));
+        Ok(ReadPool { conns, next: AtomicUsize::new(0), running })
     }
 
-    /// Runs `query` on a free connection, on a blocking thread.
+    /// Runs `query` on a free connection, on a blocking thread, once one of
+    /// the pool's permits is free (the permit goes with the thread, so a
+    /// caller that stops waiting does not let another thread start early).
     pub async fn read<T, F>(self: &Arc<Self>, query: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let permit = self.running.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(self);
-        tokio::task::spawn_blocking(move || query(&pool.checkout())).await.map_err(|_| StoreError::Closed)?
+        let run = move || {
+            let _permit = permit;
+            query(&pool.checkout())
+        };
+        tokio::task::spawn_blocking(run).await.map_err(|_| StoreError::Closed)?
     }
 
     /// A free connection if there is one, else waits for the next in turn.
