@@ -10,7 +10,10 @@
 //! group, and the group keeps queue order, so a chat's order holds. The map
 //! is re-read before the next batch whenever a pipeline failed (a slot that
 //! moved answers `MOVED`, which fails its group once the client's own retries
-//! are spent); until a map is read each slot is its own group.
+//! are spent); until a map is read each slot is its own group. Those retries
+//! resend the whole pipeline, so while a slot moves a frame of another chat
+//! in the same group may be published twice (a feed drops a durable event it
+//! has by seq), as a retried single `SPUBLISH` could be before.
 //!
 //! Touches the Redis Cluster through the publisher connection it is given.
 
