@@ -2,7 +2,8 @@
 //! `ClusterBus` instances) on the real three-master cluster the suite starts:
 //! a batch holds the chats of every master and is split into one pipeline
 //! per master, yet each chat's frames arrive once and in order, and each
-//! delta's partial is written before its `SPUBLISH` on the chat's master.
+//! delta's partial is written before its `SPUBLISH` on the chat's master;
+//! a durable publish whose pipeline fails (the cluster gone) is told so.
 //!
 //! Without `redis-server`/`redis-cli` every test prints `SKIPPED` and passes,
 //! unless `FLOWGATE_REQUIRE_REDIS=1` (CI), which makes them fail.
@@ -127,4 +128,20 @@ async fn deltas_of_chats_on_every_master_arrive_in_order_each_already_in_its_par
         bounded(a.forget_partials(chat, None)).await.expect("forgets");
         assert!(bounded(b.partials(chat)).await.expect("reads").is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_publish_hears_that_its_pipeline_failed_once_the_cluster_is_gone() {
+    let Some(cluster) = RedisCluster::start_with_aof() else { return };
+    let a = node(&cluster).await;
+    bounded(a.publish(&chat("chat_cluster_gone"), frame("chat_cluster_gone", 1))).await.expect("published");
+    drop(cluster); // Every master killed.
+    // An ephemeral frame waits only for room in the queue; a durable one for its pipeline.
+    bounded(a.publish_ephemeral(&chat("chat_cluster_gone"), frame("chat_cluster_gone", 2)))
+        .await
+        .expect("queued");
+    let failed = bounded(a.publish(&chat("chat_cluster_gone"), frame("chat_cluster_gone", 3))).await;
+    let why = failed.expect_err("the publish failed").to_string();
+    // Told by the publisher, not given up on after waiting out its turn.
+    assert!(!why.contains("did not confirm the publish in time"), "{why}");
 }
