@@ -8,8 +8,11 @@
 //! subscribers live in the node's registry ([`super::fanout`]). What both
 //! buses do alike (`subscribe`, `ping`, the partials' reads and drops, the
 //! listener's requests and backoff pause) is written once in
-//! `super::redis::base`; the cluster's own part is here: the `SPUBLISH`es and
-//! the push listener.
+//! `super::redis::base`, and so is the publisher (`super::redis::publisher`):
+//! ONE task per node sends the queued `SPUBLISH`es in pipelined batches, a
+//! batch split into one pipeline per master by the slot map of [`shards`],
+//! the pipelines sent together. The cluster's own part is here: that split
+//! and the push listener.
 //!
 //! The node keeps ONE subscriber connection to the cluster (the cluster
 //! client's RESP3 connection, one socket per master); its pushes are routed
@@ -19,8 +22,9 @@
 //! restart) or a channel's slot moves away, the listener resubscribes every
 //! live channel with backoff and then bumps `resync`, so every subscriber
 //! catches up from the store by seq. The partials of streamed messages are
-//! the Redis bus's (`super::redis::partials`), published with `SPUBLISH` in
-//! the same pipeline: a chat's keys and channel share one slot.
+//! the Redis bus's (`super::redis::partials`), written in the publisher's
+//! batch right before each delta's `SPUBLISH`: a chat's keys and channel
+//! share one slot, hence one pipeline.
 //!
 //! Touches the Redis Cluster it is given, nothing else.
 
@@ -37,15 +41,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::partials::{Chunk, Partial};
+use super::redis::RedisBusOptions;
 use super::redis::base::{Base, Inbox, Request, Shared, Wording, jitter, within};
-use super::redis::{RedisBusOptions, Wire, partials};
+use super::redis::publisher::Queue;
 use super::{Bus, BusError, Channel, Frame, Subscription};
 use crate::model::ChatId;
 
+mod shards;
+
 /// Sharded pub/sub over a Redis Cluster, one subscriber connection per node.
 pub struct ClusterBus {
-    /// With the publisher connection (`SPUBLISH`, `PING`, the partials).
+    /// With the publisher connection (`PING`, the partials' reads and drops).
     base: Base<ClusterConnection>,
+    /// To the publisher task (`SPUBLISH`es and the partials' writes).
+    queue: Queue,
 }
 
 impl ClusterBus {
@@ -83,12 +92,13 @@ impl ClusterBus {
         };
         let tasks = TaskTracker::new();
         tasks.spawn(listener.run());
+        let queue = Queue::start(shards::Shards::new(publisher.clone()), &options, cancel.clone(), &tasks);
         tasks.close();
         let wording = Wording {
             down: "a subscriber connection to the redis cluster is down",
             silent: "the redis cluster did not answer in time",
         };
-        Ok(ClusterBus { base: Base { shared, conn: publisher, options, cancel, tasks, wording } })
+        Ok(ClusterBus { base: Base { shared, conn: publisher, options, cancel, tasks, wording }, queue })
     }
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
@@ -105,10 +115,11 @@ impl ClusterBus {
 #[async_trait]
 impl Bus for ClusterBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        let mut conn = self.base.conn.clone();
-        let cmd = redis::cmd("SPUBLISH").arg(channel.name()).arg(Wire(&frame)).to_owned();
-        let _receivers: i64 = within(self.base.options.timeout, cmd.query_async(&mut conn)).await?;
-        Ok(())
+        self.queue.publish(channel, frame).await
+    }
+
+    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
+        self.queue.ephemeral(channel, frame).await
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
@@ -119,38 +130,42 @@ impl Bus for ClusterBus {
         self.base.ping().await
     }
 
+    /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
+    /// same pipeline right before its `SPUBLISH`.
     async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        let frame = chunk.frame();
-        let channel = Channel::Chat(chunk.chat_id.clone()).name();
-        let ttl_ms = self.base.options.partial_ttl_ms();
-        let mut conn = self.base.conn.clone();
-        let call = partials::publish_delta(&mut conn, "SPUBLISH", &channel, chunk, Wire(&frame), ttl_ms);
-        within(self.base.options.timeout, call).await
+        self.queue.delta(chunk).await
     }
 
     async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
         self.base.partials(chat_id).await
     }
 
+    /// After the deltas already queued: they may still write the partial.
     async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
+        self.queue.flushed().await?;
         self.base.forget_partials(chat_id, message_id).await
     }
 }
 
 /// Handles one push from the subscriber connection, on the connection's own
 /// task: never blocks (the registry's delivery does not await).
-fn on_push(shared: &Shared, lost: &Notify, push: PushInfo) {
+fn on_push(shared: &Shared, lost: &Notify, mut push: PushInfo) {
+    // The payload's bytes are taken, not copied: a frame keeps them as they came.
+    let payload = match (&push.kind, push.data.get_mut(1)) {
+        (PushKind::SMessage, Some(Value::BulkString(payload))) => Some(std::mem::take(payload)),
+        _ => None,
+    };
     let channel = match push.data.first() {
         Some(Value::BulkString(name)) => std::str::from_utf8(name).ok(),
         _ => None,
     };
     match push.kind {
         PushKind::SMessage => {
-            let (Some(name), Some(Value::BulkString(payload))) = (channel, push.data.get(1)) else { return };
+            let (Some(name), Some(payload)) = (channel, payload) else { return };
             if !shared.channels.is_live(name) {
                 return; // Unsubscribing: nobody here to parse it for.
             }
-            match Frame::parse(Bytes::copy_from_slice(payload)) {
+            match Frame::parse(Bytes::from(payload)) {
                 Ok(frame) => shared.channels.deliver(name, frame),
                 Err(e) => tracing::warn!(channel = name, error = %e, "dropped a frame that is not an event"),
             }

@@ -1,6 +1,7 @@
 //! The Redis bus: every node publishes through ONE publisher task that sends
 //! its queued `PUBLISH`es in pipelined batches on one multiplexed connection
-//! ([`publisher`]), and listens on ONE shared subscriber connection that
+//! ([`publisher`], shared with the cluster bus; one Redis takes a whole batch
+//! as one pipeline), and listens on ONE shared subscriber connection that
 //! carries every channel any local task listens to.
 //!
 //! Redis is only the transport between nodes: the local subscribers live in
@@ -24,13 +25,15 @@
 //! Touches the Redis server it is given, nothing else.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
-use redis::{Client, RedisWrite, ToRedisArgs};
-use tokio::sync::{mpsc, oneshot};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream,
+};
+use redis::{Client, Pipeline, RedisResult, RedisWrite, ToRedisArgs, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,10 +44,10 @@ use crate::model::ChatId;
 pub(super) mod base;
 mod listener;
 pub(super) mod partials;
-mod publisher;
+pub(super) mod publisher;
 use base::{Base, Shared, Wording, within};
 use listener::Listener;
-use publisher::{Outgoing, Publisher};
+use publisher::{Queue, Target, Transport};
 
 /// How the Redis bus connects and recovers.
 #[derive(Debug, Clone)]
@@ -93,7 +96,7 @@ pub struct RedisBus {
     /// With the publisher connection, for `PING` and the partials' reads.
     base: Base<ConnectionManager>,
     /// To the publisher task.
-    queue: mpsc::Sender<Outgoing>,
+    queue: Queue,
 }
 
 impl RedisBus {
@@ -111,16 +114,9 @@ impl RedisBus {
         let cancel = CancellationToken::new();
         let (shared, inbox) = Shared::new(options.capacity, cancel.clone());
         let listener = Listener { client, shared: Arc::clone(&shared), options: options.clone(), inbox };
-        let (queue, queued) = mpsc::channel(options.publish_queue.max(1));
-        let sender = Publisher {
-            connection: publisher.clone(),
-            queue: queued,
-            options: options.clone(),
-            cancel: cancel.clone(),
-        };
         let tasks = TaskTracker::new();
         tasks.spawn(listener.run(first));
-        tasks.spawn(sender.run());
+        let queue = Queue::start(Single(publisher.clone()), &options, cancel.clone(), &tasks);
         tasks.close();
         let wording = Wording {
             down: "the subscriber connection to redis is down",
@@ -139,25 +135,7 @@ impl RedisBus {
         frame: Arc<Frame>,
         extra: redis::Cmd,
     ) -> Result<(), BusError> {
-        self.enqueue(Outgoing { extra: Some(extra), ..Outgoing::to(channel, frame) }).await
-    }
-
-    /// Waits until the publisher task has sent everything queued so far (so
-    /// a partial is dropped only after its deltas' writes).
-    async fn flushed(&self) -> Result<(), BusError> {
-        let (done, outcome) = oneshot::channel();
-        self.enqueue(Outgoing::flush(done)).await?;
-        outcome_of(self.base.options.timeout, outcome).await
-    }
-
-    /// Queues a publish for the publisher task.
-    async fn enqueue(&self, outgoing: Outgoing) -> Result<(), BusError> {
-        let queued = tokio::time::timeout(self.base.options.timeout, self.queue.send(outgoing)).await;
-        match queued {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
-            Err(_) => Err(BusError::Unavailable("the publish queue stayed full".into())),
-        }
+        self.queue.with(channel, frame, extra).await
     }
 
     /// Stops the listener task and waits for it (dropping the bus stops it too).
@@ -174,13 +152,11 @@ impl RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        let (done, outcome) = oneshot::channel();
-        self.enqueue(Outgoing { done: Some(done), ..Outgoing::to(channel, frame) }).await?;
-        outcome_of(self.base.options.timeout, outcome).await
+        self.queue.publish(channel, frame).await
     }
 
     async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.enqueue(Outgoing::to(channel, frame)).await
+        self.queue.ephemeral(channel, frame).await
     }
 
     async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
@@ -194,9 +170,7 @@ impl Bus for RedisBus {
     /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
     /// same batch right before its `PUBLISH`.
     async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        let partial = partials::Write::of(chunk, self.base.options.partial_ttl_ms());
-        let channel = Channel::Chat(chunk.chat_id.clone());
-        self.enqueue(Outgoing { partial: Some(partial), ..Outgoing::to(&channel, chunk.frame()) }).await
+        self.queue.delta(chunk).await
     }
 
     async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
@@ -205,7 +179,7 @@ impl Bus for RedisBus {
 
     /// After the deltas already queued: they may still write the partial.
     async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
-        self.flushed().await?;
+        self.queue.flushed().await?;
         self.base.forget_partials(chat_id, message_id).await
     }
 }
@@ -229,18 +203,33 @@ impl ToRedisArgs for Wire<'_> {
     }
 }
 
-/// The outcome of a queued batch, as the publisher task tells it; its own
-/// timeout bounds the batch, `2 × timeout` the wait for its turn.
-async fn outcome_of(
-    timeout: Duration,
-    outcome: oneshot::Receiver<Result<(), String>>,
-) -> Result<(), BusError> {
-    match tokio::time::timeout(timeout * 2, outcome).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(why))) => Err(BusError::Unavailable(why)),
-        Ok(Err(_)) => Err(BusError::Unavailable("the bus is shut down".into())),
-        Err(_) => Err(BusError::Unavailable("redis did not confirm the publish in time".into())),
+/// The publisher's transport on one Redis: the whole batch as ONE pipeline
+/// on the multiplexed publisher connection.
+struct Single(ConnectionManager);
+
+impl Transport for Single {
+    const PUBLISH: &'static str = "PUBLISH";
+
+    async fn prepare(&mut self, _timeout: Duration) {}
+
+    fn part_of(&self, _target: &Target, _frame: &Frame) -> (u32, u16) {
+        (0, 0)
     }
+
+    fn send(
+        &self,
+        pipeline: Pipeline,
+        _hint: u16,
+    ) -> impl Future<Output = RedisResult<Vec<Value>>> + Send + 'static {
+        let mut conn = self.0.clone();
+        async move { conn.req_packed_commands(&pipeline, 0, pipeline.len()).await }
+    }
+
+    async fn settle(&self, check: partials::Check, length: u64) -> RedisResult<()> {
+        check.settle(&mut self.0.clone(), length).await
+    }
+
+    fn failed(&mut self) {}
 }
 
 /// One subscriber connection and what Redis sends on it.

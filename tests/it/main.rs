@@ -11,6 +11,7 @@ mod autogen_golden;
 mod browser_plumbing;
 mod browsers;
 mod bus_redis;
+mod bus_redis_cluster;
 mod bus_redis_outage;
 mod bus_redis_partials;
 mod cli;

@@ -5,9 +5,9 @@
 //! `subscribe` sends that task and the task's side of them ([`Inbox`]:
 //! batches, the backoff pause that refuses subscriptions), and the common
 //! half of the bus handle ([`Base`]: `subscribe`, `ping`, the partials' reads
-//! and drops, shutdown). What differs stays with each bus: how it publishes
-//! (`PUBLISH` from a pipelining task, or an awaited `SPUBLISH`) and how its
-//! listener talks to the server.
+//! and drops, shutdown). The publisher both share is [`super::publisher`];
+//! what differs stays with each bus: how a batch is split (one pipeline, or
+//! one per master) and how its listener talks to the server.
 //!
 //! Touches the Redis connection it is given (`PING`, the partials' keys),
 //! nothing else.

@@ -4,26 +4,27 @@
 //! tag so they share the chat channel's slot (Redis Cluster ready).
 //!
 //! A delta costs no round trip of its own: its writes ([`Write`]) go in the
-//! pipeline that publishes it, right before its `PUBLISH` (on the Redis bus,
-//! in the publisher task's batch): `APPEND`, or for the first chunk of a
+//! pipeline that publishes it, right before its `PUBLISH` (in the publisher
+//! task's batch): `APPEND`, or for the first chunk of a
 //! message a `SET` with a TTL and its registration in the chat's hash
 //! (`HSET`, `PEXPIRE`). The pipeline is not a `MULTI`: the key is written before the
 //! publish on the same connection, which is all a reader that subscribed
 //! first needs. An `APPEND` whose resulting length is not the chunk's end
-//! (the key expired or was evicted mid-stream) deletes the key (whoever sent
-//! the pipeline reads that reply: the publisher task on the Redis bus, where
-//! dropping a partial waits for the writes queued before it), since a
+//! (the key expired or was evicted mid-stream) deletes the key (the
+//! publisher task reads that reply; dropping a partial waits for the writes
+//! queued before it), since a
 //! partial that is not a prefix of the message must not be served. The TTL
 //! (`partial_ttl`, the run's `max_run_secs` and a minute) is the backstop for
 //! a node that dies mid-answer; a drive's start and end drop the rest.
 //!
-//! The same code serves the cluster bus (`super::super::cluster`), which
-//! publishes with `SPUBLISH`: every key and the channel share the chat's slot.
+//! The same code serves the cluster bus (`super::super::cluster`), whose
+//! publisher sends `SPUBLISH`: every key and the channel share the chat's
+//! slot, so they go in the same per-master pipeline.
 //!
 //! Touches the Redis server through the connection it is given.
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Pipeline, ToRedisArgs};
+use redis::{Cmd, Pipeline};
 
 use crate::bus::BusError;
 use crate::bus::partials::{Chunk, MAX_PER_CHAT, Partial};
@@ -76,14 +77,11 @@ impl Write {
         Write { commands, check: None }
     }
 
-    /// Adds the writes to `pipe`, every reply ignored but an `APPEND`'s (one
-    /// integer in the pipeline's replies, in order), whose check it returns.
+    /// Adds the writes to `pipe`; returns the check of an `APPEND`, which
+    /// is then the last command in `pipe`.
     pub(crate) fn add_to(self, pipe: &mut Pipeline) -> Option<Check> {
         for command in self.commands {
             pipe.add_command(command);
-            if self.check.is_none() {
-                pipe.ignore();
-            }
         }
         self.check
     }
@@ -103,26 +101,6 @@ impl Check {
         }
         tracing::warn!(chat_id = %self.chat_id, message_id = self.message_id, "partial out of step; dropped");
         forget(conn, &self.chat_id, Some(&self.message_id)).await
-    }
-}
-
-/// Appends `chunk` to its partial and publishes `payload` on `channel` with
-/// `publish` (the cluster's `SPUBLISH`), in one pipeline.
-pub(crate) async fn publish_delta(
-    conn: &mut (impl ConnectionLike + Send),
-    publish: &str,
-    channel: &str,
-    chunk: &Chunk<'_>,
-    payload: impl ToRedisArgs,
-    ttl_ms: u64,
-) -> Result<(), redis::RedisError> {
-    let mut pipe = redis::pipe();
-    let check = Write::of(chunk, ttl_ms).add_to(&mut pipe);
-    pipe.cmd(publish).arg(channel).arg(payload).ignore();
-    let lengths: Vec<u64> = pipe.query_async(conn).await?;
-    match (check, lengths.first()) {
-        (Some(check), Some(&length)) => check.settle(conn, length).await,
-        _ => Ok(()),
     }
 }
 
