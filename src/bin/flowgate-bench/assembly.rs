@@ -1,0 +1,205 @@
+//! The content check of `fanout`: one client's view of each streamed
+//! message, assembled as a browser would from its `message.snapshot` (which
+//! replaces the text) and `message.delta` frames (each appended at its byte
+//! `offset`), then held against the stored text when its `message.created`
+//! arrives. A delta whose offset lies past the assembled text opens a gap; a
+//! later snapshot of the message closes it; a gap still open at
+//! `message.created`, or assembled text that differs from the stored text,
+//! is a hole: a user would have seen a broken answer.
+//!
+//! Pure: no I/O.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::frame::Delta;
+
+/// What one client's messages came to (summed over clients for the report).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    /// `message.snapshot` frames.
+    pub snapshots: u64,
+    /// Deltas that arrived past the assembled text, later closed by a snapshot.
+    pub gaps_closed: u64,
+    /// Deltas that arrived past the assembled text with no snapshot closing
+    /// the gap before the message's `message.created`.
+    pub gaps_open: u64,
+    /// Deltas at an offset already assembled (a snapshot held them).
+    pub overlapping: u64,
+    /// Deltas or snapshots of a message whose `message.created` came first.
+    pub late: u64,
+    /// Delta frames the bench could not read.
+    pub unreadable: u64,
+    /// `message.created` frames.
+    pub created: u64,
+    /// Streamed messages whose assembled text was the stored text.
+    pub whole: u64,
+    /// Streamed messages whose assembled text was not (a gap or a missing piece).
+    pub holes: u64,
+    /// Messages of the streaming agent that arrived with nothing streamed.
+    pub unstreamed_replies: u64,
+    /// Messages streamed but never created before the run ended.
+    pub unfinished: u64,
+}
+
+impl Counts {
+    /// Adds another client's counts.
+    pub fn add(&mut self, o: &Counts) {
+        self.snapshots += o.snapshots;
+        self.gaps_closed += o.gaps_closed;
+        self.gaps_open += o.gaps_open;
+        self.overlapping += o.overlapping;
+        self.late += o.late;
+        self.unreadable += o.unreadable;
+        self.created += o.created;
+        self.whole += o.whole;
+        self.holes += o.holes;
+        self.unstreamed_replies += o.unstreamed_replies;
+        self.unfinished += o.unfinished;
+    }
+}
+
+/// One message being assembled.
+#[derive(Debug, Default)]
+struct Open {
+    text: String,
+    /// Deltas past `text` since the last snapshot.
+    gapped: u64,
+}
+
+/// One client's messages in flight.
+#[derive(Debug)]
+pub struct Assembly {
+    streamer: &'static str,
+    open: HashMap<String, Open>,
+    done: HashSet<String>,
+    counts: Counts,
+}
+
+impl Assembly {
+    /// A client's assembly; `streamer` is the agent whose replies stream.
+    pub fn new(streamer: &'static str) -> Self {
+        Assembly { streamer, open: HashMap::new(), done: HashSet::new(), counts: Counts::default() }
+    }
+
+    fn open(&mut self, id: &str) -> Option<&mut Open> {
+        if self.done.contains(id) {
+            self.counts.late += 1;
+            return None;
+        }
+        if !self.open.contains_key(id) {
+            self.open.insert(id.to_owned(), Open::default());
+        }
+        self.open.get_mut(id)
+    }
+
+    /// A `message.delta` frame (`None`: it could not be read).
+    pub fn delta(&mut self, delta: Option<Delta<'_>>) {
+        let Some(d) = delta else {
+            self.counts.unreadable += 1;
+            return;
+        };
+        let Some(open) = self.open(d.message_id) else { return };
+        let len = open.text.len() as u64;
+        if d.offset > len {
+            open.gapped += 1;
+            return;
+        }
+        // The part of the chunk past what is assembled (all of it, in order).
+        let skip = (len - d.offset) as usize;
+        if let Some(tail) = d.text.get(skip..) {
+            open.text.push_str(tail);
+        }
+        if skip > 0 {
+            self.counts.overlapping += 1;
+        }
+    }
+
+    /// A `message.snapshot` frame: the text streamed so far replaces ours.
+    pub fn snapshot(&mut self, id: &str, content: String) {
+        self.counts.snapshots += 1;
+        let Some(open) = self.open(id) else { return };
+        open.text = content;
+        let closed = std::mem::take(&mut open.gapped);
+        self.counts.gaps_closed += closed;
+    }
+
+    /// A `message.created` frame: the stored text to compare with.
+    pub fn created(&mut self, id: &str, sender: &str, content: &str) {
+        self.counts.created += 1;
+        match self.open.remove(id) {
+            Some(open) => {
+                self.counts.gaps_open += open.gapped;
+                if open.gapped == 0 && open.text == content {
+                    self.counts.whole += 1;
+                } else {
+                    self.counts.holes += 1;
+                }
+                self.done.insert(id.to_owned());
+            }
+            None if sender == self.streamer => self.counts.unstreamed_replies += 1,
+            None => {}
+        }
+    }
+
+    /// The counts, with every message still open counted as unfinished.
+    pub fn finish(mut self) -> Counts {
+        self.counts.unfinished += self.open.len() as u64;
+        self.counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn d(id: &str, offset: u64, text: &str) -> Option<Delta<'static>> {
+        let id: &'static str = Box::leak(id.to_owned().into_boxed_str());
+        Some(Delta { message_id: id, offset, text: Cow::Owned(text.to_owned()) })
+    }
+
+    #[test]
+    fn deltas_in_order_make_the_whole_text() {
+        let mut a = Assembly::new("a");
+        a.delta(d("m1", 0, "w1 "));
+        a.delta(d("m1", 3, "w2"));
+        a.created("m1", "a", "w1 w2");
+        a.created("m0", "user", "go");
+        let c = a.finish();
+        assert_eq!((c.whole, c.holes, c.created, c.unstreamed_replies), (1, 0, 2, 0));
+    }
+
+    #[test]
+    fn a_gap_is_a_hole_unless_a_snapshot_closes_it() {
+        let mut a = Assembly::new("a");
+        a.delta(d("m1", 0, "w1 "));
+        a.delta(d("m1", 6, "w3 "));
+        a.created("m1", "a", "w1 w2 w3 ");
+        let c = a.finish();
+        assert_eq!((c.whole, c.holes, c.gaps_open, c.gaps_closed), (0, 1, 1, 0));
+
+        let mut a = Assembly::new("a");
+        a.delta(d("m1", 0, "w1 "));
+        a.delta(d("m1", 6, "w3 "));
+        a.snapshot("m1", "w1 w2 w3 ".into());
+        a.delta(d("m1", 6, "w3 "));
+        a.delta(d("m1", 9, "w4"));
+        a.created("m1", "a", "w1 w2 w3 w4");
+        let c = a.finish();
+        assert_eq!((c.whole, c.holes, c.gaps_open, c.gaps_closed), (1, 0, 0, 1));
+        assert_eq!((c.snapshots, c.overlapping), (1, 1));
+    }
+
+    #[test]
+    fn a_missing_tail_is_a_hole_and_a_reply_never_streamed_is_counted_apart() {
+        let mut a = Assembly::new("a");
+        a.delta(d("m1", 0, "w1 "));
+        a.created("m1", "a", "w1 w2");
+        a.created("m2", "a", "w1 w2");
+        a.delta(d("m1", 3, "w2"));
+        a.delta(d("m3", 0, "w1"));
+        let c = a.finish();
+        assert_eq!((c.holes, c.unstreamed_replies, c.late, c.unfinished), (1, 1, 1, 1));
+    }
+}
