@@ -10,6 +10,7 @@
 //! Pure: no I/O.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::frame::Delta;
 
@@ -39,6 +40,10 @@ pub struct Counts {
     pub unstreamed_replies: u64,
     /// Messages streamed but never created before the run ended.
     pub unfinished: u64,
+    /// Over the messages created: intervals between consecutive deltas of one message.
+    pub streaming_intervals: u64,
+    /// Over the messages created: the time from each one's first delta to its last.
+    pub streaming_time: Duration,
 }
 
 impl Counts {
@@ -55,6 +60,15 @@ impl Counts {
         self.holes += o.holes;
         self.unstreamed_replies += o.unstreamed_replies;
         self.unfinished += o.unfinished;
+        self.streaming_intervals += o.streaming_intervals;
+        self.streaming_time += o.streaming_time;
+    }
+
+    /// Deltas per second while a message streams (first to last delta of
+    /// each), if any message streamed more than one.
+    pub fn streaming_rate(&self) -> Option<f64> {
+        let secs = self.streaming_time.as_secs_f64();
+        (self.streaming_intervals > 0 && secs > 0.0).then(|| self.streaming_intervals as f64 / secs)
     }
 }
 
@@ -64,6 +78,10 @@ struct Open {
     text: String,
     /// Deltas past `text` since the last snapshot.
     gapped: u64,
+    /// Deltas received, and when the first and the last came.
+    deltas: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
 }
 
 /// One client's messages in flight.
@@ -92,13 +110,16 @@ impl Assembly {
         self.open.get_mut(id)
     }
 
-    /// A `message.delta` frame (`None`: it could not be read).
-    pub fn delta(&mut self, delta: Option<Delta<'_>>) {
+    /// A `message.delta` frame received `at` (`None`: it could not be read).
+    pub fn delta(&mut self, delta: Option<Delta<'_>>, at: Instant) {
         let Some(d) = delta else {
             self.counts.unreadable += 1;
             return;
         };
         let Some(open) = self.open(d.message_id) else { return };
+        open.deltas += 1;
+        open.first.get_or_insert(at);
+        open.last = Some(at);
         let len = open.text.len() as u64;
         if d.offset > len {
             open.gapped += 1;
@@ -128,6 +149,10 @@ impl Assembly {
         self.counts.created += 1;
         match self.open.remove(id) {
             Some(open) => {
+                if let (Some(first), Some(last)) = (open.first, open.last) {
+                    self.counts.streaming_intervals += open.deltas - 1;
+                    self.counts.streaming_time += last.duration_since(first);
+                }
                 self.counts.gaps_open += open.gapped;
                 if open.gapped == 0 && open.text == content {
                     self.counts.whole += 1;
@@ -154,6 +179,10 @@ mod tests {
 
     use super::*;
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn d(id: &str, offset: u64, text: &str) -> Option<Delta<'static>> {
         let id: &'static str = Box::leak(id.to_owned().into_boxed_str());
         Some(Delta { message_id: id, offset, text: Cow::Owned(text.to_owned()) })
@@ -162,8 +191,8 @@ mod tests {
     #[test]
     fn deltas_in_order_make_the_whole_text() {
         let mut a = Assembly::new("a");
-        a.delta(d("m1", 0, "w1 "));
-        a.delta(d("m1", 3, "w2"));
+        a.delta(d("m1", 0, "w1 "), now());
+        a.delta(d("m1", 3, "w2"), now());
         a.created("m1", "a", "w1 w2");
         a.created("m0", "user", "go");
         let c = a.finish();
@@ -173,18 +202,18 @@ mod tests {
     #[test]
     fn a_gap_is_a_hole_unless_a_snapshot_closes_it() {
         let mut a = Assembly::new("a");
-        a.delta(d("m1", 0, "w1 "));
-        a.delta(d("m1", 6, "w3 "));
+        a.delta(d("m1", 0, "w1 "), now());
+        a.delta(d("m1", 6, "w3 "), now());
         a.created("m1", "a", "w1 w2 w3 ");
         let c = a.finish();
         assert_eq!((c.whole, c.holes, c.gaps_open, c.gaps_closed), (0, 1, 1, 0));
 
         let mut a = Assembly::new("a");
-        a.delta(d("m1", 0, "w1 "));
-        a.delta(d("m1", 6, "w3 "));
+        a.delta(d("m1", 0, "w1 "), now());
+        a.delta(d("m1", 6, "w3 "), now());
         a.snapshot("m1", "w1 w2 w3 ".into());
-        a.delta(d("m1", 6, "w3 "));
-        a.delta(d("m1", 9, "w4"));
+        a.delta(d("m1", 6, "w3 "), now());
+        a.delta(d("m1", 9, "w4"), now());
         a.created("m1", "a", "w1 w2 w3 w4");
         let c = a.finish();
         assert_eq!((c.whole, c.holes, c.gaps_open, c.gaps_closed), (1, 0, 0, 1));
@@ -194,11 +223,11 @@ mod tests {
     #[test]
     fn a_missing_tail_is_a_hole_and_a_reply_never_streamed_is_counted_apart() {
         let mut a = Assembly::new("a");
-        a.delta(d("m1", 0, "w1 "));
+        a.delta(d("m1", 0, "w1 "), now());
         a.created("m1", "a", "w1 w2");
         a.created("m2", "a", "w1 w2");
-        a.delta(d("m1", 3, "w2"));
-        a.delta(d("m3", 0, "w1"));
+        a.delta(d("m1", 3, "w2"), now());
+        a.delta(d("m3", 0, "w1"), now());
         let c = a.finish();
         assert_eq!((c.holes, c.unstreamed_replies, c.late, c.unfinished), (1, 1, 1, 1));
     }

@@ -167,11 +167,11 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<
                 t.first_delta.get_or_insert(now);
                 t.last_delta = Some(now);
                 t.deltas += 1;
-                streams.delta(frame::delta(&text));
+                streams.delta(frame::delta(&text), now);
             }
             Kind::Event("message.snapshot") => match frame::message_text(&text) {
                 Some((id, _, content)) => streams.snapshot(&id, content),
-                None => streams.delta(None),
+                None => streams.delta(None, Instant::now()),
             },
             Kind::Event("message.created") => {
                 if let Some((id, sender, content)) = frame::message_text(&text) {
@@ -193,16 +193,17 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<
     t
 }
 
-/// Each client's own delta rate: deltas after its first over the time from
-/// its first delta to its last, sorted.
-fn rates(tallies: &[Tally]) -> Vec<f64> {
-    let mut rates: Vec<f64> = tallies
-        .iter()
-        .filter_map(|t| {
-            let span = t.last_delta?.duration_since(t.first_delta?).as_secs_f64();
-            (t.deltas > 1 && span > 0.0).then(|| (t.deltas - 1) as f64 / span)
-        })
-        .collect();
+/// A client's own delta rate over its run: deltas after its first over the
+/// time from its first delta to its last (the pauses between replies, each
+/// a durable commit and the next model step, included).
+fn run_rate(t: &Tally) -> Option<f64> {
+    let span = t.last_delta?.duration_since(t.first_delta?).as_secs_f64();
+    (t.deltas > 1 && span > 0.0).then(|| (t.deltas - 1) as f64 / span)
+}
+
+/// Sorted.
+fn rates(rates: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut rates: Vec<f64> = rates.collect();
     rates.sort_by(f64::total_cmp);
     rates
 }
@@ -290,13 +291,18 @@ impl Report<'_> {
             .row("replies that arrived with nothing streamed", thousands(c.unstreamed_replies))
             .row("messages streamed, never created", thousands(c.unfinished))
             .row("unreadable delta/snapshot frames", thousands(c.unreadable));
-        let rates = rates(&self.tallies);
-        if let (Some(lo), Some(hi)) = (rates.first(), rates.last()) {
-            let at = |q: f64| rates[((q * rates.len() as f64) as usize).min(rates.len() - 1)];
-            t.row(
-                "deltas/s per client, first to last delta: min / p10 / median / max",
-                format!("{lo:.1} / {:.1} / {:.1} / {hi:.1}", at(0.1), at(0.5)),
-            );
+        let whole_run = rates(self.tallies.iter().filter_map(run_rate));
+        let streaming = rates(self.tallies.iter().filter_map(|t| t.streams.streaming_rate()));
+        for (what, rates) in
+            [("first to last delta of the run", whole_run), ("while a reply streams", streaming)]
+        {
+            if let (Some(lo), Some(hi)) = (rates.first(), rates.last()) {
+                let at = |q: f64| rates[((q * rates.len() as f64) as usize).min(rates.len() - 1)];
+                t.row(
+                    format!("deltas/s per client, {what}: min / p10 / median / max"),
+                    format!("{lo:.1} / {:.1} / {:.1} / {hi:.1}", at(0.1), at(0.5)),
+                );
+            }
         }
     }
 }
