@@ -14,11 +14,10 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Completion, CompletionRequest, ModelProvider, ProviderError, TurnRole};
