@@ -4,8 +4,12 @@
 //! `offset`), then held against the stored text when its `message.created`
 //! arrives. A delta whose offset lies past the assembled text opens a gap; a
 //! later snapshot of the message closes it; a gap still open at
-//! `message.created`, or assembled text that differs from the stored text,
-//! is a hole: a user would have seen a broken answer.
+//! `message.created`, or assembled text that is not a prefix of the stored
+//! text, is a hole: a user would have seen a broken answer. Assembled text
+//! that is a proper prefix of the stored text with no gap was cut short: its
+//! last deltas never came (a lagged feed caught up from the store after the
+//! message was stored, so there was no partial to send), and the user saw the
+//! answer stop, then arrive whole with its `message.created`.
 //!
 //! Pure: no I/O.
 
@@ -34,8 +38,11 @@ pub struct Counts {
     pub created: u64,
     /// Streamed messages whose assembled text was the stored text.
     pub whole: u64,
-    /// Streamed messages whose assembled text was not (a gap or a missing piece).
+    /// Streamed messages whose assembled text had a gap or differed.
     pub holes: u64,
+    /// Streamed messages whose assembled text was a proper prefix of the
+    /// stored text, with no gap: the tail came only in `message.created`.
+    pub cut_short: u64,
     /// Messages of the streaming agent that arrived with nothing streamed.
     pub unstreamed_replies: u64,
     /// Messages streamed but never created before the run ended.
@@ -58,6 +65,7 @@ impl Counts {
         self.created += o.created;
         self.whole += o.whole;
         self.holes += o.holes;
+        self.cut_short += o.cut_short;
         self.unstreamed_replies += o.unstreamed_replies;
         self.unfinished += o.unfinished;
         self.streaming_intervals += o.streaming_intervals;
@@ -154,10 +162,12 @@ impl Assembly {
                     self.counts.streaming_time += last.duration_since(first);
                 }
                 self.counts.gaps_open += open.gapped;
-                if open.gapped == 0 && open.text == content {
-                    self.counts.whole += 1;
-                } else {
+                if open.gapped > 0 || !content.starts_with(&open.text) {
                     self.counts.holes += 1;
+                } else if open.text.len() < content.len() {
+                    self.counts.cut_short += 1;
+                } else {
+                    self.counts.whole += 1;
                 }
                 self.done.insert(id.to_owned());
             }
@@ -221,14 +231,16 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_tail_is_a_hole_and_a_reply_never_streamed_is_counted_apart() {
+    fn a_missing_tail_is_cut_short_and_a_reply_never_streamed_is_counted_apart() {
         let mut a = Assembly::new("a");
         a.delta(d("m1", 0, "w1 "), now());
         a.created("m1", "a", "w1 w2");
         a.created("m2", "a", "w1 w2");
         a.delta(d("m1", 3, "w2"), now());
         a.delta(d("m3", 0, "w1"), now());
+        a.delta(d("m4", 0, "x1 "), now());
+        a.created("m4", "a", "w1 w2");
         let c = a.finish();
-        assert_eq!((c.holes, c.unstreamed_replies, c.late, c.unfinished), (1, 1, 1, 1));
+        assert_eq!((c.cut_short, c.holes, c.unstreamed_replies, c.late, c.unfinished), (1, 1, 1, 1, 1));
     }
 }

@@ -288,6 +288,7 @@ impl Report<'_> {
             .row("message.created frames", thousands(c.created))
             .row("streamed messages whole", thousands(c.whole))
             .row("streamed messages with a hole", thousands(c.holes))
+            .row("streamed messages cut short (tail only in message.created)", thousands(c.cut_short))
             .row("replies that arrived with nothing streamed", thousands(c.unstreamed_replies))
             .row("messages streamed, never created", thousands(c.unfinished))
             .row("unreadable delta/snapshot frames", thousands(c.unreadable));
