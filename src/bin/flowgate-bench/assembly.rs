@@ -107,12 +107,13 @@ impl Assembly {
         Assembly { streamer, open: HashMap::new(), done: HashSet::new(), counts: Counts::default() }
     }
 
+    /// The message's assembly, begun if new; `None` (counted late) once created.
     fn open(&mut self, id: &str) -> Option<&mut Open> {
-        if self.done.contains(id) {
-            self.counts.late += 1;
-            return None;
-        }
         if !self.open.contains_key(id) {
+            if self.done.contains(id) {
+                self.counts.late += 1;
+                return None;
+            }
             self.open.insert(id.to_owned(), Open::default());
         }
         self.open.get_mut(id)
