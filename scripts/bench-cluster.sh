@@ -10,10 +10,13 @@ cd "$(dirname "$0")/.."
 ulimit -n 20000
 KEY=bench-key-0123456789abcdef
 RPORT=16399
+for port in $RPORT 18080 18081; do # another bench still running would take these runs' clients
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use (another bench?)" >&2; exit 1; fi
+done
 WORK=$(mktemp -d)
 redis-server --bind 127.0.0.1 --port $RPORT --save "" --appendonly no --dir "$WORK" --daemonize no --loglevel warning &
 REDIS=$!
-trap 'kill "${A:-}" "${B:-}" 2>/dev/null; wait "${A:-}" "${B:-}" 2>/dev/null; kill "$REDIS"; wait "$REDIS" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'set +e; kill "${A:-}" "${B:-}" 2>/dev/null; wait "${A:-}" "${B:-}" 2>/dev/null; kill "$REDIS"; wait "$REDIS" 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
 node() { # name port
   mkdir -p "$WORK/$1"

@@ -17,6 +17,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[path = "flowgate-bench/api.rs"]
 mod api;
+#[path = "flowgate-bench/assembly.rs"]
+mod assembly;
 #[path = "flowgate-bench/conn.rs"]
 mod conn;
 #[path = "flowgate-bench/fanout.rs"]

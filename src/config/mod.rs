@@ -250,6 +250,14 @@ impl Config {
         if l.ws_ping_secs == 0 || l.ws_pong_timeout_secs <= l.ws_ping_secs {
             return bad("limits.ws_pong_timeout_secs", "must be greater than ws_ping_secs > 0");
         }
+        for (name, spec) in &self.models {
+            if let Some((field, message)) = spec.issues().into_iter().next() {
+                return Err(ConfigError::Value {
+                    key: "models",
+                    message: format!("{name}.{field}: {message}"),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -319,6 +327,20 @@ mod tests {
                 matches!(&c.models["default"], ModelSpec::Openai { model, timeout_secs: Some(120), .. } if model == "llama3.2")
             );
             assert!(matches!(&c.models["offline"], ModelSpec::Scripted { .. }));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_registry_model_paced_two_ways_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "flowgate.toml",
+                "[models.fast]\nprovider = \"scripted\"\ntokens_per_sec = 400\n\
+                 [models.both]\nprovider = \"scripted\"\ntokens_per_sec = 400\ndelay_ms = 2\n",
+            )?;
+            let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("both.tokens_per_sec"), "{err}");
             Ok(())
         });
     }

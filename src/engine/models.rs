@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 use super::outbound::Outbound;
 use super::provider::openai::{self, OpenAiConfigError, OpenAiProvider};
-use super::provider::scripted::ScriptedProvider;
+use super::provider::scripted::{Pace, ScriptedProvider};
 use super::provider::{ModelProvider, ProviderError};
 use crate::flow::{Flow, ModelSpec};
 
@@ -97,8 +97,9 @@ impl Models {
 impl Models {
     fn build(&self, name: &str, spec: &ModelSpec) -> Result<Arc<dyn ModelProvider>, ProviderError> {
         match spec {
-            ModelSpec::Scripted { replies, echo, delay_ms } => {
-                Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, *delay_ms)))
+            ModelSpec::Scripted { replies, echo, delay_ms, tokens_per_sec } => {
+                let pace = Pace::from_spec(*delay_ms, *tokens_per_sec);
+                Ok(Arc::new(ScriptedProvider::new(name, replies.clone(), *echo, pace)))
             }
             ModelSpec::Openai { .. } => self.build_openai(name, spec),
         }
@@ -158,7 +159,12 @@ mod tests {
         let flow = flow_with(r#"{"m":{"provider":"scripted","replies":["flow"]}}"#);
         assert_eq!(
             models.spec(&flow, "m"),
-            Some(&ModelSpec::Scripted { replies: vec!["flow".into()], echo: false, delay_ms: 0 })
+            Some(&ModelSpec::Scripted {
+                replies: vec!["flow".into()],
+                echo: false,
+                delay_ms: 0,
+                tokens_per_sec: 0
+            })
         );
         let a = models.resolve(&flow, "r").unwrap();
         let b = models.resolve(&flow, "r").unwrap();

@@ -71,7 +71,39 @@ pub enum ModelSpec {
         /// ~25 so streaming is visible; tests use 0).
         #[serde(default, deserialize_with = "number::unsigned")]
         delay_ms: u64,
+        /// Streaming pace in chunks per second, exact on average: chunk n is
+        /// due `n / tokens_per_sec` after the first (0: unpaced). At most
+        /// [`MAX_TOKENS_PER_SEC`]; not together with `delay_ms`.
+        #[serde(default, skip_serializing_if = "is_zero", deserialize_with = "number::unsigned")]
+        tokens_per_sec: u32,
     },
+}
+
+/// The fastest pace a scripted model may be given, chunks per second.
+pub const MAX_TOKENS_PER_SEC: u32 = 100_000;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ModelSpec {
+    /// What is wrong with this model's own settings, as `(field, message)`
+    /// (a flow prefixes `models.NAME.`; the config names its `[models]` entry).
+    pub fn issues(&self) -> Vec<(&'static str, String)> {
+        let mut issues = Vec::new();
+        if let ModelSpec::Scripted { delay_ms, tokens_per_sec, .. } = self {
+            if *tokens_per_sec > MAX_TOKENS_PER_SEC {
+                issues.push(("tokens_per_sec", format!("must be at most {MAX_TOKENS_PER_SEC} (0: unpaced)")));
+            }
+            if *tokens_per_sec > 0 && *delay_ms > 0 {
+                issues.push((
+                    "tokens_per_sec",
+                    "cannot be combined with delay_ms: set one pace or the other".to_owned(),
+                ));
+            }
+        }
+        issues
+    }
 }
 
 /// The role an agent plays.
@@ -233,6 +265,9 @@ impl Flow {
         // environment variable here would let any tenant send the gateway's
         // environment (its JWT secret, other keys) to a URL of its choosing.
         for (name, spec) in &self.models {
+            for (field, message) in spec.issues() {
+                issues.push(FlowIssue::new(format!("models.{name}.{field}"), message));
+            }
             if let ModelSpec::Openai { api_key_env: Some(_), .. } = spec {
                 issues.push(FlowIssue::new(
                     format!("models.{name}.api_key_env"),
@@ -303,5 +338,49 @@ impl Flow {
             }
         }
         if issues.is_empty() { Ok(()) } else { Err(issues) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn flow_with(model: serde_json::Value) -> Flow {
+        serde_json::from_value(json!({
+            "name": "paced",
+            "models": {"s": model},
+            "agents": [{"name": "user", "kind": "user_proxy"}, {"name": "a", "kind": "assistant", "model": "s"}],
+            "chat": {"kind": "two_agent"}
+        }))
+        .unwrap()
+    }
+
+    fn issue_paths(flow: &Flow) -> Vec<String> {
+        flow.validate(&HashSet::new()).err().unwrap_or_default().into_iter().map(|i| i.path).collect()
+    }
+
+    #[test]
+    fn a_scripted_pace_parses_bounded_and_alone() {
+        let paced = flow_with(json!({"provider": "scripted", "tokens_per_sec": 400.0}));
+        assert!(matches!(paced.models["s"], ModelSpec::Scripted { tokens_per_sec: 400, delay_ms: 0, .. }));
+        assert!(issue_paths(&paced).is_empty());
+        let too_fast = flow_with(json!({"provider": "scripted", "tokens_per_sec": MAX_TOKENS_PER_SEC + 1}));
+        assert_eq!(issue_paths(&too_fast), ["models.s.tokens_per_sec"]);
+        let both = flow_with(json!({"provider": "scripted", "tokens_per_sec": 400, "delay_ms": 2}));
+        assert_eq!(issue_paths(&both), ["models.s.tokens_per_sec"]);
+        let bad: Result<Flow, _> = serde_json::from_value(json!({
+            "name": "n", "models": {"s": {"provider": "scripted", "tokens_per_sec": -1}},
+            "agents": [], "chat": {"kind": "two_agent"}
+        }));
+        assert!(bad.is_err(), "a negative pace does not parse");
+    }
+
+    #[test]
+    fn an_unpaced_model_serializes_without_the_field() {
+        let plain = flow_with(json!({"provider": "scripted", "delay_ms": 5}));
+        let v = serde_json::to_value(&plain.models["s"]).unwrap();
+        assert_eq!(v, json!({"provider": "scripted", "replies": [], "echo": false, "delay_ms": 5}));
     }
 }

@@ -23,8 +23,9 @@ fn example_config(data_dir: PathBuf) -> Config {
     let mut config = test_config(data_dir);
     config.models = file.models;
     for spec in config.models.values_mut() {
-        if let ModelSpec::Scripted { delay_ms, .. } = spec {
+        if let ModelSpec::Scripted { delay_ms, tokens_per_sec, .. } = spec {
             *delay_ms = 0;
+            *tokens_per_sec = 0;
         }
     }
     config

@@ -335,7 +335,12 @@ fn every_example_flow_parses_and_validates() {
 #[tokio::test]
 async fn flowgens_default_flow_with_a_multimodal_agent_imports_as_an_assistant_with_a_warning() {
     let app = crate::support::app::spawn_configured(|config| {
-        let scripted = flowgate::flow::ModelSpec::Scripted { replies: vec![], echo: true, delay_ms: 0 };
+        let scripted = flowgate::flow::ModelSpec::Scripted {
+            replies: vec![],
+            echo: true,
+            delay_ms: 0,
+            tokens_per_sec: 0,
+        };
         config.models.insert("gpt-4o".into(), scripted);
     })
     .await;

@@ -294,7 +294,10 @@ async fn auto_selection_follows_the_models_choice_and_says_so_in_the_metadata() 
 async fn an_imported_flowgen_export_runs_end_to_end_on_its_filter_dict_model() {
     let app = spawn_configured(|config| {
         let replies = strings(&["A React Flow graph is nodes and edges.", "Verdict: clear. TERMINATE"]);
-        config.models.insert("default".into(), ModelSpec::Scripted { replies, echo: false, delay_ms: 0 });
+        config.models.insert(
+            "default".into(),
+            ModelSpec::Scripted { replies, echo: false, delay_ms: 0, tokens_per_sec: 0 },
+        );
     })
     .await;
     let export: Value = serde_json::from_str(include_str!("../../examples/flows/flowgen_export.json"))

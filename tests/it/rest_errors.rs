@@ -191,6 +191,25 @@ async fn a_flow_cannot_name_an_environment_variable_for_its_own_model() {
 }
 
 #[tokio::test]
+async fn a_scripted_model_paced_two_ways_or_too_fast_is_an_invalid_flow() {
+    let app = spawn_app().await;
+    for (model, expected) in [
+        (json!({"provider": "scripted", "tokens_per_sec": 400, "delay_ms": 2}), "models.s.tokens_per_sec"),
+        (json!({"provider": "scripted", "tokens_per_sec": 1_000_000}), "models.s.tokens_per_sec"),
+    ] {
+        let flow = json!({
+            "name": "paced",
+            "models": {"s": model},
+            "agents": [{"name": "user", "kind": "user_proxy"}, {"name": "a", "kind": "assistant", "model": "s"}],
+            "chat": {"kind": "two_agent"}
+        });
+        let (status, err) = app.post("/flows", flow).await;
+        assert_eq!((status, code(&err)), (422, "invalid_flow"));
+        assert_eq!(err["error"]["issues"][0]["path"], expected);
+    }
+}
+
+#[tokio::test]
 async fn an_id_that_does_not_parse_is_its_404_or_a_422_naming_it_never_a_store_error() {
     let app = spawn_app().await;
     for (path, expected) in [

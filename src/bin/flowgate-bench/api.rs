@@ -140,6 +140,9 @@ impl Target {
     }
 }
 
+/// The bench flow's assistant: the agent whose replies stream.
+pub const STREAMER: &str = "a";
+
 /// What the bench flow's scripted assistant does per reply.
 #[derive(Debug, Clone, Copy)]
 pub struct Script {
@@ -149,6 +152,8 @@ pub struct Script {
     pub auto_replies: u32,
     /// Milliseconds the scripted model waits before each chunk.
     pub delay_ms: u64,
+    /// The scripted model's pace in chunks per second (0: unpaced; not with `delay_ms`).
+    pub tokens_per_sec: u32,
 }
 
 impl Script {
@@ -160,13 +165,18 @@ impl Script {
     /// The native flow: a NEVER-asking user proxy and one scripted assistant.
     pub fn flow(&self, name: &str) -> Value {
         let reply: Vec<String> = (1..=self.words).map(|i| format!("w{i}")).collect();
+        let mut model =
+            json!({"provider": "scripted", "replies": [reply.join(" ")], "delay_ms": self.delay_ms});
+        if self.tokens_per_sec > 0 {
+            model["tokens_per_sec"] = self.tokens_per_sec.into();
+        }
         json!({
             "name": name,
-            "models": {"s": {"provider": "scripted", "replies": [reply.join(" ")], "delay_ms": self.delay_ms}},
+            "models": {"s": model},
             "agents": [
                 {"name": "user", "kind": "user_proxy", "human_input_mode": "NEVER",
                  "max_consecutive_auto_reply": self.auto_replies},
-                {"name": "a", "kind": "assistant", "model": "s"}
+                {"name": STREAMER, "kind": "assistant", "model": "s"}
             ],
             "chat": {"kind": "two_agent"}
         })

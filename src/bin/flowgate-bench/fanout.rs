@@ -6,6 +6,11 @@
 //! many chats, posting (one durable commit per message) takes part of that
 //! time, so the rate once every message was posted is shown too.
 //!
+//! Each client also assembles every streamed message from its snapshots and
+//! deltas and checks it against the stored text ([`crate::assembly`]), and
+//! times its own stream (first to last delta) for the rate each chat
+//! achieved, which `--tokens-per-sec` paces.
+//!
 //! Touches the gateway (REST, `/ws`) and `/proc` (the server's CPU time).
 
 use std::collections::BTreeMap;
@@ -19,7 +24,8 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::BenchError;
-use crate::api::{Script, Target};
+use crate::api::{STREAMER, Script, Target};
+use crate::assembly::{Assembly, Counts};
 use crate::conn::{self, Socket};
 use crate::frame::{self, Kind};
 use crate::procfs;
@@ -41,8 +47,12 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 500)]
     words: usize,
     /// The scripted model's pause before each chunk, ms (0: as fast as it can).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "tokens_per_sec")]
     delay_ms: u64,
+    /// The scripted model's pace per chat, chunks per second, exact on
+    /// average (0: as fast as it can).
+    #[arg(long, default_value_t = 0)]
+    tokens_per_sec: u32,
     /// Read buffer per client, bytes.
     #[arg(long, default_value_t = 64 << 10)]
     read_buffer: usize,
@@ -65,6 +75,10 @@ struct Tally {
     /// Frames received once every message was posted (the steady state).
     frames_after_posting: u64,
     deltas: u64,
+    /// When the first and the last delta arrived.
+    first_delta: Option<Instant>,
+    last_delta: Option<Instant>,
+    streams: Counts,
     bytes: u64,
     ended: Option<Instant>,
     failed: bool,
@@ -89,7 +103,7 @@ pub async fn run(target: &Target, args: FanoutArgs) -> Result<(), BenchError> {
     let words = (args.words as u64).min(args.events) as usize;
     let replies = args.events.div_ceil(words as u64);
     let auto_replies = u32::try_from(replies - 1).map_err(|_| BenchError::Usage("--events is too large"))?;
-    let script = Script { words, auto_replies, delay_ms: args.delay_ms };
+    let script = Script { words, auto_replies, delay_ms: args.delay_ms, tokens_per_sec: args.tokens_per_sec };
     target.put_flow("bench-fanout", &script.flow("bench fanout")).await?;
     let chats = target.create_chats("bench-fanout", args.chats).await?;
     let sockets =
@@ -126,6 +140,7 @@ pub async fn run(target: &Target, args: FanoutArgs) -> Result<(), BenchError> {
 /// Reads `socket` until its chat's run ends, the server closes it, or `deadline`.
 async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<AtomicBool>) -> Tally {
     let mut t = Tally::default();
+    let mut streams = Assembly::new(STREAMER);
     loop {
         let Ok(msg) = tokio::time::timeout_at(deadline, socket.next()).await else {
             t.timed_out = true;
@@ -147,7 +162,22 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<
         t.frames_after_posting += u64::from(posted.load(Ordering::Relaxed));
         t.bytes += text.len() as u64;
         match frame::kind(&text) {
-            Kind::Event("message.delta") => t.deltas += 1,
+            Kind::Event("message.delta") => {
+                let now = Instant::now();
+                t.first_delta.get_or_insert(now);
+                t.last_delta = Some(now);
+                t.deltas += 1;
+                streams.delta(frame::delta(&text), now);
+            }
+            Kind::Event("message.snapshot") => match frame::message_text(&text) {
+                Some((id, _, content)) => streams.snapshot(&id, content),
+                None => streams.delta(None, Instant::now()),
+            },
+            Kind::Event("message.created") => {
+                if let Some((id, sender, content)) = frame::message_text(&text) {
+                    streams.created(&id, &sender, &content);
+                }
+            }
             Kind::Event("chat.status") => {
                 if let Some(status) = frame::run_ended(&text) {
                     t.ended = Some(Instant::now());
@@ -159,7 +189,23 @@ async fn follow(mut socket: Socket, deadline: tokio::time::Instant, posted: Arc<
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(None)).await;
+    t.streams = streams.finish();
     t
+}
+
+/// A client's own delta rate over its run: deltas after its first over the
+/// time from its first delta to its last (the pauses between replies, each
+/// a durable commit and the next model step, included).
+fn run_rate(t: &Tally) -> Option<f64> {
+    let span = t.last_delta?.duration_since(t.first_delta?).as_secs_f64();
+    (t.deltas > 1 && span > 0.0).then(|| (t.deltas - 1) as f64 / span)
+}
+
+/// Sorted.
+fn rates(rates: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut rates: Vec<f64> = rates.collect();
+    rates.sort_by(f64::total_cmp);
+    rates
 }
 
 struct Report<'a> {
@@ -200,6 +246,7 @@ impl Report<'_> {
         let mut t = Table::new(title);
         t.row("subscribers per chat", format!("{:.1}", a.subscribers as f64 / a.chats as f64))
             .row("script", format!("{} words x {} replies", self.script.words, self.script.auto_replies + 1))
+            .row("pace per chat", pace(self.script))
             .row("wall time, s", format!("{wall:.3}"))
             .row("of which posting the messages, s", format!("{:.3}", self.posting))
             .row("frames received", thousands(frames))
@@ -216,9 +263,55 @@ impl Report<'_> {
             .row("runs ended in error", tallies.iter().filter(|t| t.failed).count())
             .row("closed early (count x code)", closes)
             .row("timed out", tallies.iter().filter(|t| t.timed_out).count());
+        self.stream_rows(&mut t);
         for (metric, value) in self.cpu.1.rows(&self.cpu.0, wall) {
             t.row(metric, value);
         }
         t.print();
+    }
+}
+
+impl Report<'_> {
+    /// The content check and each chat's own rate.
+    fn stream_rows(&self, t: &mut Table) {
+        let mut c = Counts::default();
+        for tally in &self.tallies {
+            c.add(&tally.streams);
+        }
+        let deltas: u64 = self.tallies.iter().map(|t| t.deltas).sum();
+        t.row("message.snapshot frames", thousands(c.snapshots))
+            .row("message.delta frames", thousands(deltas))
+            .row("deltas past the text, closed by a snapshot", thousands(c.gaps_closed))
+            .row("deltas past the text, never closed (gap)", thousands(c.gaps_open))
+            .row("deltas overlapping a snapshot", thousands(c.overlapping))
+            .row("deltas or snapshots after their message.created", thousands(c.late))
+            .row("message.created frames", thousands(c.created))
+            .row("streamed messages whole", thousands(c.whole))
+            .row("streamed messages with a hole", thousands(c.holes))
+            .row("streamed messages cut short (tail only in message.created)", thousands(c.cut_short))
+            .row("replies that arrived with nothing streamed", thousands(c.unstreamed_replies))
+            .row("messages streamed, never created", thousands(c.unfinished))
+            .row("unreadable delta/snapshot frames", thousands(c.unreadable));
+        let whole_run = rates(self.tallies.iter().filter_map(run_rate));
+        let streaming = rates(self.tallies.iter().filter_map(|t| t.streams.streaming_rate()));
+        for (what, rates) in
+            [("first to last delta of the run", whole_run), ("while a reply streams", streaming)]
+        {
+            if let (Some(lo), Some(hi)) = (rates.first(), rates.last()) {
+                let at = |q: f64| rates[((q * rates.len() as f64) as usize).min(rates.len() - 1)];
+                t.row(
+                    format!("deltas/s per client, {what}: min / p10 / median / max"),
+                    format!("{lo:.1} / {:.1} / {:.1} / {hi:.1}", at(0.1), at(0.5)),
+                );
+            }
+        }
+    }
+}
+
+fn pace(s: Script) -> String {
+    match (s.tokens_per_sec, s.delay_ms) {
+        (0, 0) => "unpaced".to_owned(),
+        (0, ms) => format!("{ms} ms before each chunk"),
+        (rate, _) => format!("{rate} tokens/s"),
     }
 }

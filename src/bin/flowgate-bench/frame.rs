@@ -8,6 +8,8 @@
 //!
 //! Pure: no I/O.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// What one text frame is.
@@ -36,6 +38,64 @@ fn string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text.find(key)? + key.len();
     let len = text[start..].find('"')?;
     Some(&text[start..start + len])
+}
+
+/// One `message.delta` as its frame carries it (`data`: `message_id`,
+/// `sender`, `delta`, `offset`, in that order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta<'a> {
+    /// The message being streamed.
+    pub message_id: &'a str,
+    /// UTF-8 bytes of the message streamed before this chunk.
+    pub offset: u64,
+    /// The chunk (unescaped).
+    pub text: Cow<'a, str>,
+}
+
+/// Reads a `message.delta` frame without parsing it all: the first
+/// `"message_id":"` and `"delta":"` are `data`'s own (a quote inside a string
+/// is escaped, so neither key can occur inside a value), and `"offset":`
+/// follows the chunk.
+pub fn delta(text: &str) -> Option<Delta<'_>> {
+    let message_id = string_after(text, "\"message_id\":\"")?;
+    let key = "\"delta\":\"";
+    let start = text.find(key)? + key.len();
+    let end = start + string_len(&text[start..])?;
+    let raw = &text[start..end];
+    let chunk = if raw.contains('\\') {
+        Cow::Owned(serde_json::from_str(&text[start - 1..=end]).ok()?)
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let rest = text[end + 1..].strip_prefix(",\"offset\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let offset = rest[..digits].parse().ok()?;
+    Some(Delta { message_id, offset, text: chunk })
+}
+
+/// Bytes of a JSON string's body up to its closing (unescaped) quote.
+fn string_len(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// A `message.snapshot` or `message.created` frame's message id, sender and
+/// whole text (parsed in full: one per message, or per lagged feed).
+pub fn message_text(text: &str) -> Option<(String, String, String)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let data = v.get("data")?;
+    let id = data.get("message_id").or_else(|| data.get("id"))?.as_str()?;
+    let sender = data.get("sender")?.as_str()?;
+    let content = data.get("content")?.as_str()?;
+    Some((id.to_owned(), sender.to_owned(), content.to_owned()))
 }
 
 /// The envelope's `created_at` as Unix milliseconds.
@@ -119,6 +179,34 @@ mod tests {
         );
         assert_eq!(kind(&m), Kind::Event("message.created"));
         assert_eq!(probe_micros(&m), Some(1234567));
+    }
+
+    #[test]
+    fn a_delta_gives_its_message_offset_and_unescaped_chunk() {
+        let chat = ChatId::new();
+        let plain = Frame::delta(&chat, "msg_1", "a", "w1 ", 42);
+        let d = delta(plain.json.as_str()).unwrap();
+        assert_eq!((d.message_id, d.offset, d.text.as_ref()), ("msg_1", 42, "w1 "));
+        let tricky = "say \"delta\":\"x\" \\ é\n";
+        let escaped = Frame::delta(&chat, "msg_2", "a\"b", tricky, 7);
+        let d = delta(escaped.json.as_str()).unwrap();
+        assert_eq!((d.message_id, d.offset, d.text.as_ref()), ("msg_2", 7, tricky));
+    }
+
+    #[test]
+    fn a_snapshot_and_a_created_message_give_their_whole_text() {
+        let snap = envelope(
+            None,
+            EventKind::MessageSnapshot,
+            json!({"message_id": "msg_1", "sender": "a", "content": "w1 w2 "}),
+        );
+        assert_eq!(message_text(&snap), Some(("msg_1".into(), "a".into(), "w1 w2 ".into())));
+        let created = envelope(
+            Some(4),
+            EventKind::MessageCreated,
+            json!({"id": "msg_1", "sender": "a", "role": "assistant", "content": "w1 w2 w3"}),
+        );
+        assert_eq!(message_text(&created), Some(("msg_1".into(), "a".into(), "w1 w2 w3".into())));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub async fn run(target: &Target, args: IdleArgs) -> Result<(), BenchError> {
     }
     let pid = procfs::server_pid(args.pid, target.addr.port())?;
     let settle = Duration::from_secs(args.settle_secs);
-    let script = Script { words: 3, auto_replies: 0, delay_ms: 0 };
+    let script = Script { words: 3, auto_replies: 0, delay_ms: 0, tokens_per_sec: 0 };
     target.put_flow("bench-idle", &script.flow("bench idle")).await?;
     let chats = target.create_chats("bench-idle", args.chats).await?;
     tokio::time::sleep(settle).await;

@@ -94,7 +94,7 @@ pub async fn run(target: &Target, args: LatencyArgs) -> Result<(), BenchError> {
             "need --chats >= 1, --subscribers >= --chats, --rate and --words >= 1",
         ));
     }
-    let script = Script { words: args.words, auto_replies: 0, delay_ms: 0 };
+    let script = Script { words: args.words, auto_replies: 0, delay_ms: 0, tokens_per_sec: 0 };
     target.put_flow("bench-latency", &script.flow("bench latency")).await?;
     let chats = target.create_chats("bench-latency", args.chats).await?;
     let sockets =

@@ -170,8 +170,12 @@ async fn the_flow_routes_answer_as_documented() {
 #[tokio::test]
 async fn the_flowgen_example_registers_on_a_gateway_with_a_default_model() {
     let app = spawn_configured(|config| {
-        let offline =
-            ModelSpec::Scripted { replies: vec!["Done. TERMINATE".into()], echo: false, delay_ms: 0 };
+        let offline = ModelSpec::Scripted {
+            replies: vec!["Done. TERMINATE".into()],
+            echo: false,
+            delay_ms: 0,
+            tokens_per_sec: 0,
+        };
         config.models.insert("default".into(), offline);
     })
     .await;

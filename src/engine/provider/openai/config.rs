@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_scripted_spec_is_refused() {
-        let scripted = ModelSpec::Scripted { replies: vec![], echo: true, delay_ms: 0 };
+        let scripted = ModelSpec::Scripted { replies: vec![], echo: true, delay_ms: 0, tokens_per_sec: 0 };
         let err = from_spec("demo", &scripted).expect_err("not openai");
         assert_eq!(err, OpenAiConfigError::NotOpenai { name: "demo".into() });
     }
