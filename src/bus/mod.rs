@@ -72,6 +72,9 @@ pub struct Frame {
     /// The envelope as JSON text: exactly the bytes a client receives. Cloning
     /// it bumps a refcount; a WebSocket text frame takes it as is.
     pub json: Utf8Bytes,
+    /// A `message.delta`'s place in its message (see [`partials::Span`]),
+    /// known without parsing `json`; `None` for every other event.
+    pub span: Option<partials::Span>,
 }
 
 impl Frame {
@@ -83,6 +86,7 @@ impl Frame {
             seq: event.seq,
             kind: event.kind,
             json: Utf8Bytes::from(json),
+            span: partials::Span::of_event(event),
         })
     }
 
@@ -94,22 +98,30 @@ impl Frame {
         if bytes.first() == Some(&b'{') {
             let json = Utf8Bytes::try_from(bytes).map_err(|_| FrameError::NotUtf8)?;
             let event: Event = serde_json::from_str(json.as_str())?;
-            return Ok(Arc::new(Frame { chat_id: event.chat_id, seq: event.seq, kind: event.kind, json }));
+            let span = partials::Span::of_event(&event);
+            return Ok(Arc::new(Frame {
+                chat_id: event.chat_id,
+                seq: event.seq,
+                kind: event.kind,
+                json,
+                span,
+            }));
         }
         let head = &bytes[..bytes.len().min(MAX_HEADER)];
         let end = head.iter().position(|&b| b == b'\n').ok_or(FrameError::Header)?;
-        let (seq, kind, chat_id) = read_header(&head[..end]).ok_or(FrameError::Header)?;
+        let (seq, kind, chat_id, span) = read_header(&head[..end]).ok_or(FrameError::Header)?;
         let body = bytes.slice(end + 1..);
         if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
             return Err(FrameError::Header);
         }
         let json = Utf8Bytes::try_from(body).map_err(|_| FrameError::NotUtf8)?;
-        Ok(Arc::new(Frame { chat_id, seq, kind, json }))
+        Ok(Arc::new(Frame { chat_id, seq, kind, json, span }))
     }
 
     /// Writes the frame's wire form: a header line `<seq or -> <type>
-    /// <chat id>`, a newline, then the JSON envelope. The header lets a
-    /// subscribing node route the message without parsing its body.
+    /// <chat id>` (a delta's followed by ` <message key> <offset> <end>`), a
+    /// newline, then the JSON envelope. The header lets a subscribing node
+    /// route the message, and check a delta's place, without parsing its body.
     pub fn write_wire(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         match self.seq {
             Some(seq) => write!(out, "{seq} ")?,
@@ -118,6 +130,9 @@ impl Frame {
         out.write_all(self.kind.as_str().as_bytes())?;
         out.write_all(b" ")?;
         out.write_all(self.chat_id.as_str().as_bytes())?;
+        if let Some(span) = &self.span {
+            write!(out, " {} {} {}", span.message, span.offset, span.end)?;
+        }
         out.write_all(b"\n")?;
         out.write_all(self.json.as_str().as_bytes())
     }
@@ -155,6 +170,7 @@ impl Frame {
             seq: None,
             kind: EventKind::MessageDelta,
             json: json.into(),
+            span: Some(partials::Span::new(message_id, offset, delta.len() as u64)),
         })
     }
 
@@ -169,8 +185,13 @@ impl Frame {
 /// The longest header line [`Frame::parse`] looks for.
 const MAX_HEADER: usize = 256;
 
-/// `<seq or -> <type> <chat id>`, as [`Frame::write_wire`] writes it.
-fn read_header(line: &[u8]) -> Option<(Option<u64>, EventKind, ChatId)> {
+/// A header line's fields.
+type Header = (Option<u64>, EventKind, ChatId, Option<partials::Span>);
+
+/// `<seq or -> <type> <chat id>`, a delta's followed by `<message key>
+/// <offset> <end>`, as [`Frame::write_wire`] writes it (a delta without them,
+/// from an older node, has no span).
+fn read_header(line: &[u8]) -> Option<Header> {
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.split(' ');
     let seq = match parts.next()? {
@@ -179,10 +200,21 @@ fn read_header(line: &[u8]) -> Option<(Option<u64>, EventKind, ChatId)> {
     };
     let kind = EventKind::parse(parts.next()?)?;
     let chat_id = ChatId::parse(parts.next()?).ok()?;
-    if parts.next().is_some() {
-        return None;
+    let span = match parts.next() {
+        None => None,
+        Some(message) if kind == EventKind::MessageDelta => {
+            let (offset, end) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+            if end < offset {
+                return None;
+            }
+            Some(partials::Span { message: message.parse().ok()?, offset, end })
+        }
+        Some(_) => return None,
+    };
+    match parts.next() {
+        None => Some((seq, kind, chat_id, span)),
+        Some(_) => None,
     }
-    Some((seq, kind, chat_id))
 }
 
 /// Why bytes from the bus are not a frame.

@@ -64,6 +64,44 @@ impl Chunk<'_> {
     }
 }
 
+/// Where a `message.delta` sits in its message: the message (by
+/// [`message_key`]) and the bytes `offset..end` of its text. Carried by the
+/// frame (and in the Redis wire header), so a feed checks every delta's place
+/// without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The message's [`message_key`].
+    pub message: u64,
+    /// Bytes of the message streamed before the chunk.
+    pub offset: u64,
+    /// Bytes streamed once the chunk is added.
+    pub end: u64,
+}
+
+impl Span {
+    /// The span of a `len`-byte chunk at `offset` of message `message_id`.
+    pub fn new(message_id: &str, offset: u64, len: u64) -> Span {
+        Span { message: message_key(message_id), offset, end: offset + len }
+    }
+
+    /// The span of a `message.delta` event (`None` for any other event, or a
+    /// delta without an `offset`).
+    pub fn of_event(event: &crate::model::Event) -> Option<Span> {
+        if event.kind != EventKind::MessageDelta {
+            return None;
+        }
+        let data = &event.data;
+        let (id, offset) = (data.get("message_id")?.as_str()?, data.get("offset")?.as_u64()?);
+        Some(Span::new(id, offset, data.get("delta")?.as_str()?.len() as u64))
+    }
+}
+
+/// A message id's key in a [`Span`]: 64-bit FNV-1a of its bytes, the same on
+/// every node and release (it crosses the wire in the Redis header).
+pub fn message_key(message_id: &str) -> u64 {
+    message_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 impl Frame {
     /// A `message.snapshot` frame: `{message_id, sender, content}`.
     pub fn snapshot(chat_id: &ChatId, partial: &Partial) -> Arc<Frame> {
@@ -75,25 +113,6 @@ impl Frame {
             data: serde_json::to_value(partial).expect("a partial always serializes"),
         };
         Frame::from_event(&event)
-    }
-
-    /// A `message.delta` frame's message id and offset (parsed from its
-    /// bytes: only a feed that just sent a snapshot asks).
-    pub fn delta_mark(&self) -> Option<(String, u64)> {
-        #[derive(Deserialize)]
-        struct Envelope {
-            data: Mark,
-        }
-        #[derive(Deserialize)]
-        struct Mark {
-            message_id: String,
-            offset: Option<u64>,
-        }
-        if self.kind != EventKind::MessageDelta {
-            return None;
-        }
-        let mark = serde_json::from_str::<Envelope>(self.json.as_str()).ok()?.data;
-        Some((mark.message_id, mark.offset?))
     }
 
     /// The id of the message a `message.created` frame stores.
@@ -113,72 +132,69 @@ impl Frame {
     }
 }
 
-/// What a feed remembers after sending snapshots: per message, the length of
-/// the snapshot it sent. A live delta below it is already delivered. Empty
-/// (and free) but for the moments after a snapshot: an entry goes with the
-/// message's first newer delta or its `message.created`.
+/// A feed's view of the text its client has of each streamed message, to
+/// keep snapshot plus deltas exact:
+/// - after a snapshot, the deltas it already holds are dropped ([`passes`]);
+/// - a delta that starts past the client's text is a [`gap`]: deltas were
+///   lost between (a publish lost in transit, a lag, or a subscription that
+///   took effect after the partials were read), and the feed sends a fresh
+///   snapshot instead of leaving a hole.
 ///
-/// It also checks the first live delta after each snapshot step: if that
-/// starts past what the client has of its message, the subscription took
-/// effect only after the partials were read (a bus may confirm a subscription
-/// before its shard applies it), and the text between must come as a fresh
-/// snapshot ([`SnapshotFilter::hole`]). Only that one delta is parsed for it.
+/// Holds per message the length of the snapshot sent (until the message's
+/// first newer delta or its `message.created`) and the end of the last delta
+/// passed; reads each delta's [`Span`], never its JSON.
+///
+/// [`passes`]: SnapshotFilter::passes
+/// [`gap`]: SnapshotFilter::gap
 #[derive(Debug, Default)]
 pub struct SnapshotFilter {
-    sent: HashMap<String, u64>,
-    armed: bool,
+    /// Per message key, the length of the snapshot sent.
+    sent: HashMap<u64, u64>,
+    /// The message key and end of the last delta passed.
+    last: Option<(u64, u64)>,
 }
 
 impl SnapshotFilter {
     /// Remembers a snapshot sent (replacing an older one of the message).
     pub fn sent(&mut self, partial: &Partial) {
-        self.sent.insert(partial.message_id.clone(), partial.content.len() as u64);
+        self.sent.insert(message_key(&partial.message_id), partial.content.len() as u64);
     }
 
-    /// Arms (after a snapshot step) or disarms the check of the next delta.
-    pub fn arm(&mut self, armed: bool) {
-        self.armed = armed;
+    /// Whether `frame` is a delta that starts past the text the client has
+    /// of its message (the snapshot sent, else the last delta passed, else
+    /// nothing). A delta without a span is never a gap.
+    pub fn gap(&self, frame: &Frame) -> bool {
+        let Some(span) = frame.span else { return false };
+        let have = match (self.sent.get(&span.message), self.last) {
+            (Some(&length), _) => length,
+            (None, Some((message, end))) if message == span.message => end,
+            (None, _) => 0,
+        };
+        span.offset > have
     }
 
-    /// Whether `frame` is the first delta since the filter was armed and
-    /// starts past the text the client has of its message (nothing, or the
-    /// snapshot sent). Disarms on the first delta either way.
-    pub fn hole(&mut self, frame: &Frame) -> bool {
-        if !self.armed || frame.kind != EventKind::MessageDelta {
-            return false;
-        }
-        self.armed = false;
-        match frame.delta_mark() {
-            Some((id, offset)) => offset > self.sent.get(&id).copied().unwrap_or(0),
-            None => false,
-        }
-    }
-
-    /// Whether a live frame should reach the client.
+    /// Whether a live frame should reach the client (a delta the snapshot
+    /// sent already holds does not); a delta that passes becomes the client's
+    /// place in its message, even past a gap no snapshot could close, so one
+    /// loss costs one snapshot attempt.
     pub fn passes(&mut self, frame: &Frame) -> bool {
-        if self.sent.is_empty() {
+        if let Some(span) = frame.span {
+            if let Some(&length) = self.sent.get(&span.message) {
+                if span.offset < length {
+                    return false;
+                }
+                self.sent.remove(&span.message);
+            }
+            self.last = Some((span.message, span.end));
             return true;
         }
-        match frame.kind {
-            EventKind::MessageDelta => match frame.delta_mark() {
-                Some((id, offset)) => match self.sent.get(&id) {
-                    Some(&length) if offset < length => false,
-                    Some(_) => {
-                        self.sent.remove(&id);
-                        true
-                    }
-                    None => true,
-                },
-                None => true,
-            },
-            EventKind::MessageCreated => {
-                if let Some(id) = frame.created_id() {
-                    self.sent.remove(&id);
-                }
-                true
-            }
-            _ => true,
+        if frame.kind == EventKind::MessageCreated
+            && !self.sent.is_empty()
+            && let Some(id) = frame.created_id()
+        {
+            self.sent.remove(&message_key(&id));
         }
+        true
     }
 }
 
@@ -290,18 +306,41 @@ mod tests {
     }
 
     #[test]
-    fn the_first_delta_after_a_snapshot_step_that_starts_past_the_clients_text_is_a_hole() {
+    fn a_delta_that_starts_past_the_clients_text_is_a_gap() {
         let chat = ChatId::new();
         let delta = |id, offset, text| chunk(&chat, id, offset, text).frame();
         let mut filter = SnapshotFilter::default();
-        assert!(!filter.hole(&delta("m1", 9, "x")), "unarmed: no check, no parse");
-        filter.arm(true);
-        assert!(filter.hole(&delta("m1", 9, "x")), "nothing of m1 was sent");
-        assert!(!filter.hole(&delta("m1", 10, "y")), "only the first delta is checked");
-        filter.sent(&Partial { message_id: "m2".into(), sender: "w".into(), content: "Hello".into() });
-        filter.arm(true);
-        assert!(!filter.hole(&delta("m2", 5, " world")), "in step with the snapshot");
-        filter.arm(true);
-        assert!(!filter.hole(&delta("m3", 0, "New")), "a message starting now");
+        assert!(filter.gap(&delta("m1", 9, "x")), "nothing of m1 was sent");
+        assert!(!filter.gap(&delta("m1", 0, "Hi")), "a message starting now");
+        assert!(filter.passes(&delta("m1", 0, "Hi")));
+        assert!(!filter.gap(&delta("m1", 2, " there")), "in step with the last delta");
+        assert!(filter.gap(&delta("m1", 5, "!")), "bytes 2..5 were lost");
+        filter.sent(&Partial { message_id: "m1".into(), sender: "w".into(), content: "Hi there!".into() });
+        assert!(!filter.gap(&delta("m1", 5, "!")), "the snapshot holds it");
+        assert!(!filter.passes(&delta("m1", 5, "!")));
+        assert!(!filter.gap(&delta("m1", 9, " Bye")), "in step with the snapshot");
+        assert!(filter.passes(&delta("m1", 9, " Bye")));
+        assert!(filter.gap(&delta("m1", 20, "?")), "in step with the last delta again");
+        assert!(filter.passes(&delta("m1", 20, "?")), "a gap no snapshot closed still passes");
+        assert!(!filter.gap(&delta("m1", 21, ".")), "and is the client's place from then on");
+    }
+
+    #[test]
+    fn a_delta_keeps_its_span_across_the_wire_and_an_older_nodes_header_has_none() {
+        let chat = ChatId::new();
+        let frame = chunk(&chat, "msg_1", 4, "word ").frame();
+        assert_eq!(frame.span, Some(Span { message: message_key("msg_1"), offset: 4, end: 9 }));
+        let parsed = Frame::parse(frame.bytes()).unwrap();
+        assert_eq!(*parsed, *frame);
+        let body = frame.json.as_str();
+        let old = format!("- message.delta {chat}\n{body}");
+        assert_eq!(Frame::parse(old.into()).unwrap().span, None);
+        let json_only = Frame::parse(body.to_owned().into()).unwrap();
+        assert_eq!(json_only.span, frame.span, "a bare envelope is read in full");
+        for bad in
+            [format!("- message.delta {chat} 1 9 4\n{body}"), format!("- message.delta {chat} x 4 9\n{body}")]
+        {
+            assert!(Frame::parse(bad.into()).is_err());
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! streams: subscribe to the live channel first, replay the store after the
 //! client's seq, send a `message.snapshot` of each message being streamed,
 //! then pass live frames on, dropping any seq already sent, filling any hole
-//! from the store, and dropping the deltas a snapshot already holds (see
-//! [`crate::bus::partials`]). After a lag or a bus reconnect (deltas may be
+//! from the store, dropping the deltas a snapshot already holds, and sending
+//! a fresh snapshot when a delta starts past the client's text (deltas lost
+//! in transit; see [`crate::bus::partials`]). After a lag or a bus reconnect (deltas may be
 //! lost) the feed catches up from the store and sends fresh snapshots, so a
 //! streamed answer never has a silent hole. Where continuity cannot be proven
 //! the feed ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather
@@ -126,13 +127,13 @@ impl<S: FrameSink> Follow<'_, S> {
                     return FeedEnd::Resubscribe("the live feed closed".into());
                 }
             };
-            if filter.hole(&frame) {
-                // The subscription took effect after the partials were read:
-                // what was streamed between comes as a fresh snapshot.
+            if filter.gap(&frame) {
+                // Deltas were lost before this one (in transit, or before the
+                // subscription took effect): what they held comes as a fresh
+                // snapshot.
                 if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
                     return end;
                 }
-                filter.arm(false);
             }
             if !filter.passes(&frame) {
                 continue; // a delta the snapshot sent already holds
@@ -161,7 +162,6 @@ impl<S: FrameSink> Follow<'_, S> {
             }
             filter.sent(&partial);
         }
-        filter.arm(true);
         Ok(())
     }
 

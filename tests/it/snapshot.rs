@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowgate::bus::Frame;
 use flowgate::bus::memory::MemoryBus;
 use flowgate::bus::partials::Chunk;
+use flowgate::bus::{Bus, Frame};
 use flowgate::model::{ChatId, EventKind};
 use flowgate::realtime::feed::{Follow, FrameSink};
 use rand::rngs::StdRng;
@@ -319,6 +319,56 @@ async fn a_feed_that_lagged_behind_dropped_deltas_sends_a_fresh_snapshot_instead
         got.take(&serde_json::from_str(frame.json.as_str()).unwrap());
     }
     assert_eq!(got.partial["msg_lag"], full);
+    cancel.cancel();
+    tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
+}
+
+#[tokio::test]
+async fn a_delta_lost_on_its_way_between_nodes_is_closed_by_a_fresh_snapshot_not_left_a_hole() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Node b holds the chat and the feed; node a streams into the same Redis.
+    let (a, h) = (
+        crate::bus_redis::node(&server).await,
+        Harness::with_bus(crate::bus_redis::node(&server).await).await,
+    );
+    let chat: ChatId = h.chat(two_agent("ALWAYS", &["unused"], json!({}))).await;
+    let (mut full, words) = (String::new(), ["One ", "two ", "three ", "four ", "five"]);
+    let stream = async |full: &mut String, word: &str| {
+        let offset = full.len() as u64;
+        let chunk = Chunk { chat_id: &chat, message_id: "msg_lost", sender: "writer", offset, text: word };
+        tokio::time::timeout(WAIT, a.publish_delta(&chunk)).await.expect("in time").expect("published");
+        full.push_str(word);
+    };
+    stream(&mut full, words[0]).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (journal, feed_chat, cancel) = (h.journal.clone(), chat.clone(), CancellationToken::new());
+    let stop = cancel.clone();
+    let feed = tokio::spawn(async move {
+        let sink = HeldSink { frames: tx, hold: None };
+        Follow { journal: &journal, chat_id: &feed_chat, after_seq: 0, sink, cancel: &stop }.run().await
+    });
+    let mut next = async || tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
+    // The stored history, then the first snapshot: the feed's subscription is
+    // live from here.
+    while next().await.kind != EventKind::MessageSnapshot {}
+    stream(&mut full, words[1]).await;
+    // "three " reaches the partial but its PUBLISH is lost on the way.
+    let key = format!("fg:{{{chat}}}:partial:msg_lost");
+    let mut conn = server.client().get_multiplexed_async_connection().await.unwrap();
+    let _: u64 = redis::cmd("APPEND").arg(&key).arg(words[2]).query_async(&mut conn).await.unwrap();
+    full.push_str(words[2]);
+    stream(&mut full, words[3]).await;
+    stream(&mut full, words[4]).await;
+    let mut got = Assembled::default();
+    got.take(&json!({"type": "message.snapshot", "data": {"message_id": "msg_lost", "content": words[0]}}));
+    while got.partial["msg_lost"].len() < full.len() {
+        got.take(&serde_json::from_str(next().await.json.as_str()).unwrap());
+    }
+    assert_eq!(got.partial["msg_lost"], full, "snapshot + deltas hold every word");
+    assert_eq!(got.snapshots.len(), 2, "the first snapshot and one fresh one: {:?}", got.snapshots);
+    assert!(got.snapshots[1].starts_with("One two three four "), "the fresh snapshot closed the hole");
     cancel.cancel();
     tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
 }

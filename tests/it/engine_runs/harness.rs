@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flowgate::auth::{Authenticator, Caller, Jwt};
 use flowgate::bus::memory::MemoryBus;
-use flowgate::bus::{Channel, Subscription};
+use flowgate::bus::{Bus, Channel, Subscription};
 use flowgate::engine::{Engine, EngineDeps};
 use flowgate::ledger::Journal;
 use flowgate::model::{ChatId, ChatStatus, Event, EventKind, FlowId, FlowRecord, Message, TenantId, now};
@@ -76,8 +76,8 @@ impl Harness {
     }
 
     /// A fresh store file and engine on `bus` (e.g. one whose receivers lag
-    /// early).
-    pub async fn with_bus(bus: MemoryBus) -> Self {
+    /// early, or a Redis bus).
+    pub async fn with_bus(bus: impl Bus + 'static) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flowgate.db");
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
