@@ -134,7 +134,8 @@ impl Frame {
 
 /// A feed's view of the text its client has of each streamed message, to
 /// keep snapshot plus deltas exact:
-/// - after a snapshot, the deltas it already holds are dropped ([`passes`]);
+/// - a delta the client has already (the snapshot sent holds it, or a
+///   publish was repeated) is dropped ([`passes`]);
 /// - a delta that starts past the client's text is a [`gap`]: deltas were
 ///   lost between (a publish lost in transit, a lag, or a subscription that
 ///   took effect after the partials were read), and the feed sends a fresh
@@ -161,30 +162,21 @@ impl SnapshotFilter {
     }
 
     /// Whether `frame` is a delta that starts past the text the client has
-    /// of its message (the snapshot sent, else the last delta passed, else
-    /// nothing). A delta without a span is never a gap.
+    /// of its message. A delta without a span is never a gap.
     pub fn gap(&self, frame: &Frame) -> bool {
-        let Some(span) = frame.span else { return false };
-        let have = match (self.sent.get(&span.message), self.last) {
-            (Some(&length), _) => length,
-            (None, Some((message, end))) if message == span.message => end,
-            (None, _) => 0,
-        };
-        span.offset > have
+        frame.span.is_some_and(|span| span.offset > self.has(&span))
     }
 
-    /// Whether a live frame should reach the client (a delta the snapshot
-    /// sent already holds does not); a delta that passes becomes the client's
-    /// place in its message, even past a gap no snapshot could close, so one
-    /// loss costs one snapshot attempt.
+    /// Whether a live frame should reach the client: a delta the client has
+    /// already (held by the snapshot sent, or a repeated publish) does not. A
+    /// delta that passes becomes the client's place in its message, even past
+    /// a gap no snapshot could close, so one loss costs one snapshot attempt.
     pub fn passes(&mut self, frame: &Frame) -> bool {
         if let Some(span) = frame.span {
-            if let Some(&length) = self.sent.get(&span.message) {
-                if span.offset < length {
-                    return false;
-                }
-                self.sent.remove(&span.message);
+            if span.offset < self.has(&span) {
+                return false;
             }
+            self.sent.remove(&span.message);
             self.last = Some((span.message, span.end));
             return true;
         }
@@ -195,6 +187,16 @@ impl SnapshotFilter {
             self.sent.remove(&message_key(&id));
         }
         true
+    }
+
+    /// How many bytes of the span's message the client has: the snapshot
+    /// sent, else up to the last delta passed, else none.
+    fn has(&self, span: &Span) -> u64 {
+        match (self.sent.get(&span.message), self.last) {
+            (Some(&length), _) => length,
+            (None, Some((message, end))) if message == span.message => end,
+            (None, _) => 0,
+        }
     }
 }
 
@@ -302,7 +304,11 @@ mod tests {
         assert!(!filter.passes(&delta(3, "lo")));
         assert!(filter.passes(&delta(5, " world")));
         assert!(filter.sent.is_empty());
-        assert!(filter.passes(&delta(0, "again")), "an empty filter passes everything");
+        assert!(!filter.passes(&delta(5, " world")), "nor twice");
+        assert!(
+            SnapshotFilter::default().passes(&delta(0, "Hel")),
+            "a fresh filter passes a message's start"
+        );
     }
 
     #[test]
@@ -323,6 +329,8 @@ mod tests {
         assert!(filter.gap(&delta("m1", 20, "?")), "in step with the last delta again");
         assert!(filter.passes(&delta("m1", 20, "?")), "a gap no snapshot closed still passes");
         assert!(!filter.gap(&delta("m1", 21, ".")), "and is the client's place from then on");
+        assert!(!filter.passes(&delta("m1", 20, "?")), "a repeated publish is dropped");
+        assert!(filter.passes(&delta("m2", 0, "Next")), "another message starts at 0");
     }
 
     #[test]
