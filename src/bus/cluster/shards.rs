@@ -12,8 +12,9 @@
 //! moved answers `MOVED`, which fails its group once the client's own retries
 //! are spent); until a map is read each slot is its own group. Those retries
 //! resend the whole pipeline, so while a slot moves a frame of another chat
-//! in the same group may be published twice (a feed drops a durable event it
-//! has by seq), as a retried single `SPUBLISH` could be before.
+//! in the same group may be published twice, as a retried single `SPUBLISH`
+//! could be before: a feed drops a durable event it has by seq, and a delta
+//! its client has by its span (`bus::partials::SnapshotFilter`).
 //!
 //! Touches the Redis Cluster through the publisher connection it is given.
 
