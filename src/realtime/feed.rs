@@ -51,6 +51,18 @@ pub trait FrameSink: Send {
     fn replay(&mut self, frame: Arc<Frame>) -> impl Future<Output = bool> + Send;
 }
 
+/// A sink lent to a feed (its owner keeps it, e.g. to close the connection
+/// when the feed ends, without a second copy).
+impl<S: FrameSink> FrameSink for &mut S {
+    fn push(&mut self, frame: Arc<Frame>) -> bool {
+        (**self).push(frame)
+    }
+
+    fn replay(&mut self, frame: Arc<Frame>) -> impl Future<Output = bool> + Send {
+        (**self).replay(frame)
+    }
+}
+
 /// Where a feed starts and where its frames go.
 pub struct Follow<'a, S: FrameSink> {
     /// The store and bus.

@@ -102,9 +102,10 @@ impl Connections {
         self.connections.load(Ordering::Acquire)
     }
 
-    /// Runs a task tied to the node's connections; [`Connections::wait`] waits for it.
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tracker.spawn(task);
+    /// Runs a task tied to the node's connections; [`Connections::wait`] waits
+    /// for it. The handle stops it early (it holds no allocation of its own).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
+        self.tracker.spawn(task).abort_handle()
     }
 
     /// Waits for every connection task to end (after the shutdown token fired).

@@ -6,13 +6,15 @@
 //! Touches the chat service (the access check and the replay point of every
 //! subscribe), the journal and its bus (the feeds), the access service (who
 //! may watch a tenant's statuses) and the node's connection registry; every
-//! task it starts is a child of the session's token and ends with it.
+//! task it starts ends with the session's token. A feed has no token of its
+//! own: it follows the session's, and unsubscribing (or resubscribing) aborts
+//! its task, whose handle costs no allocation where a child token would.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use tokio::task::AbortHandle;
 
 use super::Session;
 use crate::bus::Channel;
@@ -21,14 +23,27 @@ use crate::realtime::feed::{FeedEnd, Follow, InView};
 use crate::realtime::protocol;
 use crate::store::MessageView;
 
-/// A connection's subscriptions, each with the token that ends its feed.
+/// A connection's subscriptions, each with its feed task's handle (`None`
+/// while the subscribe that registered it has not started the feed yet).
 /// A plain map behind a mutex (never held across an await): a `DashMap`
 /// would allocate its shards, about 1 KiB, on every socket up front.
-pub(super) type Subscriptions = Arc<Mutex<HashMap<ChatId, CancellationToken>>>;
+pub(super) type Subscriptions = Arc<Mutex<HashMap<ChatId, Option<AbortHandle>>>>;
 
 /// The connection's subscriptions, locked (a poisoned lock is still a map).
-fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, CancellationToken>> {
+fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, Option<AbortHandle>>> {
     subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a subscription's feed still runs (or is about to start).
+fn live(feed: &Option<AbortHandle>) -> bool {
+    feed.as_ref().is_none_or(|h| !h.is_finished())
+}
+
+/// Stops a subscription's feed, if it has started.
+fn stop(feed: Option<AbortHandle>) {
+    if let Some(h) = feed {
+        h.abort();
+    }
 }
 
 impl Session {
@@ -46,7 +61,7 @@ impl Session {
         let limit = self.state.limits.ws_max_subscriptions;
         let full = {
             let mut subscriptions = locked(&self.subscriptions);
-            subscriptions.retain(|_, t| !t.is_cancelled());
+            subscriptions.retain(|_, feed| live(feed));
             !subscriptions.contains_key(&chat_id) && subscriptions.len() >= limit
         };
         if full {
@@ -55,8 +70,7 @@ impl Session {
         }
         // Registered before the feed starts, so from here on the status feed
         // leaves this chat's statuses to the replay and the live feed.
-        let token = self.token.child_token();
-        let old = locked(&self.subscriptions).insert(chat_id.clone(), token.clone());
+        let old = locked(&self.subscriptions).insert(chat_id.clone(), None);
         let chats = &self.state.services.chats;
         let last_seq = match chats.feed_start(&self.caller, &chat_id, after_seq, "after_seq").await {
             Ok(seq) => seq,
@@ -70,27 +84,24 @@ impl Session {
                 return self.send_error(r, e);
             }
         };
-        if let Some(old) = old {
-            old.cancel();
-        }
+        // Aborted at its next await: an old feed still replaying sends no more.
+        stop(old.flatten());
         self.outbox.push(protocol::subscribed(r, &chat_id, last_seq, view));
-        let (journal, outbox, bound) =
+        let (journal, mut outbox, bound) =
             (self.state.services.chats.journal().clone(), self.outbox.clone(), self.bound.is_some());
-        self.state.connections.spawn(async move {
-            let follow = Follow {
-                journal: &journal,
-                chat_id: &chat_id,
-                after_seq,
-                sink: InView { view, sink: outbox.clone() },
-                cancel: &token,
-            };
+        let (token, key) = (self.token.clone(), chat_id.clone());
+        let feed = self.state.connections.spawn(async move {
+            let sink = InView { view, sink: &mut outbox };
+            let follow = Follow { journal: &journal, chat_id: &chat_id, after_seq, sink, cancel: &token };
             match follow.run().await {
                 FeedEnd::Deleted if bound => outbox.closer().close(Disconnect::ChatGone, "chat deleted"),
                 FeedEnd::Resubscribe(why) => outbox.closer().close(Disconnect::Resubscribe, why),
                 FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
             }
-            token.cancel();
         });
+        if let Some(entry) = locked(&self.subscriptions).get_mut(&key) {
+            *entry = Some(feed);
+        }
     }
 
     /// Ends the connection's subscription to a chat (none is fine).
@@ -101,9 +112,7 @@ impl Session {
     ) -> Result<(), ClientError> {
         let id = self.target(chat_id)?;
         let removed = locked(&self.subscriptions).remove(&id);
-        if let Some(t) = removed {
-            t.cancel();
-        }
+        stop(removed.flatten());
         self.outbox.push(protocol::ack(r, "unsubscribe", json!({"chat_id": id})));
         Ok(())
     }
@@ -146,5 +155,5 @@ impl Session {
 /// Whether a live subscription of the connection delivers this chat's events
 /// (its statuses included, with their seqs and in order).
 fn covered(subscriptions: &Subscriptions, chat_id: &ChatId) -> bool {
-    locked(subscriptions).get(chat_id).is_some_and(|t| !t.is_cancelled())
+    locked(subscriptions).get(chat_id).is_some_and(live)
 }
