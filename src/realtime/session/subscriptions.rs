@@ -10,7 +10,6 @@
 //! own: it follows the session's, and unsubscribing (or resubscribing) aborts
 //! its task, whose handle costs no allocation where a child token would.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -23,14 +22,53 @@ use crate::realtime::feed::{FeedEnd, Follow, InView};
 use crate::realtime::protocol;
 use crate::store::MessageView;
 
+/// A connection's subscriptions behind a mutex (never held across an await;
+/// a `DashMap` would allocate its shards, about 1 KiB, on every socket).
+pub(super) type Subscriptions = Arc<Mutex<Feeds>>;
+
 /// A connection's subscriptions, each with its feed task's handle (`None`
-/// while the subscribe that registered it has not started the feed yet).
-/// A plain map behind a mutex (never held across an await): a `DashMap`
-/// would allocate its shards, about 1 KiB, on every socket up front.
-pub(super) type Subscriptions = Arc<Mutex<HashMap<ChatId, Option<AbortHandle>>>>;
+/// while the subscribe that registered it has not started the feed yet):
+/// a list kept at its exact length. A `HashMap` takes room for three entries
+/// (160 bytes) at the first; a connection has at most `ws_max_subscriptions`
+/// (128 by default), mostly one, so a scan costs less than the room.
+#[derive(Default)]
+pub(super) struct Feeds(Vec<(ChatId, Option<AbortHandle>)>);
+
+impl Feeds {
+    fn position(&self, chat_id: &ChatId) -> Option<usize> {
+        self.0.iter().position(|(id, _)| id == chat_id)
+    }
+
+    fn get(&self, chat_id: &ChatId) -> Option<&Option<AbortHandle>> {
+        self.position(chat_id).map(|i| &self.0[i].1)
+    }
+
+    /// Sets a chat's feed; the one it replaces, if any.
+    fn insert(&mut self, chat_id: ChatId, feed: Option<AbortHandle>) -> Option<Option<AbortHandle>> {
+        if let Some(i) = self.position(&chat_id) {
+            return Some(std::mem::replace(&mut self.0[i].1, feed));
+        }
+        self.0.reserve_exact(1);
+        self.0.push((chat_id, feed));
+        None
+    }
+
+    fn remove(&mut self, chat_id: &ChatId) -> Option<Option<AbortHandle>> {
+        self.position(chat_id).map(|i| self.0.swap_remove(i).1)
+    }
+
+    /// Forgets the subscriptions whose feed has ended.
+    fn retain_live(&mut self) {
+        self.0.retain(|(_, feed)| live(feed));
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 /// The connection's subscriptions, locked (a poisoned lock is still a map).
-fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, HashMap<ChatId, Option<AbortHandle>>> {
+fn locked(subscriptions: &Subscriptions) -> std::sync::MutexGuard<'_, Feeds> {
     subscriptions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -61,8 +99,8 @@ impl Session {
         let limit = self.state.limits.ws_max_subscriptions;
         let full = {
             let mut subscriptions = locked(&self.subscriptions);
-            subscriptions.retain(|_, feed| live(feed));
-            !subscriptions.contains_key(&chat_id) && subscriptions.len() >= limit
+            subscriptions.retain_live();
+            subscriptions.get(&chat_id).is_none() && subscriptions.len() >= limit
         };
         if full {
             let msg = format!("at most {limit} subscriptions per connection");
@@ -99,9 +137,7 @@ impl Session {
                 FeedEnd::Deleted | FeedEnd::SinkClosed | FeedEnd::Stopped => {}
             }
         });
-        if let Some(entry) = locked(&self.subscriptions).get_mut(&key) {
-            *entry = Some(feed);
-        }
+        locked(&self.subscriptions).insert(key, Some(feed));
     }
 
     /// Ends the connection's subscription to a chat (none is fine).
