@@ -56,7 +56,7 @@ struct Session {
     caller: Caller,
     bound: Option<ChatId>,
     outbox: Outbox,
-    /// Cancelled when the connection ends; parent of every subscription.
+    /// Cancelled when the connection ends; every subscription's feed follows it.
     token: CancellationToken,
     /// Shared with the status feed, which leaves these chats' statuses to them.
     subscriptions: Subscriptions,
