@@ -55,6 +55,13 @@ impl Closer {
         self.reason.get().map(|(c, _)| *c)
     }
 
+    /// Whether a close was asked for: one atomic load (the reason is set
+    /// before the token fires), where the token's `is_cancelled` takes a
+    /// lock; producers check it per frame.
+    pub fn is_closing(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
     /// Fires once a close was asked for.
     pub fn token(&self) -> &CancellationToken {
         &self.token
@@ -135,7 +142,7 @@ impl Outbox {
     /// Queues a frame; `false` (and a 4008 close) when the client is too far
     /// behind, or the connection is closing.
     pub fn push(&self, text: Utf8Bytes) -> bool {
-        if self.closer.token().is_cancelled() {
+        if self.closer.is_closing() {
             self.metrics.ws_frames_dropped.inc();
             return false;
         }
