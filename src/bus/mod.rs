@@ -137,6 +137,13 @@ impl Frame {
         out.write_all(self.json.as_str().as_bytes())
     }
 
+    /// At least the length of [`Frame::write_wire`]'s output (numbers counted
+    /// at their widest), to size a buffer once.
+    pub fn wire_len(&self) -> usize {
+        let span = if self.span.is_some() { 3 * 21 } else { 0 };
+        21 + self.kind.as_str().len() + 1 + self.chat_id.as_str().len() + span + 1 + self.json.len()
+    }
+
     /// A `message.delta` frame, serialized straight from borrowed parts (the
     /// hot path of token streaming: no intermediate JSON value). `offset` is
     /// the UTF-8 byte length of the message's text before this chunk.
@@ -319,6 +326,18 @@ mod tests {
                 )
             );
             assert_eq!(Frame::parse(wire).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn the_wire_length_bound_holds_for_the_widest_delta_and_event() {
+        let chat = ChatId::new();
+        let delta = Frame::delta(&chat, "msg_1", "agent \"a\"", "tab\t\u{1F600} ", u64::MAX - 64);
+        let parsed: serde_json::Value = serde_json::from_str(&delta.json).unwrap();
+        assert_eq!(parsed["data"]["delta"], "tab\t\u{1F600} ");
+        assert_eq!(parsed["data"]["offset"], u64::MAX - 64);
+        for frame in [delta, Frame::from_event(&event(Some(u64::MAX), EventKind::MessageCreated))] {
+            assert!(frame.wire_len() >= frame.bytes().len());
         }
     }
 
