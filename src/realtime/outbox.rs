@@ -10,11 +10,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use futures::stream::SplitSink;
+use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -82,8 +84,9 @@ struct Queue {
     frames: Mutex<VecDeque<Utf8Bytes>>,
     /// Bytes queued and not yet flushed.
     queued: AtomicUsize,
-    /// A frame was queued (the writer waits on it).
-    ready: Notify,
+    /// The writer, waiting for a frame (one waiter only: lock-free, where a
+    /// `Notify` locks its waiter list on every wait and wake).
+    ready: AtomicWaker,
     /// A batch was flushed (patient producers wait on it).
     drained: Notify,
 }
@@ -117,14 +120,19 @@ pub struct Inbox {
 impl Inbox {
     /// The next frame, waiting for one.
     async fn recv(&self) -> Utf8Bytes {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(frame) = self.queue.pop() {
-                return frame;
+                return Poll::Ready(frame);
             }
-            // `notify_one` keeps a permit when nobody waits, so a frame pushed
-            // between the pop and this wait is not missed.
-            self.queue.ready.notified().await;
-        }
+            // Registered before the second look: a frame pushed after the
+            // first one wakes this waker, or is found by the second.
+            self.queue.ready.register(cx.waker());
+            match self.queue.pop() {
+                Some(frame) => Poll::Ready(frame),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     fn try_recv(&self) -> Option<Utf8Bytes> {
@@ -156,7 +164,7 @@ impl Outbox {
             return false;
         }
         self.queue.frames.lock().unwrap_or_else(|e| e.into_inner()).push_back(text);
-        self.queue.ready.notify_one();
+        self.queue.ready.wake();
         true
     }
 
