@@ -77,6 +77,10 @@ pub struct Frame {
     pub span: Option<partials::Span>,
 }
 
+/// A delta's JSON envelope without its strings: the keys, the type, the
+/// timestamp and the offset (at its widest), rounded up.
+const DELTA_ENVELOPE: usize = 176;
+
 impl Frame {
     /// Serializes an event once.
     pub fn from_event(event: &Event) -> Arc<Frame> {
@@ -171,7 +175,12 @@ impl Frame {
             created_at: crate::model::now(),
             data: Data { message_id, sender, delta, offset },
         };
-        let json = serde_json::to_string(&envelope).expect("a delta always serializes");
+        // Sized once for the envelope around the four strings (`to_string`
+        // starts at 128 bytes and grows, copying, for most deltas).
+        let strings = chat_id.as_str().len() + message_id.len() + sender.len() + delta.len();
+        let mut json = Vec::with_capacity(DELTA_ENVELOPE + strings + delta.len() / 4);
+        serde_json::to_writer(&mut json, &envelope).expect("a delta always serializes");
+        let json = String::from_utf8(json).expect("serde_json writes UTF-8");
         Arc::new(Frame {
             chat_id: chat_id.clone(),
             seq: None,
