@@ -77,6 +77,10 @@ pub struct Frame {
     pub span: Option<partials::Span>,
 }
 
+/// A delta's JSON envelope without its strings: the keys, the type, the
+/// timestamp and the offset (at its widest), rounded up.
+const DELTA_ENVELOPE: usize = 176;
+
 impl Frame {
     /// Serializes an event once.
     pub fn from_event(event: &Event) -> Arc<Frame> {
@@ -137,6 +141,13 @@ impl Frame {
         out.write_all(self.json.as_str().as_bytes())
     }
 
+    /// At least the length of [`Frame::write_wire`]'s output (numbers counted
+    /// at their widest), to size a buffer once.
+    pub fn wire_len(&self) -> usize {
+        let span = if self.span.is_some() { 3 * 21 } else { 0 };
+        21 + self.kind.as_str().len() + 1 + self.chat_id.as_str().len() + span + 1 + self.json.len()
+    }
+
     /// A `message.delta` frame, serialized straight from borrowed parts (the
     /// hot path of token streaming: no intermediate JSON value). `offset` is
     /// the UTF-8 byte length of the message's text before this chunk.
@@ -164,7 +175,12 @@ impl Frame {
             created_at: crate::model::now(),
             data: Data { message_id, sender, delta, offset },
         };
-        let json = serde_json::to_string(&envelope).expect("a delta always serializes");
+        // Sized once for the envelope around the four strings (`to_string`
+        // starts at 128 bytes and grows, copying, for most deltas).
+        let strings = chat_id.as_str().len() + message_id.len() + sender.len() + delta.len();
+        let mut json = Vec::with_capacity(DELTA_ENVELOPE + strings + delta.len() / 4);
+        serde_json::to_writer(&mut json, &envelope).expect("a delta always serializes");
+        let json = String::from_utf8(json).expect("serde_json writes UTF-8");
         Arc::new(Frame {
             chat_id: chat_id.clone(),
             seq: None,
@@ -319,6 +335,18 @@ mod tests {
                 )
             );
             assert_eq!(Frame::parse(wire).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn the_wire_length_bound_holds_for_the_widest_delta_and_event() {
+        let chat = ChatId::new();
+        let delta = Frame::delta(&chat, "msg_1", "agent \"a\"", "tab\t\u{1F600} ", u64::MAX - 64);
+        let parsed: serde_json::Value = serde_json::from_str(&delta.json).unwrap();
+        assert_eq!(parsed["data"]["delta"], "tab\t\u{1F600} ");
+        assert_eq!(parsed["data"]["offset"], u64::MAX - 64);
+        for frame in [delta, Frame::from_event(&event(Some(u64::MAX), EventKind::MessageCreated))] {
+            assert!(frame.wire_len() >= frame.bytes().len());
         }
     }
 

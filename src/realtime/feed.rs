@@ -101,10 +101,14 @@ impl<S: FrameSink> Follow<'_, S> {
         if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
             return end;
         }
+        // One wait for the stop, for the whole loop: made anew per frame it
+        // joined and left the token's waiter list (a lock each) every time.
+        let stopped = self.cancel.cancelled();
+        tokio::pin!(stopped);
         loop {
             let received = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return FeedEnd::Stopped,
+                _ = &mut stopped => return FeedEnd::Stopped,
                 changed = sub.resync.changed() => {
                     if changed.is_err() {
                         return FeedEnd::Resubscribe("the live feed closed".into());

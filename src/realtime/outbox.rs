@@ -10,11 +10,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
 use futures::stream::SplitSink;
+use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +57,13 @@ impl Closer {
         self.reason.get().map(|(c, _)| *c)
     }
 
+    /// Whether a close was asked for: one atomic load (the reason is set
+    /// before the token fires), where the token's `is_cancelled` takes a
+    /// lock; producers check it per frame.
+    pub fn is_closing(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
     /// Fires once a close was asked for.
     pub fn token(&self) -> &CancellationToken {
         &self.token
@@ -75,8 +84,9 @@ struct Queue {
     frames: Mutex<VecDeque<Utf8Bytes>>,
     /// Bytes queued and not yet flushed.
     queued: AtomicUsize,
-    /// A frame was queued (the writer waits on it).
-    ready: Notify,
+    /// The writer, waiting for a frame (one waiter only: lock-free, where a
+    /// `Notify` locks its waiter list on every wait and wake).
+    ready: AtomicWaker,
     /// A batch was flushed (patient producers wait on it).
     drained: Notify,
 }
@@ -110,14 +120,19 @@ pub struct Inbox {
 impl Inbox {
     /// The next frame, waiting for one.
     async fn recv(&self) -> Utf8Bytes {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(frame) = self.queue.pop() {
-                return frame;
+                return Poll::Ready(frame);
             }
-            // `notify_one` keeps a permit when nobody waits, so a frame pushed
-            // between the pop and this wait is not missed.
-            self.queue.ready.notified().await;
-        }
+            // Registered before the second look: a frame pushed after the
+            // first one wakes this waker, or is found by the second.
+            self.queue.ready.register(cx.waker());
+            match self.queue.pop() {
+                Some(frame) => Poll::Ready(frame),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     fn try_recv(&self) -> Option<Utf8Bytes> {
@@ -135,7 +150,7 @@ impl Outbox {
     /// Queues a frame; `false` (and a 4008 close) when the client is too far
     /// behind, or the connection is closing.
     pub fn push(&self, text: Utf8Bytes) -> bool {
-        if self.closer.token().is_cancelled() {
+        if self.closer.is_closing() {
             self.metrics.ws_frames_dropped.inc();
             return false;
         }
@@ -149,7 +164,7 @@ impl Outbox {
             return false;
         }
         self.queue.frames.lock().unwrap_or_else(|e| e.into_inner()).push_back(text);
-        self.queue.ready.notify_one();
+        self.queue.ready.wake();
         true
     }
 

@@ -65,16 +65,19 @@ impl Write {
                 chat_id: chunk.chat_id.clone(),
                 message_id: chunk.message_id.to_owned(),
             };
-            let append = redis::cmd("APPEND").arg(key).arg(chunk.text).to_owned();
+            // Sized once: an empty `Cmd` grows (and copies) per argument.
+            let mut append = Cmd::with_capacity(3, 6 + key.len() + chunk.text.len());
+            append.arg("APPEND").arg(key).arg(chunk.text);
             return Write { commands: vec![append], check: Some(check) };
         }
         let index = index_key(chunk.chat_id);
-        let commands = vec![
-            redis::cmd("SET").arg(key).arg(chunk.text).arg("PX").arg(ttl_ms).to_owned(),
-            redis::cmd("HSET").arg(&index).arg(chunk.message_id).arg(chunk.sender).to_owned(),
-            redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms).to_owned(),
-        ];
-        Write { commands, check: None }
+        let mut set = Cmd::with_capacity(5, 3 + key.len() + chunk.text.len() + 2 + 20);
+        set.arg("SET").arg(key).arg(chunk.text).arg("PX").arg(ttl_ms);
+        let mut hset = Cmd::with_capacity(4, 4 + index.len() + chunk.message_id.len() + chunk.sender.len());
+        hset.arg("HSET").arg(&index).arg(chunk.message_id).arg(chunk.sender);
+        let mut pexpire = Cmd::with_capacity(3, 7 + index.len() + 20);
+        pexpire.arg("PEXPIRE").arg(&index).arg(ttl_ms);
+        Write { commands: vec![set, hset, pexpire], check: None }
     }
 
     /// Adds the writes to `pipe`; returns the check of an `APPEND`, which

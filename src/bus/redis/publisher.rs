@@ -264,7 +264,8 @@ impl<T: Transport> Publisher<T> {
     /// pipelines and, per entry, its pipeline's index (`None`: a flush).
     fn split(&self, batch: &mut [Outgoing]) -> (Vec<Part>, Vec<Option<usize>>) {
         let mut parts: Vec<Part> = Vec::new();
-        let mut owner = Vec::with_capacity(batch.len());
+        let entries = batch.len();
+        let mut owner = Vec::with_capacity(entries);
         for outgoing in batch {
             let Some((target, frame)) = &outgoing.publish else {
                 owner.push(None);
@@ -274,7 +275,8 @@ impl<T: Transport> Publisher<T> {
             let index = match parts.iter().position(|p| p.key == key) {
                 Some(i) => i,
                 None => {
-                    let pipeline = Pipeline::new();
+                    // A delta is two commands (its partial's write, the publish).
+                    let pipeline = Pipeline::with_capacity(2 * entries);
                     parts.push(Part { key, hint, pipeline, checks: Vec::new() });
                     parts.len() - 1
                 }
@@ -286,7 +288,7 @@ impl<T: Transport> Publisher<T> {
             if let Some(check) = outgoing.partial.take().and_then(|w| w.add_to(&mut part.pipeline)) {
                 part.checks.push((part.pipeline.len() - 1, check));
             }
-            part.pipeline.cmd(T::PUBLISH).arg(Name(target, frame)).arg(Wire(frame));
+            part.pipeline.add_command(publish_command(T::PUBLISH, target, frame));
             owner.push(Some(index));
         }
         (parts, owner)
@@ -313,6 +315,20 @@ fn server_errors(sent: Result<Vec<Value>, BusError>) -> Result<Vec<Value>, Strin
         Some(Value::ServerError(e)) => Err(format!("redis refused a publish: {e:?}")),
         _ => Ok(replies),
     }
+}
+
+/// The `PUBLISH` (or `SPUBLISH`) of `frame` to `target`, its buffer sized
+/// once for the channel name and the wire form (an empty `Cmd` grows, and
+/// copies, per argument).
+fn publish_command(publish: &str, target: &Target, frame: &Frame) -> Cmd {
+    let name = match target {
+        Target::Chat | Target::Control => frame.chat_id.as_str().len() + 9,
+        Target::TenantStatus(t) => t.as_str().len() + 17,
+        Target::Named(name) => name.len(),
+    };
+    let mut cmd = Cmd::with_capacity(3, publish.len() + name + frame.wire_len());
+    cmd.arg(publish).arg(Name(target, frame)).arg(Wire(frame));
+    cmd
 }
 
 /// A queued publish's channel name, written into the command as it is built.
