@@ -135,7 +135,9 @@ impl Frame {
 /// A feed's view of the text its client has of each streamed message, to
 /// keep snapshot plus deltas exact:
 /// - a delta the client has already (the snapshot sent holds it, or a
-///   publish was repeated) is dropped ([`passes`]);
+///   publish was repeated) is dropped ([`passes`]), and so is one of a
+///   message the client got whole from the store (a catch-up delivered its
+///   `message.created` before its last deltas, still queued live, came);
 /// - a delta that starts past the client's text is a [`gap`]: deltas were
 ///   lost between (a publish lost in transit, a lag, or a subscription that
 ///   took effect after the partials were read), and the feed sends a fresh
@@ -153,6 +155,10 @@ pub struct SnapshotFilter {
     sent: HashMap<u64, u64>,
     /// The message key and end of the last delta passed.
     last: Option<(u64, u64)>,
+    /// Messages the client got whole from the store (a catch-up delivered
+    /// their `message.created`) while their deltas may still be queued live
+    /// behind it; the newest [`MAX_PER_CHAT`].
+    stored: Vec<u64>,
 }
 
 impl SnapshotFilter {
@@ -161,19 +167,30 @@ impl SnapshotFilter {
         self.sent.insert(message_key(&partial.message_id), partial.content.len() as u64);
     }
 
+    /// Remembers a message the client got whole from the store: its deltas
+    /// still to come are stale.
+    pub fn stored(&mut self, message_id: &str) {
+        if self.stored.len() >= MAX_PER_CHAT {
+            self.stored.remove(0);
+        }
+        self.stored.push(message_key(message_id));
+    }
+
     /// Whether `frame` is a delta that starts past the text the client has
-    /// of its message. A delta without a span is never a gap.
+    /// of its message. A delta without a span, or of a message the client
+    /// has whole, is never a gap.
     pub fn gap(&self, frame: &Frame) -> bool {
-        frame.span.is_some_and(|span| span.offset > self.has(&span))
+        frame.span.is_some_and(|span| !self.stored.contains(&span.message) && span.offset > self.has(&span))
     }
 
     /// Whether a live frame should reach the client: a delta the client has
-    /// already (held by the snapshot sent, or a repeated publish) does not. A
+    /// already (held by the snapshot sent, or a repeated publish), or of a
+    /// message it has whole, does not. A
     /// delta that passes becomes the client's place in its message, even past
     /// a gap no snapshot could close, so one loss costs one snapshot attempt.
     pub fn passes(&mut self, frame: &Frame) -> bool {
         if let Some(span) = frame.span {
-            if span.offset < self.has(&span) {
+            if span.offset < self.has(&span) || self.stored.contains(&span.message) {
                 return false;
             }
             self.sent.remove(&span.message);
@@ -331,6 +348,9 @@ mod tests {
         assert!(!filter.gap(&delta("m1", 21, ".")), "and is the client's place from then on");
         assert!(!filter.passes(&delta("m1", 20, "?")), "a repeated publish is dropped");
         assert!(filter.passes(&delta("m2", 0, "Next")), "another message starts at 0");
+        filter.stored("m3");
+        assert!(!filter.gap(&delta("m3", 580, "late")), "m3 came whole from the store");
+        assert!(!filter.passes(&delta("m3", 580, "late")), "so its queued deltas are stale");
     }
 
     #[test]

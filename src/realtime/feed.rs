@@ -1,14 +1,16 @@
 //! The gap-free feed of one chat, shared by WebSocket subscriptions and SSE
 //! streams: subscribe to the live channel first, replay the store after the
 //! client's seq, send a `message.snapshot` of each message being streamed,
-//! then pass live frames on, dropping any seq already sent, filling any hole
-//! from the store, dropping the deltas a snapshot already holds, and sending
-//! a fresh snapshot when a delta starts past the client's text (deltas lost
-//! in transit; see [`crate::bus::partials`]). After a lag or a bus reconnect (deltas may be
-//! lost) the feed catches up from the store and sends fresh snapshots, so a
-//! streamed answer never has a silent hole. Where continuity cannot be proven
-//! the feed ends with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather
-//! than skip an event. [`InView`] narrows a feed to a [`MessageView`].
+//! then pass live frames on, dropping any seq already sent and filling any
+//! hole from the store. Deltas are kept exact by their spans (see
+//! [`crate::bus::partials`]): the ones the client has already are dropped, as
+//! are those of a message the store replay delivered whole, and a delta that
+//! starts past the client's text (deltas lost in transit) brings a fresh
+//! snapshot. After a lag or a bus reconnect (deltas may be lost) the feed
+//! catches up from the store and sends fresh snapshots, so a streamed answer
+//! never has a silent hole. Where continuity cannot be proven the feed ends
+//! with [`FeedEnd::Resubscribe`] (the socket closes 4010) rather than skip an
+//! event. [`InView`] narrows a feed to a [`MessageView`].
 //!
 //! Touches the store (reads) and the bus (subscribe, partials); writes nothing.
 
@@ -90,7 +92,7 @@ impl<S: FrameSink> Follow<'_, S> {
         let mut filter = SnapshotFilter::default();
         // The store reads are boxed (here and below): they run rarely, and
         // inline they would size every idle subscription's task.
-        if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
+        if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX, &mut filter)).await {
             return end;
         }
         // A delete between the caller's check and our subscribe (or during a
@@ -113,7 +115,7 @@ impl<S: FrameSink> Follow<'_, S> {
                     if changed.is_err() {
                         return FeedEnd::Resubscribe("the live feed closed".into());
                     }
-                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
+                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX, &mut filter)).await {
                         return end;
                     }
                     if let Some(end) = Box::pin(self.gone(last)).await {
@@ -131,7 +133,7 @@ impl<S: FrameSink> Follow<'_, S> {
                 Err(RecvError::Lagged(_)) => {
                     // Deltas may be lost too: the store first, then what
                     // each answer being streamed holds now.
-                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX)).await {
+                    if let Err(end) = Box::pin(self.catch_up(&mut last, u64::MAX, &mut filter)).await {
                         return end;
                     }
                     if let Err(end) = Box::pin(self.snapshots(&mut filter)).await {
@@ -152,9 +154,9 @@ impl<S: FrameSink> Follow<'_, S> {
                 }
             }
             if !filter.passes(&frame) {
-                continue; // a delta the snapshot sent already holds
+                continue; // a delta the client has, or of a message it has whole
             }
-            if let Some(end) = self.live(frame, &mut last).await {
+            if let Some(end) = self.live(frame, &mut last, &mut filter).await {
                 return end;
             }
         }
@@ -182,7 +184,12 @@ impl<S: FrameSink> Follow<'_, S> {
     }
 
     /// Handles one live frame; `Some` ends the feed.
-    async fn live(&mut self, frame: Arc<Frame>, last: &mut u64) -> Option<FeedEnd> {
+    async fn live(
+        &mut self,
+        frame: Arc<Frame>,
+        last: &mut u64,
+        filter: &mut SnapshotFilter,
+    ) -> Option<FeedEnd> {
         let Some(seq) = frame.seq else {
             return (!self.sink.push(frame)).then_some(FeedEnd::SinkClosed);
         };
@@ -196,7 +203,7 @@ impl<S: FrameSink> Follow<'_, S> {
             return Some(if self.sink.push(frame) { FeedEnd::Deleted } else { FeedEnd::SinkClosed });
         }
         if seq > *last + 1 {
-            if let Err(end) = Box::pin(self.catch_up(last, seq - 1)).await {
+            if let Err(end) = Box::pin(self.catch_up(last, seq - 1, filter)).await {
                 return Some(end);
             }
             // `chat.deleted` is never stored: a hole before it is history that
@@ -234,8 +241,15 @@ impl<S: FrameSink> Follow<'_, S> {
         Some(FeedEnd::Deleted)
     }
 
-    /// Delivers stored events after `last`, up to `up_to`, advancing `last`.
-    async fn catch_up(&mut self, last: &mut u64, up_to: u64) -> Result<(), FeedEnd> {
+    /// Delivers stored events after `last`, up to `up_to`, advancing `last`;
+    /// tells `filter` of each message stored meanwhile, whose deltas may
+    /// still be queued live behind it.
+    async fn catch_up(
+        &mut self,
+        last: &mut u64,
+        up_to: u64,
+        filter: &mut SnapshotFilter,
+    ) -> Result<(), FeedEnd> {
         loop {
             let query = SeqQuery { after_seq: Some(*last), limit: PAGE, ..SeqQuery::default() };
             let events = self
@@ -251,6 +265,11 @@ impl<S: FrameSink> Follow<'_, S> {
                 };
                 if seq != *last + 1 {
                     return Err(FeedEnd::Resubscribe(format!("stored history has a hole at {}", *last + 1)));
+                }
+                if event.kind == EventKind::MessageCreated
+                    && let Some(id) = event.data.get("id").and_then(|id| id.as_str())
+                {
+                    filter.stored(id);
                 }
                 if !self.sink.replay(Frame::from_event(&event)).await {
                     return Err(FeedEnd::SinkClosed);

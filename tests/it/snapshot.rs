@@ -372,3 +372,63 @@ async fn a_delta_lost_on_its_way_between_nodes_is_closed_by_a_fresh_snapshot_not
     cancel.cancel();
     tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
 }
+
+#[tokio::test]
+async fn deltas_still_queued_behind_a_message_the_catch_up_delivered_whole_are_dropped() {
+    // Receivers of this bus lag after 4 frames.
+    let h = Harness::with_bus(MemoryBus::with_capacity(4)).await;
+    let chat: ChatId = h.chat(two_agent("ALWAYS", &["unused"], json!({}))).await;
+    let record = h.journal.store.get_chat(&chat).await.unwrap().expect("the chat");
+    // The change that will store the message being streamed.
+    let change =
+        flowgate::ledger::transitions::post_message(&record, "One two three four five six", &[]).unwrap();
+    let id = change.messages[0].id.clone();
+    let words = ["One ", "two ", "three ", "four ", "five ", "six"];
+    let mut offset = 0;
+    let mut stream = async |word: &str| {
+        let chunk = Chunk { chat_id: &chat, message_id: &id, sender: "writer", offset, text: word };
+        h.journal.publish_delta(&chunk).await;
+        offset += word.len() as u64;
+    };
+    stream(words[0]).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let ((held, on_hold), (release, released)) = (oneshot::channel(), oneshot::channel());
+    let (journal, feed_chat, cancel) = (h.journal.clone(), chat.clone(), CancellationToken::new());
+    let stop = cancel.clone();
+    let feed = tokio::spawn(async move {
+        let sink = HeldSink { frames: tx, hold: Some((held, released)) };
+        Follow { journal: &journal, chat_id: &feed_chat, after_seq: 0, sink, cancel: &stop }.run().await
+    });
+    tokio::time::timeout(WAIT, on_hold).await.expect("the feed reaches its snapshot").unwrap();
+    for word in &words[1..] {
+        stream(word).await;
+    }
+    // Stored while the feed is stuck: the catch-up after its lag delivers the
+    // message whole, ahead of its last deltas still queued live.
+    h.journal.forget_partials(&chat, Some(&id)).await;
+    h.journal.commit(change).await.unwrap();
+    release.send(()).unwrap();
+    // Read until a probe delta of a new message, published last: whatever
+    // was still queued came before it.
+    let probe = Chunk { chat_id: &chat, message_id: "msg_probe", sender: "writer", offset: 0, text: "probe" };
+    let (mut created, mut probed) = (false, false);
+    while !probed {
+        let frame = tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
+        let value: Value = serde_json::from_str(frame.json.as_str()).unwrap();
+        let data = &value["data"];
+        match value["type"].as_str().unwrap() {
+            "message.created" if data["id"] == id.as_str() => {
+                assert_eq!(data["content"], "One two three four five six");
+                created = true;
+                h.journal.publish_delta(&probe).await;
+            }
+            "message.delta" | "message.snapshot" if data["message_id"] == id.as_str() => {
+                assert!(!created, "a {} of {id} after its message.created: {data}", value["type"]);
+            }
+            "message.delta" => probed = data["message_id"] == "msg_probe",
+            _ => {}
+        }
+    }
+    cancel.cancel();
+    tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
+}
