@@ -155,9 +155,9 @@ pub struct SnapshotFilter {
     sent: HashMap<u64, u64>,
     /// The message key and end of the last delta passed.
     last: Option<(u64, u64)>,
-    /// Messages the client got whole from the store (a catch-up delivered
-    /// their `message.created`) while their deltas may still be queued live
-    /// behind it; the newest [`MAX_PER_CHAT`].
+    /// Messages the client has whole (their `message.created` was sent, live
+    /// or by a catch-up while their deltas may still be queued live behind
+    /// it); the newest [`MAX_PER_CHAT`].
     stored: Vec<u64>,
 }
 
@@ -167,13 +167,17 @@ impl SnapshotFilter {
         self.sent.insert(message_key(&partial.message_id), partial.content.len() as u64);
     }
 
-    /// Remembers a message the client got whole from the store: its deltas
-    /// still to come are stale.
+    /// Remembers a message the client has whole: its deltas still to come
+    /// are stale.
     pub fn stored(&mut self, message_id: &str) {
+        let key = message_key(message_id);
+        if self.stored.contains(&key) {
+            return;
+        }
         if self.stored.len() >= MAX_PER_CHAT {
             self.stored.remove(0);
         }
-        self.stored.push(message_key(message_id));
+        self.stored.push(key);
     }
 
     /// Whether `frame` is a delta that starts past the text the client has
@@ -197,11 +201,13 @@ impl SnapshotFilter {
             self.last = Some((span.message, span.end));
             return true;
         }
+        // Once a message is stored, any delta of it still to come (a publish
+        // resent by a retried pipeline) is stale. One parse per message.
         if frame.kind == EventKind::MessageCreated
-            && !self.sent.is_empty()
             && let Some(id) = frame.created_id()
         {
             self.sent.remove(&message_key(&id));
+            self.stored(&id);
         }
         true
     }
@@ -351,6 +357,19 @@ mod tests {
         filter.stored("m3");
         assert!(!filter.gap(&delta("m3", 580, "late")), "m3 came whole from the store");
         assert!(!filter.passes(&delta("m3", 580, "late")), "so its queued deltas are stale");
+        let created = |id: &str| {
+            let event = crate::model::Event {
+                seq: Some(9),
+                chat_id: chat.clone(),
+                kind: EventKind::MessageCreated,
+                created_at: crate::model::now(),
+                data: serde_json::json!({"id": id, "content": "Next"}),
+            };
+            Frame::from_event(&event)
+        };
+        assert!(filter.passes(&created("m2")));
+        assert!(filter.passes(&delta("m4", 0, "Then")));
+        assert!(!filter.passes(&delta("m2", 0, "Next")), "a resent delta of a message stored live");
     }
 
     #[test]
