@@ -180,6 +180,11 @@ impl SnapshotFilter {
         self.stored.push(key);
     }
 
+    /// Whether the client has message `message_id` whole (see [`Self::stored`]).
+    pub fn has_whole(&self, message_id: &str) -> bool {
+        self.stored.contains(&message_key(message_id))
+    }
+
     /// Whether `frame` is a delta that starts past the text the client has
     /// of its message. A delta without a span, or of a message the client
     /// has whole, is never a gap.
@@ -355,6 +360,7 @@ mod tests {
         assert!(!filter.passes(&delta("m1", 20, "?")), "a repeated publish is dropped");
         assert!(filter.passes(&delta("m2", 0, "Next")), "another message starts at 0");
         filter.stored("m3");
+        assert!(filter.has_whole("m3") && !filter.has_whole("m1"));
         assert!(!filter.gap(&delta("m3", 580, "late")), "m3 came whole from the store");
         assert!(!filter.passes(&delta("m3", 580, "late")), "so its queued deltas are stale");
         let created = |id: &str| {

@@ -174,7 +174,12 @@ impl<S: FrameSink> Follow<'_, S> {
                 return Ok(());
             }
         };
+        // A partial of a message the client has whole is stale (its drop
+        // failed; it expires on its own): no snapshot of it.
         for partial in partials {
+            if filter.has_whole(&partial.message_id) {
+                continue;
+            }
             if !self.sink.replay(Frame::snapshot(self.chat_id, &partial)).await {
                 return Err(FeedEnd::SinkClosed);
             }
