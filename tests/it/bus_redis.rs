@@ -68,6 +68,31 @@ pub(crate) fn frame(chat: &str, seq: u64) -> Arc<Frame> {
     })
 }
 
+/// Publishes seqs 1..=300 on every chat of `names` from `bus` at once, every
+/// 50th durable and the rest ephemeral; returns once all are sent.
+pub(crate) async fn burst<B: Bus + 'static>(bus: &Arc<B>, names: &[String]) {
+    let writers: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (bus, name) = (Arc::clone(bus), name.clone());
+            tokio::spawn(async move {
+                for seq in 1..=300 {
+                    let frame = frame(&name, seq);
+                    let sent = if seq % 50 == 0 {
+                        bus.publish(&chat(&name), frame).await
+                    } else {
+                        bus.publish_ephemeral(&chat(&name), frame).await
+                    };
+                    sent.expect("published");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        bounded(writer).await.expect("the writer finished");
+    }
+}
+
 pub(crate) fn chat(name: &str) -> Channel {
     Channel::Chat(chat_id(name))
 }
@@ -212,26 +237,7 @@ async fn concurrent_publishes_from_many_chats_reach_another_node_in_each_chats_o
     }
     // Every chat publishes at once, ephemeral and durable mixed, so the
     // publisher batches frames of many chats into each round trip.
-    let writers: Vec<_> = names
-        .iter()
-        .map(|name| {
-            let (a, name) = (Arc::clone(&a), name.clone());
-            tokio::spawn(async move {
-                for seq in 1..=300 {
-                    let frame = frame(&name, seq);
-                    let sent = if seq % 50 == 0 {
-                        a.publish(&chat(&name), frame).await
-                    } else {
-                        a.publish_ephemeral(&chat(&name), frame).await
-                    };
-                    sent.expect("published");
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        bounded(writer).await.expect("the writer finished");
-    }
+    burst(&a, &names).await;
     for sub in &mut subs {
         for seq in 1..=300 {
             assert_eq!(next_seq(sub).await, seq, "in order, none missing");

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::bus::cluster::ClusterBus;
-use flowgate::bus::partials::Chunk;
 use flowgate::bus::redis::RedisBusOptions;
 use flowgate::bus::{Bus, Channel};
 use flowgate::model::ChatId;
 use serde_json::Value;
 
-use crate::bus_redis::{bounded, chat, chat_id, frame, next_seq};
+use crate::bus_redis::{bounded, burst, chat, chat_id, frame, next_seq};
+use crate::bus_redis_partials::stream;
 use crate::support::redis_cluster::RedisCluster;
 
 async fn node(cluster: &RedisCluster) -> ClusterBus {
@@ -52,26 +52,7 @@ async fn publishes_of_chats_on_every_master_reach_another_node_once_in_each_chat
     }
     // Every chat publishes at once, ephemeral and durable mixed, so each batch
     // holds frames of many chats on every master.
-    let writers: Vec<_> = names
-        .iter()
-        .map(|name| {
-            let (a, name) = (Arc::clone(&a), name.clone());
-            tokio::spawn(async move {
-                for seq in 1..=300 {
-                    let frame = frame(&name, seq);
-                    let sent = if seq % 50 == 0 {
-                        a.publish(&chat(&name), frame).await
-                    } else {
-                        a.publish_ephemeral(&chat(&name), frame).await
-                    };
-                    sent.expect("published");
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        bounded(writer).await.expect("the writer finished");
-    }
+    burst(&a, &names).await;
     for (name, sub) in names.iter().zip(&mut subs) {
         for seq in 1..=300 {
             assert_eq!(next_seq(sub).await, seq, "in order, none missing or repeated");
@@ -98,15 +79,7 @@ async fn deltas_of_chats_on_every_master_arrive_in_order_each_already_in_its_par
         .iter()
         .map(|chat| {
             let (a, chat, words) = (Arc::clone(&a), chat.clone(), words.clone());
-            tokio::spawn(async move {
-                let mut offset = 0;
-                for word in &words {
-                    let chunk =
-                        Chunk { chat_id: &chat, message_id: "msg_1", sender: "writer", offset, text: word };
-                    bounded(a.publish_delta(&chunk)).await.expect("queued");
-                    offset += word.len() as u64;
-                }
-            })
+            tokio::spawn(async move { stream(&*a, &chat, "msg_1", 0, &words).await })
         })
         .collect();
     for (chat, sub) in chats.iter().zip(&mut subs) {

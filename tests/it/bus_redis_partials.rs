@@ -20,7 +20,13 @@ use flowgate::model::{ChatId, Event, EventKind, now};
 use serde_json::{Value, json};
 
 /// Streams `words` as one message's deltas from `bus`, the first at `offset`.
-async fn stream(bus: &RedisBus, chat: &ChatId, message_id: &str, mut offset: u64, words: &[String]) {
+pub(crate) async fn stream(
+    bus: &impl Bus,
+    chat: &ChatId,
+    message_id: &str,
+    mut offset: u64,
+    words: &[String],
+) {
     for word in words {
         let chunk = Chunk { chat_id: chat, message_id, sender: "writer", offset, text: word };
         bounded(bus.publish_delta(&chunk)).await.expect("queued");
@@ -56,7 +62,7 @@ async fn deltas_of_chats_streaming_at_once_arrive_in_order_each_already_in_its_p
         .iter()
         .map(|chat| {
             let (a, chat, words) = (Arc::clone(&a), chat.clone(), words.clone());
-            tokio::spawn(async move { stream(&a, &chat, "msg_1", 0, &words).await })
+            tokio::spawn(async move { stream(&*a, &chat, "msg_1", 0, &words).await })
         })
         .collect();
     for (chat, sub) in chats.iter().zip(&mut subs) {

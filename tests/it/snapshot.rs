@@ -11,8 +11,9 @@ use std::sync::Arc;
 use flowgate::bus::memory::MemoryBus;
 use flowgate::bus::partials::Chunk;
 use flowgate::bus::{Bus, Frame};
+use flowgate::ledger::Journal;
 use flowgate::model::{ChatId, EventKind};
-use flowgate::realtime::feed::{Follow, FrameSink};
+use flowgate::realtime::feed::{FeedEnd, Follow, FrameSink};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -275,6 +276,50 @@ impl FrameSink for HeldSink {
     }
 }
 
+/// A feed of a chat from seq 0 in its own task, into a [`HeldSink`] that
+/// (when `held`) holds its first snapshot until [`HeldFeed::release`].
+struct HeldFeed {
+    frames: mpsc::UnboundedReceiver<Arc<Frame>>,
+    on_hold: Option<oneshot::Receiver<()>>,
+    release: Option<oneshot::Sender<()>>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<FeedEnd>,
+}
+
+impl HeldFeed {
+    fn start(journal: &Journal, chat: &ChatId, held: bool) -> HeldFeed {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let ((hold, on_hold), (release, released)) = (oneshot::channel(), oneshot::channel());
+        let hold = held.then_some((hold, released));
+        let (journal, chat, cancel) = (journal.clone(), chat.clone(), CancellationToken::new());
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let sink = HeldSink { frames: tx, hold };
+            Follow { journal: &journal, chat_id: &chat, after_seq: 0, sink, cancel: &stop }.run().await
+        });
+        HeldFeed { frames, on_hold: held.then_some(on_hold), release: held.then_some(release), cancel, task }
+    }
+
+    /// Waits until the feed holds its first snapshot.
+    async fn held(&mut self) {
+        let on_hold = self.on_hold.take().expect("a held feed");
+        tokio::time::timeout(WAIT, on_hold).await.expect("the feed reaches its snapshot").unwrap();
+    }
+
+    fn release(&mut self) {
+        self.release.take().expect("a held feed").send(()).unwrap();
+    }
+
+    async fn next(&mut self) -> Arc<Frame> {
+        tokio::time::timeout(WAIT, self.frames.recv()).await.expect("frames arrive").unwrap()
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task).await.expect("the feed stops").unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_feed_that_lagged_behind_dropped_deltas_sends_a_fresh_snapshot_instead_of_a_hole() {
     // Receivers of this bus lag after 4 frames.
@@ -289,24 +334,16 @@ async fn a_feed_that_lagged_behind_dropped_deltas_sends_a_fresh_snapshot_instead
         full.push_str(word);
     };
     stream(&mut full, &words[0]).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let ((held, on_hold), (release, released)) = (oneshot::channel(), oneshot::channel());
-    let (journal, feed_chat, cancel) = (h.journal.clone(), chat.clone(), CancellationToken::new());
-    let stop = cancel.clone();
-    let feed = tokio::spawn(async move {
-        let sink = HeldSink { frames: tx, hold: Some((held, released)) };
-        let follow = Follow { journal: &journal, chat_id: &feed_chat, after_seq: 0, sink, cancel: &stop };
-        follow.run().await
-    });
-    tokio::time::timeout(WAIT, on_hold).await.expect("the feed reaches its snapshot").unwrap();
+    let mut feed = HeldFeed::start(&h.journal, &chat, true);
+    feed.held().await;
     for word in &words[1..14] {
         stream(&mut full, word).await; // 13 deltas into a buffer of 4: the feed lags
     }
-    release.send(()).unwrap();
+    feed.release();
     let mut got = Assembled::default();
     let mut snapshots = 0;
     while got.partial.get("msg_lag").is_none_or(|text| text.len() < full.len()) {
-        let frame = tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
+        let frame = feed.next().await;
         snapshots += usize::from(frame.kind == EventKind::MessageSnapshot);
         got.take(&serde_json::from_str(frame.json.as_str()).unwrap());
     }
@@ -315,12 +352,10 @@ async fn a_feed_that_lagged_behind_dropped_deltas_sends_a_fresh_snapshot_instead
         stream(&mut full, word).await;
     }
     while got.partial["msg_lag"].len() < full.len() {
-        let frame = tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
-        got.take(&serde_json::from_str(frame.json.as_str()).unwrap());
+        got.take(&serde_json::from_str(feed.next().await.json.as_str()).unwrap());
     }
     assert_eq!(got.partial["msg_lag"], full);
-    cancel.cancel();
-    tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
+    feed.stop().await;
 }
 
 #[tokio::test]
@@ -342,17 +377,10 @@ async fn a_delta_lost_on_its_way_between_nodes_is_closed_by_a_fresh_snapshot_not
         full.push_str(word);
     };
     stream(&mut full, words[0]).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (journal, feed_chat, cancel) = (h.journal.clone(), chat.clone(), CancellationToken::new());
-    let stop = cancel.clone();
-    let feed = tokio::spawn(async move {
-        let sink = HeldSink { frames: tx, hold: None };
-        Follow { journal: &journal, chat_id: &feed_chat, after_seq: 0, sink, cancel: &stop }.run().await
-    });
-    let mut next = async || tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
+    let mut feed = HeldFeed::start(&h.journal, &chat, false);
     // The stored history, then the first snapshot: the feed's subscription is
     // live from here.
-    while next().await.kind != EventKind::MessageSnapshot {}
+    while feed.next().await.kind != EventKind::MessageSnapshot {}
     stream(&mut full, words[1]).await;
     // "three " reaches the partial but its PUBLISH is lost on the way.
     let key = format!("fg:{{{chat}}}:partial:msg_lost");
@@ -364,13 +392,12 @@ async fn a_delta_lost_on_its_way_between_nodes_is_closed_by_a_fresh_snapshot_not
     let mut got = Assembled::default();
     got.take(&json!({"type": "message.snapshot", "data": {"message_id": "msg_lost", "content": words[0]}}));
     while got.partial["msg_lost"].len() < full.len() {
-        got.take(&serde_json::from_str(next().await.json.as_str()).unwrap());
+        got.take(&serde_json::from_str(feed.next().await.json.as_str()).unwrap());
     }
     assert_eq!(got.partial["msg_lost"], full, "snapshot + deltas hold every word");
     assert_eq!(got.snapshots.len(), 2, "the first snapshot and one fresh one: {:?}", got.snapshots);
     assert!(got.snapshots[1].starts_with("One two three four "), "the fresh snapshot closed the hole");
-    cancel.cancel();
-    tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
+    feed.stop().await;
 }
 
 #[tokio::test]
@@ -391,15 +418,8 @@ async fn deltas_still_queued_behind_a_message_the_catch_up_delivered_whole_are_d
         offset += word.len() as u64;
     };
     stream(words[0]).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let ((held, on_hold), (release, released)) = (oneshot::channel(), oneshot::channel());
-    let (journal, feed_chat, cancel) = (h.journal.clone(), chat.clone(), CancellationToken::new());
-    let stop = cancel.clone();
-    let feed = tokio::spawn(async move {
-        let sink = HeldSink { frames: tx, hold: Some((held, released)) };
-        Follow { journal: &journal, chat_id: &feed_chat, after_seq: 0, sink, cancel: &stop }.run().await
-    });
-    tokio::time::timeout(WAIT, on_hold).await.expect("the feed reaches its snapshot").unwrap();
+    let mut feed = HeldFeed::start(&h.journal, &chat, true);
+    feed.held().await;
     for word in &words[1..] {
         stream(word).await;
     }
@@ -407,14 +427,13 @@ async fn deltas_still_queued_behind_a_message_the_catch_up_delivered_whole_are_d
     // message whole, ahead of its last deltas still queued live.
     h.journal.forget_partials(&chat, Some(&id)).await;
     h.journal.commit(change).await.unwrap();
-    release.send(()).unwrap();
+    feed.release();
     // Read until a probe delta of a new message, published last: whatever
     // was still queued came before it.
     let probe = Chunk { chat_id: &chat, message_id: "msg_probe", sender: "writer", offset: 0, text: "probe" };
     let (mut created, mut probed) = (false, false);
     while !probed {
-        let frame = tokio::time::timeout(WAIT, rx.recv()).await.expect("frames arrive").unwrap();
-        let value: Value = serde_json::from_str(frame.json.as_str()).unwrap();
+        let value: Value = serde_json::from_str(feed.next().await.json.as_str()).unwrap();
         let data = &value["data"];
         match value["type"].as_str().unwrap() {
             "message.created" if data["id"] == id.as_str() => {
@@ -429,6 +448,5 @@ async fn deltas_still_queued_behind_a_message_the_catch_up_delivered_whole_are_d
             _ => {}
         }
     }
-    cancel.cancel();
-    tokio::time::timeout(WAIT, feed).await.expect("the feed stops").unwrap();
+    feed.stop().await;
 }
