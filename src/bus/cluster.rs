@@ -31,7 +31,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -40,12 +39,10 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::partials::{Chunk, Partial};
 use super::redis::RedisBusOptions;
 use super::redis::base::{Base, Inbox, Request, Shared, Wording, jitter, within};
 use super::redis::publisher::Queue;
-use super::{Bus, BusError, Channel, Frame, Subscription};
-use crate::model::ChatId;
+use super::{BusError, Frame};
 
 mod shards;
 
@@ -112,40 +109,8 @@ impl ClusterBus {
     }
 }
 
-#[async_trait]
-impl Bus for ClusterBus {
-    async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.queue.publish(channel, frame).await
-    }
-
-    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.queue.ephemeral(channel, frame).await
-    }
-
-    async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
-        self.base.subscribe(channel).await
-    }
-
-    async fn ping(&self) -> Result<(), BusError> {
-        self.base.ping().await
-    }
-
-    /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
-    /// same pipeline right before its `SPUBLISH`.
-    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        self.queue.delta(chunk).await
-    }
-
-    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
-        self.base.partials(chat_id).await
-    }
-
-    /// After the deltas already queued: they may still write the partial.
-    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
-        self.queue.flushed().await?;
-        self.base.forget_partials(chat_id, message_id).await
-    }
-}
+// Its `base` and its `queue` (to the publisher task) serve the whole trait.
+super::redis::base::bus_over_base_and_queue!(ClusterBus);
 
 /// Handles one push from the subscriber connection, on the connection's own
 /// task: never blocks (the registry's delivery does not await).

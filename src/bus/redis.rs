@@ -29,7 +29,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream,
 };
@@ -37,9 +36,7 @@ use redis::{Client, Pipeline, RedisResult, RedisWrite, ToRedisArgs, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::partials::{Chunk, Partial};
-use super::{Bus, BusError, Channel, Frame, Subscription};
-use crate::model::ChatId;
+use super::{BusError, Channel, Frame};
 
 pub(super) mod base;
 mod listener;
@@ -149,40 +146,8 @@ impl RedisBus {
     }
 }
 
-#[async_trait]
-impl Bus for RedisBus {
-    async fn publish(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.queue.publish(channel, frame).await
-    }
-
-    async fn publish_ephemeral(&self, channel: &Channel, frame: Arc<Frame>) -> Result<(), BusError> {
-        self.queue.ephemeral(channel, frame).await
-    }
-
-    async fn subscribe(&self, channel: &Channel) -> Result<Subscription, BusError> {
-        self.base.subscribe(channel).await
-    }
-
-    async fn ping(&self) -> Result<(), BusError> {
-        self.base.ping().await
-    }
-
-    /// Queued like [`Bus::publish_ephemeral`], its partial's writes in the
-    /// same batch right before its `PUBLISH`.
-    async fn publish_delta(&self, chunk: &Chunk<'_>) -> Result<(), BusError> {
-        self.queue.delta(chunk).await
-    }
-
-    async fn partials(&self, chat_id: &ChatId) -> Result<Vec<Partial>, BusError> {
-        self.base.partials(chat_id).await
-    }
-
-    /// After the deltas already queued: they may still write the partial.
-    async fn forget_partials(&self, chat_id: &ChatId, message_id: Option<&str>) -> Result<(), BusError> {
-        self.queue.flushed().await?;
-        self.base.forget_partials(chat_id, message_id).await
-    }
-}
+// Its `base` and its `queue` (to the publisher task) serve the whole trait.
+super::redis::base::bus_over_base_and_queue!(RedisBus);
 
 impl RedisBusOptions {
     /// `partial_ttl` in milliseconds, at least one.

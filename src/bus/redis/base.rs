@@ -221,3 +221,66 @@ pub(in crate::bus) fn jitter(delay: Duration) -> Duration {
     let full = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(rand::random_range(full / 2..=full))
 }
+
+/// Implements [`crate::bus::Bus`] for a bus made of a `base: Base<_>` and a
+/// `queue` to its publisher task: the Redis bus and the cluster bus alike.
+/// A delta is queued like an ephemeral frame, its partial's writes in the
+/// same pipeline right before its publish; forgetting partials waits for
+/// the deltas already queued (they may still write them).
+macro_rules! bus_over_base_and_queue {
+    ($bus:ty) => {
+        #[async_trait::async_trait]
+        impl crate::bus::Bus for $bus {
+            async fn publish(
+                &self,
+                channel: &crate::bus::Channel,
+                frame: std::sync::Arc<crate::bus::Frame>,
+            ) -> Result<(), crate::bus::BusError> {
+                self.queue.publish(channel, frame).await
+            }
+
+            async fn publish_ephemeral(
+                &self,
+                channel: &crate::bus::Channel,
+                frame: std::sync::Arc<crate::bus::Frame>,
+            ) -> Result<(), crate::bus::BusError> {
+                self.queue.ephemeral(channel, frame).await
+            }
+
+            async fn subscribe(
+                &self,
+                channel: &crate::bus::Channel,
+            ) -> Result<crate::bus::Subscription, crate::bus::BusError> {
+                self.base.subscribe(channel).await
+            }
+
+            async fn ping(&self) -> Result<(), crate::bus::BusError> {
+                self.base.ping().await
+            }
+
+            async fn publish_delta(
+                &self,
+                chunk: &crate::bus::partials::Chunk<'_>,
+            ) -> Result<(), crate::bus::BusError> {
+                self.queue.delta(chunk).await
+            }
+
+            async fn partials(
+                &self,
+                chat_id: &crate::model::ChatId,
+            ) -> Result<Vec<crate::bus::partials::Partial>, crate::bus::BusError> {
+                self.base.partials(chat_id).await
+            }
+
+            async fn forget_partials(
+                &self,
+                chat_id: &crate::model::ChatId,
+                message_id: Option<&str>,
+            ) -> Result<(), crate::bus::BusError> {
+                self.queue.flushed().await?;
+                self.base.forget_partials(chat_id, message_id).await
+            }
+        }
+    };
+}
+pub(crate) use bus_over_base_and_queue;
